@@ -1,0 +1,43 @@
+// Structured logging (pino). One root logger per process; modules take children with a `component`.
+// Secrets never go into log fields: redaction covers the usual places as a second line of defence.
+import { pino, destination, type Logger } from 'pino';
+
+export type { Logger };
+
+export interface LogOptions {
+  level?: string;
+  /** Write to this destination instead of stderr (tests pass a stream). */
+  destination?: NodeJS.WritableStream;
+}
+
+export function createLogger(opts: LogOptions = {}): Logger {
+  const level = opts.level ?? process.env.DROVER_LOG_LEVEL ?? 'info';
+  return pino(
+    {
+      level,
+      base: { pid: process.pid },
+      redact: {
+        paths: [
+          'secret',
+          'secretKey',
+          'password',
+          'token',
+          'key',
+          '*.secret',
+          '*.secretKey',
+          '*.password',
+          '*.token',
+          'req.headers.authorization',
+          'headers.authorization',
+        ],
+        censor: '[redacted]',
+      },
+    },
+    opts.destination ?? destination({ fd: 2, sync: false }),
+  );
+}
+
+/** A logger that drops everything (tests that do not look at logs). */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

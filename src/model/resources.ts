@@ -1,0 +1,353 @@
+// The domain model shared by the control plane and the agents.
+//
+// These schemas are the wire form of every resource: what the server stores (as typed rows + JSON
+// columns), what the sync stream sends to agents and what agents persist. The API layer decorates them
+// with `type`, `links` and `actions`. Every external edge (sync responses, the persisted agent state)
+// validates with these schemas, so the rest of the code can trust the types.
+import { z } from 'zod';
+
+export const PROTOCOLS = ['tcp', 'udp'] as const;
+export const Protocol = z.enum(PROTOCOLS);
+
+/** A published (`ports`) or exposed (`expose`) port. `publicPort` is absent for expose-only ports. */
+export const PortSpec = z.object({
+  hostIp: z.string().optional(),
+  publicPort: z.number().int().min(1).max(65535).optional(),
+  privatePort: z.number().int().min(1).max(65535),
+  protocol: Protocol,
+});
+export type PortSpec = z.infer<typeof PortSpec>;
+
+export const RestartPolicy = z.object({
+  name: z.enum(['no', 'always', 'on-failure', 'unless-stopped']),
+  maximumRetryCount: z.number().int().min(0).optional(),
+});
+export type RestartPolicy = z.infer<typeof RestartPolicy>;
+
+export const NetworkMode = z.union([
+  z.enum(['managed', 'host', 'bridge', 'none']),
+  z.string().regex(/^container:.+$/),
+]);
+export type NetworkMode = z.infer<typeof NetworkMode>;
+
+/** One container template: the primary launch config of a service or one of its sidekicks. */
+export const LaunchConfig = z.object({
+  /** Sidekick name; absent for the primary launch config. */
+  name: z.string().optional(),
+  image: z.string().min(1),
+  command: z.array(z.string()).optional(),
+  entrypoint: z.array(z.string()).optional(),
+  environment: z.record(z.string(), z.string()).default({}),
+  labels: z.record(z.string(), z.string()).default({}),
+  ports: z.array(PortSpec).default([]),
+  expose: z.array(PortSpec).default([]),
+  /** Docker-style volume specs: `container`, `host:container[:mode]`, `name:container[:mode]`. */
+  volumes: z.array(z.string()).default([]),
+  /** Names of sidekicks of the same service whose volumes this container mounts. */
+  dataVolumesFromLaunchConfigs: z.array(z.string()).default([]),
+  dns: z.array(z.string()).default([]),
+  dnsSearch: z.array(z.string()).default([]),
+  hostname: z.string().optional(),
+  domainName: z.string().optional(),
+  networkMode: NetworkMode.default('managed'),
+  restartPolicy: RestartPolicy.optional(),
+  requestedIpAddress: z.string().optional(),
+  requestedHostId: z.string().optional(),
+  /** `io.rancher.container.start_once`: run to completion once, never restart. */
+  startOnce: z.boolean().default(false),
+  /** `io.rancher.container.pull_image`: `always` pulls before each create; default pulls when missing. */
+  pullPolicy: z.enum(['always', 'missing', 'never']).default('missing'),
+  tty: z.boolean().optional(),
+  stdinOpen: z.boolean().optional(),
+  privileged: z.boolean().optional(),
+  readOnly: z.boolean().optional(),
+  user: z.string().optional(),
+  workingDir: z.string().optional(),
+  capAdd: z.array(z.string()).optional(),
+  capDrop: z.array(z.string()).optional(),
+  devices: z.array(z.string()).optional(),
+  securityOpt: z.array(z.string()).optional(),
+  extraHosts: z.array(z.string()).optional(),
+  /** Memory limit in bytes. */
+  memory: z.number().int().positive().optional(),
+  memoryReservation: z.number().int().positive().optional(),
+  cpuShares: z.number().int().positive().optional(),
+  milliCpuReservation: z.number().int().positive().optional(),
+  logConfig: z.object({ driver: z.string(), config: z.record(z.string(), z.string()).default({}) }).optional(),
+  stopSignal: z.string().optional(),
+  /** Compose `depends_on` (start ordering hint, kept for export). */
+  dependsOn: z.array(z.string()).optional(),
+});
+export type LaunchConfig = z.infer<typeof LaunchConfig>;
+export type LaunchConfigInput = z.input<typeof LaunchConfig>;
+
+export const HealthCheck = z.object({
+  port: z.number().int().min(1).max(65535),
+  interval: z.number().int().positive().default(2000),
+  responseTimeout: z.number().int().positive().default(2000),
+  healthyThreshold: z.number().int().positive().default(2),
+  unhealthyThreshold: z.number().int().positive().default(3),
+  initializingTimeout: z.number().int().positive().optional(),
+  reinitializingTimeout: z.number().int().positive().optional(),
+  requestLine: z.string().optional(),
+  strategy: z.enum(['none', 'recreate', 'recreateOnQuorum']).optional(),
+});
+export type HealthCheck = z.infer<typeof HealthCheck>;
+
+export const PortRule = z.object({
+  sourcePort: z.number().int().min(1).max(65535),
+  protocol: z.enum(['http', 'https', 'tcp', 'tls', 'sni', 'udp']),
+  hostname: z.string().optional(),
+  path: z.string().optional(),
+  /** `<stack>/<service>` or `<service>` (same stack), as written by the user. */
+  service: z.string().optional(),
+  /** Resolved target service id (set by the control plane). */
+  serviceId: z.string().optional(),
+  targetPort: z.number().int().min(1).max(65535).optional(),
+  priority: z.number().int().optional(),
+  backendName: z.string().optional(),
+  selector: z.string().optional(),
+});
+export type PortRule = z.infer<typeof PortRule>;
+
+export const StickinessPolicy = z.object({
+  name: z.string().optional(),
+  cookie: z.string().optional(),
+  domain: z.string().optional(),
+  indirect: z.boolean().optional(),
+  nocache: z.boolean().optional(),
+  postonly: z.boolean().optional(),
+  mode: z.enum(['rewrite', 'insert', 'prefix']).optional(),
+});
+
+export const LbConfig = z.object({
+  portRules: z.array(PortRule).default([]),
+  certificateIds: z.array(z.string()).default([]),
+  defaultCertificateId: z.string().optional(),
+  config: z.string().optional(),
+  stickinessPolicy: StickinessPolicy.optional(),
+});
+export type LbConfig = z.infer<typeof LbConfig>;
+
+export const UpgradeStrategy = z.object({
+  startFirst: z.boolean().default(false),
+  batchSize: z.number().int().positive().default(1),
+  intervalMillis: z.number().int().min(0).default(2000),
+});
+export type UpgradeStrategy = z.infer<typeof UpgradeStrategy>;
+
+export const SERVICE_KINDS = ['service', 'loadBalancerService', 'dnsService', 'externalService'] as const;
+export const ServiceKind = z.enum(SERVICE_KINDS);
+export type ServiceKind = z.infer<typeof ServiceKind>;
+
+export const DNS_SCOPES = ['linked', 'stack', 'environment'] as const;
+export const DnsScope = z.enum(DNS_SCOPES);
+export type DnsScope = z.infer<typeof DnsScope>;
+
+export const EnvironmentNetwork = z.object({
+  subnet: z.string().default('10.42.0.0/16'),
+  dnsScope: DnsScope.default('linked'),
+  /** Whether queries from non-container addresses (the host itself) get the environment view. */
+  hostDnsView: z.boolean().default(false),
+  overlay: z.enum(['ipsec', 'vxlan']).default('ipsec'),
+  /** IPsec pre-shared key (hex); only ever sent to registered agents. */
+  ipsecPsk: z.string().optional(),
+  mtu: z.number().int().min(576).max(9000).optional(),
+});
+export type EnvironmentNetwork = z.infer<typeof EnvironmentNetwork>;
+
+export const Environment = z.object({
+  id: z.string(),
+  uuid: z.string(),
+  name: z.string(),
+  description: z.string().default(''),
+  state: z.string(),
+  network: EnvironmentNetwork,
+  created: z.string(),
+});
+export type Environment = z.infer<typeof Environment>;
+
+export const AppliedStatus = z.object({
+  revision: z.number().int(),
+  ok: z.boolean(),
+  error: z.string().optional(),
+  at: z.string(),
+});
+export type AppliedStatus = z.infer<typeof AppliedStatus>;
+
+export const Host = z.object({
+  id: z.string(),
+  uuid: z.string(),
+  environmentId: z.string(),
+  name: z.string(),
+  hostname: z.string(),
+  agentIpAddress: z.string(),
+  labels: z.record(z.string(), z.string()).default({}),
+  state: z.string(),
+  agentState: z.string(),
+  milliCpu: z.number().int().optional(),
+  memory: z.number().int().optional(),
+  localStorageMb: z.number().int().optional(),
+  lastSeen: z.string().optional(),
+  applied: z.record(z.string(), AppliedStatus).default({}),
+  created: z.string(),
+});
+export type Host = z.infer<typeof Host>;
+
+export const Stack = z.object({
+  id: z.string(),
+  uuid: z.string(),
+  environmentId: z.string(),
+  name: z.string(),
+  description: z.string().default(''),
+  state: z.string(),
+  dockerCompose: z.string().default(''),
+  rancherCompose: z.string().default(''),
+  /** Catalog answers (`environment` in the original API). */
+  answers: z.record(z.string(), z.string()).default({}),
+  externalId: z.string().optional(),
+  system: z.boolean().default(false),
+  created: z.string(),
+});
+export type Stack = z.infer<typeof Stack>;
+
+export const ServiceUpgrade = z.object({
+  previousLaunchConfig: LaunchConfig,
+  previousSecondaryLaunchConfigs: z.array(LaunchConfig),
+  strategy: UpgradeStrategy,
+});
+
+export const Service = z.object({
+  id: z.string(),
+  uuid: z.string(),
+  environmentId: z.string(),
+  stackId: z.string(),
+  name: z.string(),
+  kind: ServiceKind,
+  state: z.string(),
+  scale: z.number().int().min(0),
+  /** `io.rancher.scheduler.global`: one container per matching host; `scale` is then derived. */
+  global: z.boolean().default(false),
+  launchConfig: LaunchConfig.optional(),
+  secondaryLaunchConfigs: z.array(LaunchConfig).default([]),
+  metadata: z.record(z.string(), z.unknown()).default({}),
+  healthCheck: HealthCheck.optional(),
+  lbConfig: LbConfig.optional(),
+  upgradeStrategy: UpgradeStrategy.optional(),
+  externalIpAddresses: z.array(z.string()).default([]),
+  /** externalService with a hostname: the CNAME target. */
+  hostname: z.string().optional(),
+  vip: z.string().optional(),
+  fqdn: z.string().optional(),
+  createIndex: z.number().int().default(0),
+  upgrade: ServiceUpgrade.optional(),
+  system: z.boolean().default(false),
+  created: z.string(),
+});
+export type Service = z.infer<typeof Service>;
+
+export const CONTAINER_DESIRED_STATES = ['running', 'stopped', 'removed'] as const;
+
+export const Container = z.object({
+  id: z.string(),
+  uuid: z.string(),
+  environmentId: z.string(),
+  hostId: z.string().nullable(),
+  stackId: z.string().nullable(),
+  serviceId: z.string().nullable(),
+  name: z.string(),
+  /** Sidekick name, or '' for a service's primary launch config and for standalone containers. */
+  launchConfigName: z.string().default(''),
+  serviceIndex: z.number().int().nullable(),
+  createIndex: z.number().int().default(0),
+  /** Deployment unit: the primary and its sidekicks share it. */
+  deploymentUnitUuid: z.string().nullable(),
+  primaryIpAddress: z.string().nullable(),
+  /** Reported by the agent: creating | starting | running | stopping | stopped | error | removed. */
+  state: z.string(),
+  desiredState: z.enum(CONTAINER_DESIRED_STATES),
+  /** 'current', or 'previous' for the containers an upgrade keeps for rollback. */
+  generation: z.enum(['current', 'previous']).default('current'),
+  exitCode: z.number().int().nullable().default(null),
+  externalId: z.string().nullable().default(null),
+  healthState: z.string().nullable().default(null),
+  startCount: z.number().int().default(0),
+  /** The resolved launch config (system labels included). */
+  config: LaunchConfig,
+  /** Started by hand on a host and adopted through its io.rancher.* labels. */
+  adopted: z.boolean().default(false),
+  transitioningMessage: z.string().optional(),
+  created: z.string(),
+});
+export type Container = z.infer<typeof Container>;
+
+export const ServiceLink = z.object({
+  id: z.string(),
+  environmentId: z.string(),
+  serviceId: z.string(),
+  consumedServiceId: z.string(),
+  /** Link alias; '' when the link has none. */
+  name: z.string().default(''),
+  ports: z.array(z.string()).default([]),
+  created: z.string(),
+});
+export type ServiceLink = z.infer<typeof ServiceLink>;
+
+export const ContainerLink = z.object({
+  id: z.string(),
+  environmentId: z.string(),
+  containerId: z.string(),
+  targetContainerId: z.string(),
+  name: z.string(),
+  created: z.string(),
+});
+export type ContainerLink = z.infer<typeof ContainerLink>;
+
+export const Certificate = z.object({
+  id: z.string(),
+  environmentId: z.string(),
+  name: z.string(),
+  description: z.string().default(''),
+  cert: z.string(),
+  certChain: z.string().optional(),
+  /** The private key: stored, sent to agents (balancers need it), never returned by the API. */
+  key: z.string().optional(),
+  commonName: z.string().optional(),
+  subjectAlternativeNames: z.array(z.string()).default([]),
+  expiresAt: z.string().optional(),
+  fingerprint: z.string().optional(),
+  created: z.string(),
+});
+export type Certificate = z.infer<typeof Certificate>;
+
+/** The resource kinds an environment's state is made of, as the sync stream names them. */
+export const STATE_KINDS = [
+  'host',
+  'stack',
+  'service',
+  'container',
+  'serviceLink',
+  'containerLink',
+  'certificate',
+] as const;
+export type StateKind = (typeof STATE_KINDS)[number];
+
+export const STATE_SCHEMAS = {
+  host: Host,
+  stack: Stack,
+  service: Service,
+  container: Container,
+  serviceLink: ServiceLink,
+  containerLink: ContainerLink,
+  certificate: Certificate,
+} as const;
+
+export interface StateTypes {
+  host: Host;
+  stack: Stack;
+  service: Service;
+  container: Container;
+  serviceLink: ServiceLink;
+  containerLink: ContainerLink;
+  certificate: Certificate;
+}

@@ -1,0 +1,114 @@
+// An environment's state as the agents hold it, and the sync messages that keep it current.
+import { z } from 'zod';
+import {
+  Environment,
+  STATE_KINDS,
+  STATE_SCHEMAS,
+  type StateKind,
+  type StateTypes,
+} from './resources.js';
+
+/** The environment state an agent holds: every resource of the environment, by kind and id. */
+export interface EnvState {
+  revision: number;
+  environment: Environment;
+  hosts: Map<string, StateTypes['host']>;
+  stacks: Map<string, StateTypes['stack']>;
+  services: Map<string, StateTypes['service']>;
+  containers: Map<string, StateTypes['container']>;
+  serviceLinks: Map<string, StateTypes['serviceLink']>;
+  containerLinks: Map<string, StateTypes['containerLink']>;
+  certificates: Map<string, StateTypes['certificate']>;
+}
+
+export const COLLECTION_OF: { [K in StateKind]: keyof EnvState & `${string}s` } = {
+  host: 'hosts',
+  stack: 'stacks',
+  service: 'services',
+  container: 'containers',
+  serviceLink: 'serviceLinks',
+  containerLink: 'containerLinks',
+  certificate: 'certificates',
+};
+
+export const StateKindSchema = z.enum(STATE_KINDS);
+
+/** One change: the resource's current form (`upsert`) or its removal. */
+export const Change = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('upsert'), kind: StateKindSchema, id: z.string(), data: z.unknown() }),
+  z.object({ op: z.literal('remove'), kind: StateKindSchema, id: z.string() }),
+]);
+export type Change = z.infer<typeof Change>;
+
+/** A full copy of the environment, sent when an agent has nothing or is too far behind. */
+export const Snapshot = z.object({
+  environment: Environment,
+  resources: z.object(
+    Object.fromEntries(STATE_KINDS.map((k) => [COLLECTION_OF[k], z.array(STATE_SCHEMAS[k])])) as {
+      [K in StateKind as (typeof COLLECTION_OF)[K]]: z.ZodArray<(typeof STATE_SCHEMAS)[K]>;
+    },
+  ),
+});
+export type Snapshot = z.infer<typeof Snapshot>;
+
+/** The answer of the watch endpoint. */
+export const WatchResponse = z.object({
+  revision: z.number().int().min(0),
+  /** Present when the agent must replace its state (first sync, or its revision is no longer in the log). */
+  snapshot: Snapshot.optional(),
+  /** Changes after the asked revision, one per resource (the latest form), when no snapshot is sent. */
+  changes: z.array(Change).default([]),
+  /** The environment record changed (network settings, name); included whenever it did. */
+  environment: Environment.optional(),
+});
+export type WatchResponse = z.infer<typeof WatchResponse>;
+
+export function emptyState(environment: Environment): EnvState {
+  return {
+    revision: 0,
+    environment,
+    hosts: new Map(),
+    stacks: new Map(),
+    services: new Map(),
+    containers: new Map(),
+    serviceLinks: new Map(),
+    containerLinks: new Map(),
+    certificates: new Map(),
+  };
+}
+
+/** Builds an EnvState from a snapshot (already validated). */
+export function stateFromSnapshot(revision: number, snap: Snapshot): EnvState {
+  const st = emptyState(snap.environment);
+  st.revision = revision;
+  for (const kind of STATE_KINDS) {
+    const coll = st[COLLECTION_OF[kind]] as Map<string, { id: string }>;
+    for (const r of snap.resources[COLLECTION_OF[kind]] as { id: string }[]) coll.set(r.id, r);
+  }
+  return st;
+}
+
+/** Serialises an EnvState to a snapshot (for persistence). */
+export function snapshotOf(st: EnvState): Snapshot {
+  const resources = Object.fromEntries(
+    STATE_KINDS.map((k) => [COLLECTION_OF[k], [...(st[COLLECTION_OF[k]] as Map<string, unknown>).values()]]),
+  ) as Snapshot['resources'];
+  return { environment: st.environment, resources };
+}
+
+/**
+ * Applies validated changes to a state in place. Each upsert is validated with the kind's schema; an
+ * invalid one throws (the caller keeps its previous state).
+ */
+export function applyChanges(st: EnvState, revision: number, changes: Change[], environment?: Environment): void {
+  const parsed = changes.map((c) =>
+    c.op === 'upsert' ? { ...c, data: STATE_SCHEMAS[c.kind].parse(c.data) as { id: string } } : c,
+  );
+  if (environment) st.environment = environment;
+  for (const c of parsed) {
+    const coll = st[COLLECTION_OF[c.kind]] as Map<string, unknown>;
+    if (c.op === 'upsert') coll.set(c.id, c.data);
+    else coll.delete(c.id);
+  }
+  st.revision = revision;
+}
