@@ -1,0 +1,199 @@
+// The per-host agent: registers once, then keeps its environment state current by watching the control
+// plane, persists it, runs the capabilities on every new state and reports what it applied. A restarted
+// agent serves from its persisted state before the server answers; a missing server means retries with
+// backoff, never a crash.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { hostname as osHostname } from 'node:os';
+import { z } from 'zod';
+import type { Logger } from '../common/log.js';
+import { errorMessage } from '../common/errors.js';
+import { writeFileAtomic } from '../common/atomic-file.js';
+import { applyChanges, stateFromSnapshot, type EnvState } from '../model/state.js';
+import { ControlPlaneClient, ServerUnavailableError } from './client.js';
+import { loadState, saveState } from './sync/state-file.js';
+import { CapabilityRunner } from './capabilities/runner.js';
+import type { Capability, CapabilityStatus } from './capabilities/capability.js';
+import { Backoff } from './sync/backoff.js';
+
+const Identity = z.object({
+  serverUrl: z.string(),
+  hostId: z.string(),
+  hostUuid: z.string(),
+  environmentId: z.string(),
+  accessKey: z.string(),
+  secretKey: z.string(),
+});
+type Identity = z.infer<typeof Identity>;
+
+export interface AgentOptions {
+  dataDir: string;
+  serverUrl: string;
+  /** Needed only for the first start (no stored identity). */
+  registrationToken?: string;
+  hostname?: string;
+  agentIp: string;
+  labels?: Record<string, string>;
+  log: Logger;
+  capabilities?: Capability<unknown>[];
+  /** Seconds a watch request waits on the server. */
+  watchTimeoutSec?: number;
+}
+
+export class Agent {
+  private identity?: Identity;
+  private state?: EnvState;
+  private readonly runner: CapabilityRunner;
+  private readonly log: Logger;
+  private readonly abort = new AbortController();
+  private loop?: Promise<void>;
+  private lastReported = '';
+  private readonly listeners = new Set<(st: EnvState) => void>();
+
+  constructor(private readonly opts: AgentOptions) {
+    this.log = opts.log.child({ component: 'agent' });
+    this.runner = new CapabilityRunner(opts.capabilities ?? [], this.log);
+  }
+
+  get statePath(): string {
+    return join(this.opts.dataDir, 'state.json');
+  }
+
+  get identityPath(): string {
+    return join(this.opts.dataDir, 'agent.json');
+  }
+
+  currentState(): EnvState | undefined {
+    return this.state;
+  }
+
+  hostId(): string | undefined {
+    return this.identity?.hostId;
+  }
+
+  /** Called after each new state is in place (tests and embedders). */
+  onState(fn: (st: EnvState) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Loads identity and persisted state, applies that state at once, then starts syncing in the background. */
+  async start(): Promise<void> {
+    this.identity = await this.loadIdentity();
+    try {
+      this.state = await loadState(this.statePath);
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err), path: this.statePath }, 'ignoring an unreadable persisted state; resyncing');
+    }
+    if (this.state && this.identity) {
+      this.log.info({ revision: this.state.revision }, 'serving the persisted state until the control plane answers');
+      await this.applyState();
+    }
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.loop?.catch(() => undefined);
+    await this.runner.close();
+    this.log.info('agent stopped');
+  }
+
+  private async loadIdentity(): Promise<Identity | undefined> {
+    try {
+      return Identity.parse(JSON.parse(await readFile(this.identityPath, 'utf8')));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        this.log.warn({ err: errorMessage(err) }, 'stored agent identity unreadable; registering again');
+      }
+      return undefined;
+    }
+  }
+
+  private async register(client: ControlPlaneClient): Promise<Identity> {
+    if (!this.opts.registrationToken) {
+      throw new Error('this agent has no stored identity and no registration token: pass --token (see `drover agent --help`)');
+    }
+    const reg = await client.register({
+      token: this.opts.registrationToken,
+      hostname: this.opts.hostname ?? osHostname(),
+      agentIpAddress: this.opts.agentIp,
+      ...(this.opts.labels ? { labels: this.opts.labels } : {}),
+    });
+    const id: Identity = {
+      serverUrl: this.opts.serverUrl,
+      hostId: reg.host.id,
+      hostUuid: reg.host.uuid,
+      environmentId: reg.environmentId,
+      accessKey: reg.accessKey,
+      secretKey: reg.secretKey,
+    };
+    await writeFileAtomic(this.identityPath, JSON.stringify(id), 0o600);
+    this.log.info({ hostId: id.hostId, environmentId: id.environmentId }, 'registered with the control plane');
+    return id;
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.abort.signal;
+    const client = new ControlPlaneClient(this.identity?.serverUrl ?? this.opts.serverUrl);
+    const backoff = new Backoff({ initialMs: 250, maxMs: 15_000 });
+    let connected = true;
+    while (!signal.aborted) {
+      try {
+        if (!this.identity) this.identity = await this.register(client);
+        client.setCredentials(this.identity);
+        const after = this.state?.revision ?? 0;
+        const res = await client.watch(after, this.opts.watchTimeoutSec ?? 30, signal);
+        if (!connected) this.log.info('control plane reachable again');
+        connected = true;
+        backoff.reset();
+        if (res.snapshot) {
+          this.state = stateFromSnapshot(res.revision, res.snapshot);
+        } else if (this.state && (res.changes.length || res.environment || res.revision !== this.state.revision)) {
+          const next = this.state;
+          applyChanges(next, res.revision, res.changes, res.environment);
+        } else if (!this.state) {
+          continue;
+        } else {
+          await this.report(client);
+          continue;
+        }
+        await saveState(this.statePath, this.state);
+        await this.applyState();
+        await this.report(client);
+      } catch (err) {
+        if (signal.aborted) break;
+        if (err instanceof ServerUnavailableError) {
+          if (connected) this.log.warn({ err: err.message }, 'control plane unavailable; retrying with backoff');
+          connected = false;
+        } else if ((err as { status?: number }).status === 401 && this.identity) {
+          this.log.error({ err: errorMessage(err) }, 'credentials rejected; will register again if a token was given');
+          if (this.opts.registrationToken) this.identity = undefined;
+        } else {
+          this.log.error({ err: errorMessage(err) }, 'sync failed');
+        }
+        await backoff.wait(signal);
+      }
+    }
+  }
+
+  private async applyState(): Promise<void> {
+    const st = this.state;
+    if (!st) return;
+    const hostId = this.identity?.hostId ?? '';
+    await this.runner.update(st, { hostId, host: st.hosts.get(hostId) });
+    for (const fn of this.listeners) fn(st);
+  }
+
+  private async report(client: ControlPlaneClient): Promise<void> {
+    const applied: Record<string, CapabilityStatus> = this.runner.statuses();
+    const key = JSON.stringify(applied);
+    if (key === this.lastReported) return;
+    try {
+      await client.report({ containers: [], applied });
+      this.lastReported = key;
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, 'report failed; will retry with the next change');
+    }
+  }
+}

@@ -1,0 +1,32 @@
+// A capability turns the environment state into one artefact and puts it in place:
+//   render (pure: state + this host → artefact) → compare with the last applied → apply.
+// Appliers validate before they swap, swap atomically and keep the last good artefact: a failed apply
+// leaves the previous artefact in force and is reported; the next state change (or a retry) tries again.
+import type { EnvState } from '../../model/state.js';
+import type { Host } from '../../model/resources.js';
+
+export interface HostContext {
+  hostId: string;
+  host: Host | undefined;
+}
+
+export interface Applier<A> {
+  /** Puts the artefact in place; must be idempotent and must leave the previous one on failure. */
+  apply(artefact: A): Promise<void>;
+  /** Releases what the applier holds (listeners, processes) on shutdown. */
+  close?(): Promise<void>;
+}
+
+export interface Capability<A> {
+  name: string;
+  render(state: EnvState, host: HostContext): A;
+  /** Equality of artefacts; defaults to comparing their JSON text. */
+  same?(a: A, b: A): boolean;
+  applier: Applier<A>;
+}
+
+export interface CapabilityStatus {
+  revision: number;
+  ok: boolean;
+  error?: string;
+}

@@ -1,0 +1,65 @@
+import type { Command } from 'commander';
+import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import { Agent } from '../../agent/agent.js';
+import { createLogger } from '../../common/log.js';
+import { loadConfig, parseLabels } from '../../config/config.js';
+import { ValidationError } from '../../common/errors.js';
+import { onShutdown } from '../shutdown.js';
+import { agentCapabilities } from '../../agent/capabilities/index.js';
+
+/** The first non-loopback IPv4 address of this machine (what other hosts most likely reach). */
+export function defaultAgentIp(): string {
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
+}
+
+/** Splits the original's registration URL (`http://server/v1/scripts/<token>`) into server and token. */
+export function parseRegistrationUrl(url: string): { serverUrl: string; token: string } {
+  const m = /^(https?:\/\/.+?)\/v1\/scripts\/([^/?#]+)$/.exec(url);
+  if (!m) throw new ValidationError('InvalidRegistrationUrl', `"${url}" is not a registration URL (http://SERVER/v1/scripts/TOKEN)`);
+  return { serverUrl: m[1] as string, token: decodeURIComponent(m[2] as string) };
+}
+
+export function registerAgentCommand(program: Command): void {
+  program
+    .command('agent')
+    .description("run this host's agent: register, sync the environment, serve and apply it")
+    .argument('[registration-url]', 'the URL from the registration command: http://SERVER/v1/scripts/TOKEN')
+    .option('--server <url>', 'control plane URL (default: config agent.serverUrl, or from the registration URL)')
+    .option('--token <token>', 'registration token (only needed until the agent has registered once)')
+    .option('--data <dir>', 'data directory; identity and state go to <dir>/agent/ (default: config dataDir)')
+    .option('--agent-ip <ip>', "this host's address as other hosts reach it (default: first non-loopback IPv4)")
+    .option('--hostname <name>', 'host name to register (default: the OS host name)')
+    .option('--labels <k=v,...>', 'host labels for scheduling, e.g. hostname=cassandra1,zone=a')
+    .option('--config <file>', 'JSON config file merged over config/default.json')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
+    .addHelpText('after', '\nEnvironment: DROVER_SERVER_URL, DROVER_REGISTRATION_TOKEN, DROVER_AGENT_IP, DROVER_HOSTNAME, DROVER_DATA_DIR.')
+    .action(
+      async (
+        regUrl: string | undefined,
+        o: { server?: string; token?: string; data?: string; agentIp?: string; hostname?: string; labels?: string; config?: string; logLevel?: string },
+      ) => {
+        const cfg = loadConfig(o.config ? { file: o.config } : {});
+        const log = createLogger({ level: o.logLevel ?? cfg.log.level });
+        const fromUrl = regUrl ? parseRegistrationUrl(regUrl) : undefined;
+        const token = o.token ?? fromUrl?.token ?? process.env.DROVER_REGISTRATION_TOKEN;
+        const hostname = o.hostname ?? (cfg.agent.hostname || undefined);
+        const agent = new Agent({
+          dataDir: join(o.data ?? cfg.dataDir, 'agent'),
+          serverUrl: o.server ?? fromUrl?.serverUrl ?? cfg.agent.serverUrl,
+          ...(token ? { registrationToken: token } : {}),
+          ...(hostname ? { hostname } : {}),
+          agentIp: o.agentIp ?? (cfg.agent.agentIp || defaultAgentIp()),
+          labels: { ...cfg.agent.labels, ...(o.labels ? parseLabels(o.labels) : {}) },
+          log,
+          capabilities: agentCapabilities({ log }),
+          watchTimeoutSec: cfg.agent.watchTimeoutSeconds,
+        });
+        await agent.start();
+        onShutdown(log, () => agent.stop());
+      },
+    );
+}

@@ -1,0 +1,115 @@
+// Configuration: config/default.json, then config/local.json (if present), then a --config file, then
+// DROVER_* environment variables, then command-line flags (the CLI applies those last).
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { z } from 'zod';
+import { ValidationError } from '../common/errors.js';
+
+export const Config = z.strictObject({
+  dataDir: z.string().min(1),
+  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }),
+  server: z.strictObject({
+    listen: z.string(),
+    advertiseUrl: z.string(),
+    agentImage: z.string(),
+    maxWatchSeconds: z.number().int().positive(),
+  }),
+  agent: z.strictObject({
+    serverUrl: z.string(),
+    agentIp: z.string(),
+    hostname: z.string(),
+    labels: z.record(z.string(), z.string()),
+    watchTimeoutSeconds: z.number().int().positive(),
+  }),
+});
+export type Config = z.infer<typeof Config>;
+
+/** The repository (or image) root: where config/ lives. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'config'))) return dir;
+    dir = dirname(dir);
+  }
+  return process.cwd();
+}
+
+type Json = Record<string, unknown>;
+
+function merge(a: Json, b: Json): Json {
+  const out: Json = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const prev = out[k];
+    out[k] =
+      v && typeof v === 'object' && !Array.isArray(v) && prev && typeof prev === 'object' && !Array.isArray(prev)
+        ? merge(prev as Json, v as Json)
+        : v;
+  }
+  return out;
+}
+
+function readJson(path: string): Json {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as Json;
+  } catch (err) {
+    throw new ValidationError('InvalidConfig', `cannot read config file ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** Environment variables and the config keys they set. */
+export const ENV_VARS: Record<string, [string, ...string[]]> = {
+  DROVER_DATA_DIR: ['dataDir'],
+  DROVER_LOG_LEVEL: ['log', 'level'],
+  DROVER_LISTEN: ['server', 'listen'],
+  DROVER_ADVERTISE_URL: ['server', 'advertiseUrl'],
+  DROVER_AGENT_IMAGE: ['server', 'agentImage'],
+  DROVER_SERVER_URL: ['agent', 'serverUrl'],
+  DROVER_AGENT_IP: ['agent', 'agentIp'],
+  DROVER_HOSTNAME: ['agent', 'hostname'],
+};
+
+export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}): Config {
+  const root = packageRoot();
+  let cfg = readJson(join(root, 'config', 'default.json'));
+  const local = join(root, 'config', 'local.json');
+  if (existsSync(local)) cfg = merge(cfg, readJson(local));
+  if (opts.file) cfg = merge(cfg, readJson(opts.file));
+  const env = opts.env ?? process.env;
+  for (const [name, path] of Object.entries(ENV_VARS)) {
+    const v = env[name];
+    if (v === undefined || v === '') continue;
+    let obj: Json = {};
+    const patch = obj;
+    path.slice(0, -1).forEach((k) => {
+      const next: Json = {};
+      obj[k] = next;
+      obj = next;
+    });
+    obj[path[path.length - 1] as string] = v;
+    cfg = merge(cfg, patch);
+  }
+  const r = Config.safeParse(cfg);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new ValidationError('InvalidConfig', `configuration ${i?.path.join('.')}: ${i?.message}`);
+  }
+  return r.data;
+}
+
+export function parseHostPort(s: string, what: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ValidationError('InvalidAddress', `${what}: "${s}" is not HOST:PORT (e.g. 127.0.0.1:8080)`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+export function parseLabels(s: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of s.split(',').map((x) => x.trim()).filter(Boolean)) {
+    const i = part.indexOf('=');
+    if (i <= 0) throw new ValidationError('InvalidLabel', `label "${part}" is not key=value`);
+    out[part.slice(0, i)] = part.slice(i + 1);
+  }
+  return out;
+}

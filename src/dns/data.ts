@@ -1,0 +1,181 @@
+// The prepared form of DNS data: what the server's hot path reads. Built by the renderers in view.ts
+// whenever the environment (or the answers file) changes, then swapped in whole; never mutated after.
+//
+// Lookup cost is what shapes it: names are lower-case keys without the trailing dot; A records carry
+// their wire bytes (all but the owner, which is a pointer to the question); search-suffix expansion
+// uses per-suffix indexes built here, so `db` + `app.rancher.internal` is two Map lookups and no string
+// concatenation per query. Views are layered (a small per-client overlay over shared tables), so 10k
+// containers do not mean 10k copies of the environment's names.
+import { isIPv4, isIPv6 } from 'node:net';
+import { encodeATails, encodeName, encodeTxtRdata, normalizeName } from './wire.js';
+
+export interface ARecords {
+  readonly ips: readonly string[];
+  readonly ttl: number;
+  /** encodeATails(ips, ttl). */
+  readonly tails: Buffer;
+}
+
+export interface NameTarget {
+  /** Lower-case, no trailing dot. */
+  readonly target: string;
+  readonly ttl: number;
+}
+
+export interface TxtRecords {
+  readonly texts: readonly string[];
+  readonly ttl: number;
+  readonly rdata: readonly Buffer[];
+}
+
+export interface SrvTarget {
+  readonly priority: number;
+  readonly weight: number;
+  readonly port: number;
+  /** Lower-case, no trailing dot. */
+  readonly target: string;
+}
+
+export interface SrvRecords {
+  readonly records: readonly SrvTarget[];
+  readonly ttl: number;
+  /** A records of the targets, for the additional section. */
+  readonly additional: readonly { readonly name: string; readonly a: ARecords }[];
+}
+
+/** Everything a name has. An empty object is a name that exists with no records (NODATA). */
+export interface NameRecords {
+  readonly a?: ARecords;
+  readonly cname?: NameTarget;
+  readonly ptr?: NameTarget;
+  readonly txt?: TxtRecords;
+  readonly srv?: SrvRecords;
+}
+
+export function aRecords(ips: readonly string[], ttl: number): ARecords {
+  return { ips, ttl, tails: encodeATails(ips, ttl) };
+}
+
+export function nameTarget(target: string, ttl: number): NameTarget {
+  const t = normalizeName(target);
+  encodeName(t); // validates
+  return { target: t, ttl };
+}
+
+export function txtRecords(texts: readonly string[], ttl: number): TxtRecords {
+  return { texts, ttl, rdata: texts.map(encodeTxtRdata) };
+}
+
+/** A table of names with, for each search suffix it was built for, an index of the names under it. */
+export class NameTable {
+  readonly exact: ReadonlyMap<string, NameRecords>;
+  private readonly bySuffix = new Map<string, Map<string, NameRecords>>();
+
+  constructor(entries: ReadonlyMap<string, NameRecords>, suffixes: Iterable<string> = []) {
+    this.exact = entries;
+    const wanted = new Set(suffixes);
+    if (wanted.size === 0) return;
+    for (const [name, rec] of entries) {
+      let i = name.indexOf('.');
+      while (i >= 0) {
+        const suffix = name.slice(i + 1);
+        if (wanted.has(suffix)) {
+          let idx = this.bySuffix.get(suffix);
+          if (!idx) this.bySuffix.set(suffix, (idx = new Map()));
+          const prefix = name.slice(0, i);
+          if (!idx.has(prefix)) idx.set(prefix, rec);
+        }
+        i = name.indexOf('.', i + 1);
+      }
+    }
+  }
+
+  get(name: string): NameRecords | undefined {
+    return this.exact.get(name);
+  }
+
+  /** The records of `${prefix}.${suffix}`, if suffix was one this table was indexed for. */
+  getUnder(suffix: string, prefix: string): NameRecords | undefined {
+    return this.bySuffix.get(suffix)?.get(prefix);
+  }
+}
+
+export const EMPTY_TABLE = new NameTable(new Map());
+
+export interface LookupPass {
+  /** Looked up in order: the first table that has a name wins. */
+  readonly tables: readonly NameTable[];
+  /** Lower-case suffixes without dots at either end, in order. */
+  readonly search: readonly string[];
+}
+
+export interface Upstream {
+  readonly host: string;
+  readonly port: number;
+  readonly family: 4 | 6;
+  /** `host:port` (IPv6 in brackets): identity for de-duplication and logs. */
+  readonly key: string;
+}
+
+/** Parses `1.2.3.4`, `1.2.3.4:5353`, `::1`, `[::1]:5353`; undefined when it is none of these. */
+export function parseUpstream(s: string): Upstream | undefined {
+  const t = s.trim();
+  let host = t;
+  let port = 53;
+  const br = /^\[([^\]]+)\](?::(\d+))?$/.exec(t);
+  if (br) {
+    host = br[1]!;
+    if (br[2] !== undefined) port = Number(br[2]);
+  } else if (/^[^:]+:\d+$/.test(t)) {
+    const i = t.lastIndexOf(':');
+    host = t.slice(0, i);
+    port = Number(t.slice(i + 1));
+  }
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
+  if (isIPv4(host)) return { host, port, family: 4, key: `${host}:${port}` };
+  if (isIPv6(host)) return { host, port, family: 6, key: `[${host}]:${port}` };
+  return undefined;
+}
+
+/** What one client (a source address) sees. */
+export interface ClientView {
+  /** Lookup passes in order (drover: one; standalone: client section, default with the client's search list, default). */
+  readonly passes: readonly LookupPass[];
+  /** The client's search list (what its resolv.conf carries). */
+  readonly search: readonly string[];
+  /** The client's own upstreams, in order; the server appends the host's resolvers. */
+  readonly recurse: readonly Upstream[];
+}
+
+export interface Zone {
+  /** Lower-case, no trailing dot, e.g. `rancher.internal`. */
+  readonly name: string;
+  /** `.${name}`: the suffix test without allocation. */
+  readonly dotted: string;
+  readonly labels: number;
+}
+
+export function zone(name: string): Zone {
+  const n = normalizeName(name);
+  return { name: n, dotted: `.${n}`, labels: n === '' ? 0 : n.split('.').length };
+}
+
+/** The whole prepared data set the server answers from. */
+export interface DnsData {
+  /** Changes with every render: the SOA serial. */
+  readonly serial: number;
+  /** TTL of local answers and of the SOA (seconds). */
+  readonly ttl: number;
+  /** Authoritative suffixes: names under them that do not exist get NXDOMAIN, never recursion. */
+  readonly zones: readonly Zone[];
+  /** Views by client address. */
+  readonly clients: ReadonlyMap<string, ClientView>;
+  /** The view of any other address. */
+  readonly fallback: ClientView;
+}
+
+/** Data that answers nothing locally and recurses to nothing (until the first setData). */
+export function emptyDnsData(): DnsData {
+  const view: ClientView = { passes: [], search: [], recurse: [] };
+  return { serial: 0, ttl: 1, zones: [], clients: new Map(), fallback: view };
+}

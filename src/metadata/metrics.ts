@@ -1,0 +1,52 @@
+// Prometheus metrics of the metadata service, registered once per registry (several servers may share one).
+import { Counter, Gauge, type Registry } from 'prom-client';
+
+export interface MetadataMetrics {
+  requests: Counter<'code'>;
+  waiting: Gauge;
+  updates: Counter;
+  wakeups: Counter;
+}
+
+function existing<T>(registry: Registry, name: string, isT: (m: unknown) => m is T): T | undefined {
+  const m: unknown = registry.getSingleMetric(name);
+  if (m === undefined) return undefined;
+  if (!isT(m)) throw new Error(`metric ${name} is already registered with another type`);
+  return m;
+}
+
+const isCounter = (m: unknown): m is Counter<'code'> => m instanceof Counter;
+const isGauge = (m: unknown): m is Gauge => m instanceof Gauge;
+
+export function metadataMetrics(registry: Registry): MetadataMetrics {
+  const requests =
+    existing(registry, 'drover_metadata_requests_total', isCounter) ??
+    new Counter({
+      name: 'drover_metadata_requests_total',
+      help: 'Metadata HTTP requests answered, by status code',
+      labelNames: ['code'] as const,
+      registers: [registry],
+    });
+  const waiting =
+    existing(registry, 'drover_metadata_waiting_requests', isGauge) ??
+    new Gauge({
+      name: 'drover_metadata_waiting_requests',
+      help: 'Long-polling metadata requests currently waiting for a change',
+      registers: [registry],
+    });
+  const updates =
+    existing(registry, 'drover_metadata_answers_updates_total', isCounter) ??
+    new Counter({
+      name: 'drover_metadata_answers_updates_total',
+      help: 'Times the metadata answers were replaced',
+      registers: [registry],
+    });
+  const wakeups =
+    existing(registry, 'drover_metadata_wakeups_total', isCounter) ??
+    new Counter({
+      name: 'drover_metadata_wakeups_total',
+      help: 'Long-polling requests woken by a change of their value',
+      registers: [registry],
+    });
+  return { requests, waiting, updates, wakeups };
+}

@@ -1,0 +1,308 @@
+// The metadata HTTP server (rancher-metadata compatible). Serves the current answers to clients identified
+// by their TCP source address, with long polling (`?wait=true&value=`) and ETag waits
+// (`?wait_for_change=true&last_etag=`). Responses are rendered once per answers update and cached.
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Koa from 'koa';
+import { Registry } from 'prom-client';
+import type { Logger } from '../common/log.js';
+import { normalizeAnswers, type Answers } from './answers.js';
+import { LruCache } from './cache.js';
+import { metadataMetrics, type MetadataMetrics } from './metrics.js';
+import { negotiate, type Format } from './render.js';
+import { clientKeyFor, errorResponse, renderPath, renderVersions, type Rendered } from './view.js';
+import { WaitQueue, type WakeReason } from './waiters.js';
+import { splitPath } from './walk.js';
+
+export interface MetadataServerOptions {
+  log: Logger;
+  /** Metrics go here (a private registry when absent). */
+  registry?: Registry;
+  /** Initial answers (empty until setAnswers otherwise). */
+  answers?: Answers;
+  /**
+   * Take the client address from `X-Forwarded-For` (its last entry: what the nearest proxy saw). Only for a
+   * trusted proxy in front; by default requests carrying the header are refused (400), since anyone could
+   * claim another container's identity with it.
+   */
+  trustForwardedFor?: boolean;
+  /** When set, requests without this header (exact value) are refused with 403. */
+  requireHeader?: { name: string; value: string };
+  /** Upper bound (ms) of the window over which waiters woken by one change are spread. Default 50. */
+  wakeSpreadMs?: number;
+  /** Rendered-response cache bounds. Defaults: 20,000 entries, 128 MiB. */
+  cacheMaxEntries?: number;
+  cacheMaxBytes?: number;
+}
+
+const DEFAULT_WAIT_S = 60;
+const MAX_WAIT_S = 120;
+/** How long close() lets in-flight responses finish before dropping connections. */
+const CLOSE_GRACE_MS = 2000;
+
+/** `maxWait`/`timeout_sec` in ms: default 60 s when absent or not a positive number, capped at 120 s. */
+export function waitMs(param: string | null): number {
+  const n = param === null ? NaN : Number(param);
+  const s = Number.isFinite(n) && n > 0 ? Math.min(n, MAX_WAIT_S) : DEFAULT_WAIT_S;
+  return Math.round(s * 1000);
+}
+
+/** An ETag as a client may send it back (`W/"x"`, `"x"`, `x`) reduced to its opaque part. */
+export function bareEtag(etag: string): string {
+  let e = etag.trim();
+  if (e.startsWith('W/')) e = e.slice(2);
+  if (e.length >= 2 && e.startsWith('"') && e.endsWith('"')) e = e.slice(1, -1);
+  return e;
+}
+
+/** The IPv4 form of an IPv4-mapped IPv6 address (`::ffff:10.42.0.5` → `10.42.0.5`). */
+export function plainIp(addr: string): string {
+  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
+}
+
+export class MetadataServer {
+  readonly app: Koa;
+  private answers: Answers;
+  private gen = 0;
+  private readonly log: Logger;
+  private readonly metrics: MetadataMetrics;
+  private readonly statusCounters = new Map<number, { inc(): void }>();
+  private readonly cache: LruCache<Rendered>;
+  private readonly waiters: WaitQueue;
+  private readonly trustXff: boolean;
+  private readonly required: { name: string; value: string } | undefined;
+  private server: Server | undefined;
+  private closing = false;
+
+  constructor(opts: MetadataServerOptions) {
+    this.log = opts.log;
+    this.metrics = metadataMetrics(opts.registry ?? new Registry());
+    this.answers = normalizeAnswers(opts.answers ?? {});
+    this.trustXff = opts.trustForwardedFor ?? false;
+    this.required = opts.requireHeader
+      ? { name: opts.requireHeader.name.toLowerCase(), value: opts.requireHeader.value }
+      : undefined;
+    this.cache = new LruCache(opts.cacheMaxEntries ?? 20_000, opts.cacheMaxBytes ?? 128 * 1024 * 1024);
+    this.waiters = new WaitQueue({
+      spreadMs: opts.wakeSpreadMs ?? 50,
+      onSize: (n) => this.metrics.waiting.set(n),
+    });
+    this.app = new Koa();
+    this.app.silent = true;
+    this.app.on('error', (err: unknown) => this.log.error({ err }, 'metadata request failed'));
+    this.app.use((ctx) => this.handle(ctx));
+  }
+
+  /** Bumped by every setAnswers (identifies the answers a cached response was rendered from). */
+  get generation(): number {
+    return this.gen;
+  }
+
+  /** Long-polling requests currently waiting. */
+  get waiting(): number {
+    return this.waiters.size;
+  }
+
+  getAnswers(): Answers {
+    return this.answers;
+  }
+
+  /**
+   * Replaces the answers (normalised: `default` merged into client entries, `latest` filled in). Cached
+   * renderings are dropped (ETags are recomputed lazily on the next request) and waiters whose value or
+   * ETag changed are woken, spread over a short window.
+   */
+  setAnswers(answers: Answers): void {
+    this.answers = normalizeAnswers(answers);
+    this.gen++;
+    this.cache.clear();
+    this.metrics.updates.inc();
+    const woken = this.waiters.recheck();
+    if (woken > 0) this.metrics.wakeups.inc(woken);
+    this.log.debug({ generation: this.gen, woken, waiting: this.waiters.size }, 'metadata answers updated');
+  }
+
+  /** Starts listening; resolves with the bound address (port 0 picks a free one). */
+  listen(host: string | undefined, port: number): Promise<AddressInfo> {
+    if (this.server) return Promise.reject(new Error('metadata server is already listening'));
+    const server = createServer(this.app.callback());
+    // Long polls are answered within 120 s; idle keep-alive connections are kept a little longer than
+    // typical client pools expect.
+    server.keepAliveTimeout = 65_000;
+    server.headersTimeout = 66_000;
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => {
+        this.server = undefined;
+        reject(err);
+      };
+      server.once('error', onError);
+      server.listen(port, host, () => {
+        server.off('error', onError);
+        server.on('error', (err) => this.log.error({ err }, 'metadata server error'));
+        const addr = server.address() as AddressInfo;
+        this.log.info({ address: addr.address, port: addr.port }, 'metadata service listening');
+        resolve(addr);
+      });
+    });
+  }
+
+  /** Answers every waiting request with the current value, stops listening and closes connections. */
+  async close(): Promise<void> {
+    this.closing = true;
+    this.waiters.wakeAll();
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    await new Promise<void>((resolve) => {
+      const grace = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
+      grace.unref();
+      server.close(() => {
+        clearTimeout(grace);
+        resolve();
+      });
+      // Idle keep-alive connections now; busy ones end after their response (sent with Connection: close).
+      server.closeIdleConnections();
+    });
+  }
+
+  private clientIp(req: IncomingMessage): string {
+    if (this.trustXff) {
+      const xff = req.headers['x-forwarded-for'];
+      if (typeof xff === 'string' && xff.trim() !== '') {
+        const parts = xff.split(',');
+        return plainIp((parts[parts.length - 1] as string).trim());
+      }
+    }
+    return plainIp(req.socket.remoteAddress ?? '');
+  }
+
+  /** The response for a path as seen by `ip`, from the cache or rendered now. */
+  private entry(version: string, ip: string, raw: readonly string[], pathKey: string, format: Format): Rendered {
+    const client = clientKeyFor(this.answers, version, ip);
+    const key = `${version}\u0000${client ?? ''}\u0000${format}\u0000${pathKey}`;
+    let r = this.cache.get(key);
+    if (r === undefined) {
+      r = renderPath(this.answers, version, client, raw, format);
+      this.cache.set(key, r);
+    }
+    return r;
+  }
+
+  private versionsEntry(format: Format): Rendered {
+    const key = `\u0000/\u0000${format}`;
+    let r = this.cache.get(key);
+    if (r === undefined) {
+      r = renderVersions(this.answers, format);
+      this.cache.set(key, r);
+    }
+    return r;
+  }
+
+  private send(ctx: Koa.Context, r: Rendered): void {
+    ctx.status = r.status;
+    if (this.closing) ctx.set('Connection', 'close');
+    ctx.set('ETag', r.etag);
+    ctx.set('Content-Type', r.contentType);
+    ctx.body = r.body;
+    let c = this.statusCounters.get(r.status);
+    if (c === undefined) {
+      c = this.metrics.requests.labels(String(r.status));
+      this.statusCounters.set(r.status, c);
+    }
+    c.inc();
+  }
+
+  private refuse(ctx: Koa.Context, format: Format, status: number, message: string): void {
+    this.send(ctx, errorResponse(format, status, message));
+    this.log.debug({ client: this.clientIp(ctx.req), status, url: ctx.req.url }, message);
+  }
+
+  private async handle(ctx: Koa.Context): Promise<void> {
+    const req = ctx.req;
+    const format = negotiate(req.headers.accept);
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      ctx.set('Allow', 'GET, HEAD');
+      return this.refuse(ctx, format, 405, 'Method not allowed');
+    }
+    if (!this.trustXff && req.headers['x-forwarded-for'] !== undefined) {
+      return this.refuse(
+        ctx,
+        format,
+        400,
+        'X-Forwarded-For is not accepted: the metadata service identifies clients by their source address',
+      );
+    }
+    if (this.required && req.headers[this.required.name] !== this.required.value) {
+      return this.refuse(ctx, format, 403, `Forbidden: this metadata service requires the header ${this.required.name}`);
+    }
+
+    let url = req.url ?? '/';
+    if (url.charCodeAt(0) !== 0x2f) {
+      // Absolute-form request target (`GET http://host/path`).
+      try {
+        const u = new URL(url);
+        url = u.pathname + u.search;
+      } catch {
+        return this.refuse(ctx, format, 400, 'Bad request target');
+      }
+    }
+    const qi = url.indexOf('?');
+    const path = qi < 0 ? url : url.slice(0, qi);
+    if (path === '/favicon.ico') return this.send(ctx, errorResponse(format, 404, 'Not found'));
+    const segs = splitPath(path);
+    if (segs.length === 0) return this.send(ctx, this.versionsEntry(format));
+
+    const version = segs[0] as string;
+    const raw = segs.slice(1);
+    const pathKey = raw.join('/');
+    const ip = this.clientIp(req);
+    let r = this.entry(version, ip, raw, pathKey, format);
+
+    if (qi >= 0 && !this.closing && Object.hasOwn(this.answers, version) && r.status !== 400) {
+      const params = new URLSearchParams(url.slice(qi + 1));
+      let changed: (() => boolean) | undefined;
+      let timeoutMs = 0;
+      const value = params.get('value');
+      if (params.get('wait') === 'true' && value !== null) {
+        // rancher-metadata long poll: return once the value, printed as text, differs from `value`.
+        const old = Buffer.from(value, 'utf8');
+        changed = () => {
+          const t = this.entry(version, ip, raw, pathKey, 'text');
+          return t.status === 200 && !t.body.equals(old);
+        };
+        timeoutMs = waitMs(params.get('maxWait'));
+      } else if (params.get('wait_for_change') === 'true') {
+        // GCE/Consul style: return once the ETag of this response differs from `last_etag` (or, without one,
+        // from the current ETag).
+        const lastParam = params.get('last_etag');
+        const last = lastParam !== null ? bareEtag(lastParam) : bareEtag(r.etag);
+        changed = () => bareEtag(this.entry(version, ip, raw, pathKey, format).etag) !== last;
+        timeoutMs = waitMs(params.get('timeout_sec'));
+      }
+      if (changed !== undefined && !changed()) {
+        const reason = await this.waitFor(ctx, changed, timeoutMs);
+        if (reason === 'aborted') {
+          ctx.respond = false;
+          return;
+        }
+        r = this.entry(version, ip, raw, pathKey, format);
+      }
+    }
+    this.send(ctx, r);
+    if (this.log.isLevelEnabled('debug')) {
+      this.log.debug({ client: ip, version, path: pathKey, status: r.status, format }, 'metadata request');
+    }
+  }
+
+  private async waitFor(ctx: Koa.Context, changed: () => boolean, timeoutMs: number): Promise<WakeReason> {
+    const w = this.waiters.wait(changed, timeoutMs);
+    const onClose = (): void => w.cancel();
+    ctx.res.once('close', onClose);
+    try {
+      return await w.promise;
+    } finally {
+      ctx.res.off('close', onClose);
+    }
+  }
+}

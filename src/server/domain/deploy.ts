@@ -1,0 +1,266 @@
+// Turning a service into containers: deployment units (a primary and its sidekicks) per slot, placed on
+// hosts, addressed, labelled the way the original labelled them. Runs inside the caller's transaction.
+import type { Tx } from '../db/store.js';
+import { newUuid, nowIso } from '../db/store.js';
+import type { Container, Environment, Host, LaunchConfig, Service, Stack } from '../../model/resources.js';
+import { constraintsFromLabels } from '../scheduling/constraints.js';
+import { eligibleHosts, placeUnit, type PlacedContainer, type PlacementHost } from '../scheduling/place.js';
+import { allocateIp, releaseIp, slotOwner } from '../ipam/allocate.js';
+import { SchedulingError } from '../../common/errors.js';
+import { ipToInt, parseSubnet } from '../ipam/cidr.js';
+
+export const PRIMARY_LAUNCH_CONFIG = 'io.rancher.service.primary.launch.config';
+
+/** Kinds of service that run containers. */
+export function runsContainers(s: Service): boolean {
+  return (s.kind === 'service' || s.kind === 'loadBalancerService') && s.launchConfig !== undefined;
+}
+
+export function launchConfigsOf(s: Service): LaunchConfig[] {
+  return s.launchConfig ? [s.launchConfig, ...s.secondaryLaunchConfigs] : [];
+}
+
+export function containerName(stack: string, service: string, sidekick: string, index: number): string {
+  return sidekick ? `${stack}-${service}-${sidekick}-${index}` : `${stack}-${service}-${index}`;
+}
+
+function placementHosts(hosts: Host[]): PlacementHost[] {
+  return hosts.map((h) => ({ id: h.id, name: h.name, labels: h.labels, active: h.state === 'active' }));
+}
+
+function placedOf(containers: Container[]): PlacedContainer[] {
+  return containers
+    .filter((c) => c.desiredState !== 'removed')
+    .map((c) => ({ hostId: c.hostId, name: c.name, labels: c.config.labels, serviceId: c.serviceId }));
+}
+
+export interface DeployContext {
+  env: Environment;
+  stack: Stack;
+  hosts: Host[];
+  /** All containers of the environment (kept current as units are added/removed). */
+  containers: Container[];
+}
+
+export function loadDeployContext(tx: Tx, env: Environment, stack: Stack): DeployContext {
+  return {
+    env,
+    stack,
+    hosts: tx.store.list('host', { env_id: env.id }),
+    containers: tx.store.list('container', { env_id: env.id }),
+  };
+}
+
+function desiredStateOf(s: Service): Container['desiredState'] {
+  return s.state === 'inactive' ? 'stopped' : 'running';
+}
+
+interface Unit {
+  index: number;
+  hostId: string | null;
+  deploymentUnitUuid: string | null;
+  containers: Container[];
+}
+
+function unitsOf(ctx: DeployContext, s: Service, generation: Container['generation']): Map<number, Unit> {
+  const units = new Map<number, Unit>();
+  for (const c of ctx.containers) {
+    if (c.serviceId !== s.id || c.generation !== generation || c.serviceIndex === null) continue;
+    let u = units.get(c.serviceIndex);
+    if (!u) {
+      units.set(c.serviceIndex, (u = { index: c.serviceIndex, hostId: c.hostId, deploymentUnitUuid: c.deploymentUnitUuid, containers: [] }));
+    }
+    u.containers.push(c);
+  }
+  return units;
+}
+
+function constraintsOf(ctx: DeployContext, s: Service) {
+  const lcs = launchConfigsOf(s);
+  const c = constraintsFromLabels(
+    lcs.map((lc) => lc.labels),
+    { stackName: ctx.stack.name, serviceName: s.name },
+  );
+  const requested = lcs.find((lc) => lc.requestedHostId)?.requestedHostId;
+  if (requested) c.requestedHostId = requested;
+  return c;
+}
+
+/**
+ * Makes the service's current generation match its scale (or, for global services, its eligible hosts):
+ * creates missing units, removes surplus ones, and aligns desired states. Throws SchedulingError when a
+ * unit cannot be placed.
+ */
+export function reconcileService(tx: Tx, ctx: DeployContext, s: Service): void {
+  if (!runsContainers(s)) return;
+  const units = unitsOf(ctx, s, 'current');
+  const constraints = constraintsOf(ctx, s);
+  const desired = desiredStateOf(s);
+
+  if (s.global) {
+    const others = placedOf(ctx.containers.filter((c) => c.serviceId !== s.id));
+    const { hosts } = eligibleHosts(placementHosts(ctx.hosts), others, constraints);
+    const wanted = new Set(hosts.map((h) => h.id));
+    const have = new Map<string, Unit>();
+    for (const u of units.values()) {
+      if (u.hostId && wanted.has(u.hostId) && !have.has(u.hostId)) have.set(u.hostId, u);
+      else removeUnit(tx, ctx, s, u, true);
+    }
+    let next = Math.max(0, ...units.keys()) + 1;
+    for (const h of hosts) if (!have.has(h.id)) createUnit(tx, ctx, s, next++, h.id, null);
+    if (s.scale !== hosts.length) {
+      s.scale = hosts.length;
+      tx.put('service', s);
+    }
+  } else {
+    for (const u of [...units.values()].sort((a, b) => b.index - a.index)) {
+      if (u.index > s.scale) removeUnit(tx, ctx, s, u, true);
+    }
+    for (let i = 1; i <= s.scale; i++) {
+      if (units.has(i)) continue;
+      const placed = placeUnit(placementHosts(ctx.hosts), placedOf(ctx.containers), constraints, s.id);
+      if (!placed.ok) {
+        throw new SchedulingError(`service "${s.name}" (stack "${ctx.stack.name}"), container ${i} of ${s.scale}: ${placed.reason}`, 'labels');
+      }
+      createUnit(tx, ctx, s, i, placed.hostId, null);
+    }
+  }
+
+  for (const c of ctx.containers) {
+    if (c.serviceId === s.id && c.generation === 'current' && c.desiredState !== desired) {
+      c.desiredState = desired;
+      tx.put('container', c);
+    }
+  }
+}
+
+/** Creates one unit (primary + sidekicks) at `index` on `hostId`, reusing the slot's addresses. */
+export function createUnit(
+  tx: Tx,
+  ctx: DeployContext,
+  s: Service,
+  index: number,
+  hostId: string,
+  deploymentUnitUuid: string | null,
+): Container[] {
+  const du = deploymentUnitUuid ?? newUuid();
+  const subnet = parseSubnet(ctx.env.network.subnet);
+  const prefixLen = subnet.prefix;
+  const created: Container[] = [];
+  const desired = desiredStateOf(s);
+  for (const lc of launchConfigsOf(s)) {
+    const lcName = lc.name ?? '';
+    const id = tx.newId('container');
+    const uuid = newUuid();
+    const name = containerName(ctx.stack.name, s.name, lcName, index);
+    let ip: string | null = null;
+    if (lc.networkMode === 'managed') {
+      ip = allocateIp(tx, {
+        envId: ctx.env.id,
+        subnet: ctx.env.network.subnet,
+        owner: slotOwner(s.id, lcName, index),
+        ...(lc.requestedIpAddress !== undefined ? { requested: lc.requestedIpAddress } : {}),
+      });
+    }
+    const labels: Record<string, string> = {
+      ...lc.labels,
+      'io.rancher.container.uuid': uuid,
+      'io.rancher.container.name': name,
+      'io.rancher.stack.name': ctx.stack.name,
+      'io.rancher.stack_service.name': `${ctx.stack.name}/${s.name}`,
+      'io.rancher.project.name': ctx.stack.name,
+      'io.rancher.project_service.name': `${ctx.stack.name}/${s.name}`,
+      'io.rancher.service.deployment.unit': du,
+      'io.rancher.service.launch.config': lcName || PRIMARY_LAUNCH_CONFIG,
+      'io.rancher.environment.uuid': ctx.env.uuid,
+    };
+    if (ip) labels['io.rancher.container.ip'] = `${ip}/${prefixLen}`;
+    s.createIndex += 1;
+    const c: Container = {
+      id,
+      uuid,
+      environmentId: ctx.env.id,
+      hostId,
+      stackId: ctx.stack.id,
+      serviceId: s.id,
+      name,
+      launchConfigName: lcName,
+      serviceIndex: index,
+      createIndex: s.createIndex,
+      deploymentUnitUuid: du,
+      primaryIpAddress: ip,
+      state: 'creating',
+      desiredState: desired,
+      generation: 'current',
+      exitCode: null,
+      externalId: null,
+      healthState: s.healthCheck ? 'initializing' : null,
+      startCount: 0,
+      config: { ...lc, labels },
+      adopted: false,
+      created: nowIso(),
+    };
+    tx.put('container', c);
+    ctx.containers.push(c);
+    created.push(c);
+  }
+  tx.put('service', s);
+  return created;
+}
+
+function removeUnit(tx: Tx, ctx: DeployContext, s: Service, u: Unit, releaseAddresses: boolean): void {
+  for (const c of u.containers) removeContainerRecord(tx, ctx, c);
+  if (releaseAddresses) {
+    for (const lc of launchConfigsOf(s)) releaseIp(tx, ctx.env.id, slotOwner(s.id, lc.name ?? '', u.index));
+  }
+}
+
+export function removeContainerRecord(tx: Tx, ctx: DeployContext | null, c: Container): void {
+  for (const l of tx.store.list('containerLink', { container_id: c.id })) tx.remove('containerLink', l.id);
+  for (const l of tx.store.list('containerLink', { env_id: c.environmentId })) {
+    if (l.targetContainerId === c.id) tx.remove('containerLink', l.id);
+  }
+  tx.remove('container', c.id);
+  if (ctx) {
+    const i = ctx.containers.findIndex((x) => x.id === c.id);
+    if (i >= 0) ctx.containers.splice(i, 1);
+  }
+}
+
+/** Upgrade: current containers become the 'previous' generation (stopped, kept); new ones take their slots. */
+export function upgradeService(tx: Tx, ctx: DeployContext, s: Service): void {
+  const old = unitsOf(ctx, s, 'current');
+  for (const u of old.values()) {
+    for (const c of u.containers) {
+      c.generation = 'previous';
+      c.desiredState = 'stopped';
+      tx.put('container', c);
+    }
+  }
+  for (const u of [...old.values()].sort((a, b) => a.index - b.index)) {
+    if (!u.hostId) continue;
+    createUnit(tx, ctx, s, u.index, u.hostId, u.deploymentUnitUuid);
+  }
+  reconcileService(tx, ctx, s);
+}
+
+export function finishUpgrade(tx: Tx, ctx: DeployContext, s: Service): void {
+  for (const u of unitsOf(ctx, s, 'previous').values()) removeUnit(tx, ctx, s, u, false);
+}
+
+export function rollbackService(tx: Tx, ctx: DeployContext, s: Service): void {
+  const prev = unitsOf(ctx, s, 'previous');
+  for (const u of unitsOf(ctx, s, 'current').values()) removeUnit(tx, ctx, s, u, !prev.has(u.index));
+  for (const u of prev.values()) {
+    for (const c of u.containers) {
+      c.generation = 'current';
+      c.desiredState = desiredStateOf(s);
+      tx.put('container', c);
+    }
+  }
+}
+
+/** Sorting helper for addresses (API listings, tests). */
+export function compareIps(a: string, b: string): number {
+  return ipToInt(a) - ipToInt(b);
+}

@@ -1,0 +1,192 @@
+// Environments (the original's "projects") and hosts.
+import { randomBytes } from 'node:crypto';
+import type { Store } from '../db/store.js';
+import { newUuid, nowIso } from '../db/store.js';
+import { EnvironmentNetwork, type Environment, type Host } from '../../model/resources.js';
+import { ConflictError, ValidationError } from '../../common/errors.js';
+import { parseSubnet } from '../ipam/cidr.js';
+import { loadDeployContext, reconcileService, removeContainerRecord } from './deploy.js';
+
+export interface EnvironmentInput {
+  name: string;
+  description?: string;
+  network?: Partial<EnvironmentNetwork>;
+}
+
+export function createEnvironment(store: Store, input: EnvironmentInput): Environment {
+  const network = EnvironmentNetwork.parse({ ...(input.network ?? {}) });
+  network.subnet = parseSubnet(network.subnet).cidr;
+  network.ipsecPsk ??= randomBytes(16).toString('hex');
+  if (store.list('environment').some((e) => e.name === input.name)) {
+    throw new ConflictError('NotUnique', `an environment named "${input.name}" already exists`, 'name');
+  }
+  return store.tx((tx) =>
+    tx.put('environment', {
+      id: tx.newId('environment'),
+      uuid: newUuid(),
+      name: input.name,
+      description: input.description ?? '',
+      state: 'active',
+      network,
+      created: nowIso(),
+    }),
+  );
+}
+
+export function updateEnvironment(
+  store: Store,
+  id: string,
+  patch: { name?: string; description?: string; network?: Partial<EnvironmentNetwork> },
+): Environment {
+  return store.tx((tx) => {
+    const env = store.mustGet('environment', id);
+    if (patch.network?.subnet !== undefined && parseSubnet(patch.network.subnet).cidr !== env.network.subnet) {
+      const used = tx.store.db.prepare('SELECT COUNT(*) AS n FROM ip_allocations WHERE env_id = ?').get(id) as { n: number };
+      if (used.n > 0) {
+        throw new ConflictError('SubnetInUse', `the subnet cannot change while ${used.n} addresses are allocated in it`, 'network.subnet');
+      }
+    }
+    const network = EnvironmentNetwork.parse({ ...env.network, ...(patch.network ?? {}) });
+    network.subnet = parseSubnet(network.subnet).cidr;
+    return tx.put('environment', {
+      ...env,
+      ...(patch.name !== undefined ? { name: patch.name } : {}),
+      ...(patch.description !== undefined ? { description: patch.description } : {}),
+      network,
+    });
+  });
+}
+
+export function deleteEnvironment(store: Store, id: string): void {
+  store.mustGet('environment', id);
+  const stacks = store.list('stack', { env_id: id });
+  const hosts = store.list('host', { env_id: id });
+  if (stacks.length || hosts.length) {
+    throw new ConflictError(
+      'EnvironmentInUse',
+      `remove its ${stacks.length} stacks and ${hosts.length} hosts first`,
+    );
+  }
+  store.tx((tx) => {
+    for (const t of ['registration_tokens', 'api_keys', 'certificates', 'changes', 'ip_allocations']) {
+      tx.store.db.prepare(`DELETE FROM ${t} WHERE env_id = ?`).run(id);
+    }
+    tx.remove('environment', id);
+  });
+}
+
+/** The environment used when a request names none: the oldest one, created on first start. */
+export function defaultEnvironment(store: Store): Environment {
+  const envs = store.list('environment');
+  return envs[0] ?? createEnvironment(store, { name: 'Default', description: 'created on first start' });
+}
+
+// ---- hosts -----------------------------------------------------------------------------------------
+
+export interface HostRegistration {
+  uuid?: string;
+  name?: string;
+  hostname: string;
+  agentIpAddress: string;
+  labels?: Record<string, string>;
+  milliCpu?: number;
+  memory?: number;
+  localStorageMb?: number;
+}
+
+/** Creates the host, or updates it when an agent with a known uuid registers again. */
+export function registerHost(store: Store, envId: string, reg: HostRegistration): Host {
+  return store.tx((tx) => {
+    const env = store.mustGet('environment', envId);
+    const existing = reg.uuid ? store.list('host', { uuid: reg.uuid })[0] : undefined;
+    if (existing && existing.environmentId !== envId) {
+      throw new ConflictError('HostInOtherEnvironment', `host ${reg.uuid} is registered in another environment`);
+    }
+    const host: Host = {
+      id: existing?.id ?? tx.newId('host'),
+      uuid: existing?.uuid ?? reg.uuid ?? newUuid(),
+      environmentId: envId,
+      name: reg.name ?? existing?.name ?? reg.hostname,
+      hostname: reg.hostname,
+      agentIpAddress: reg.agentIpAddress,
+      labels: { ...(existing?.labels ?? {}), ...(reg.labels ?? {}) },
+      state: 'active',
+      agentState: 'active',
+      ...(reg.milliCpu !== undefined ? { milliCpu: reg.milliCpu } : {}),
+      ...(reg.memory !== undefined ? { memory: reg.memory } : {}),
+      ...(reg.localStorageMb !== undefined ? { localStorageMb: reg.localStorageMb } : {}),
+      applied: {},
+      created: existing?.created ?? nowIso(),
+    };
+    tx.put('host', host);
+    tx.store.db.prepare('INSERT OR IGNORE INTO host_status (host_id) VALUES (?)').run(host.id);
+    reconcileGlobalServices(tx, env.id);
+    return host;
+  });
+}
+
+export function updateHost(store: Store, id: string, patch: { name?: string; labels?: Record<string, string> }): Host {
+  return store.tx((tx) => {
+    const h = store.mustGet('host', id);
+    if (patch.labels) {
+      for (const k of Object.keys(patch.labels)) {
+        if (!k) throw new ValidationError('InvalidLabel', 'label keys must not be empty', 'labels');
+      }
+    }
+    const host = tx.put('host', {
+      ...h,
+      ...(patch.name !== undefined ? { name: patch.name } : {}),
+      ...(patch.labels !== undefined ? { labels: patch.labels } : {}),
+    });
+    reconcileGlobalServices(tx, h.environmentId);
+    return host;
+  });
+}
+
+export function setHostActive(store: Store, id: string, active: boolean): Host {
+  return store.tx((tx) => {
+    const h = store.mustGet('host', id);
+    const host = tx.put('host', { ...h, state: active ? 'active' : 'inactive' });
+    reconcileGlobalServices(tx, h.environmentId);
+    return host;
+  });
+}
+
+/** Removes a host and the records of the containers it ran (their service slots are refilled elsewhere). */
+export function removeHost(store: Store, id: string): void {
+  store.tx((tx) => {
+    const h = store.mustGet('host', id);
+    for (const c of store.list('container', { host_id: id })) removeContainerRecord(tx, null, c);
+    tx.store.db.prepare('DELETE FROM api_keys WHERE host_id = ?').run(id);
+    tx.remove('host', id);
+    reconcileAllServices(tx, h.environmentId, { skipUnplaceable: true });
+  });
+}
+
+function reconcileGlobalServices(tx: Parameters<Parameters<Store['tx']>[0]>[0], envId: string): void {
+  const env = tx.store.mustGet('environment', envId);
+  for (const stack of tx.store.list('stack', { env_id: envId })) {
+    const ctx = loadDeployContext(tx, env, stack);
+    for (const s of tx.store.list('service', { stack_id: stack.id })) {
+      if (s.global && s.state !== 'removed') reconcileService(tx, ctx, s);
+    }
+  }
+}
+
+function reconcileAllServices(
+  tx: Parameters<Parameters<Store['tx']>[0]>[0],
+  envId: string,
+  opts: { skipUnplaceable: boolean },
+): void {
+  const env = tx.store.mustGet('environment', envId);
+  for (const stack of tx.store.list('stack', { env_id: envId })) {
+    const ctx = loadDeployContext(tx, env, stack);
+    for (const s of tx.store.list('service', { stack_id: stack.id })) {
+      try {
+        reconcileService(tx, ctx, s);
+      } catch (err) {
+        if (!opts.skipUnplaceable) throw err;
+      }
+    }
+  }
+}

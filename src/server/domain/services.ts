@@ -1,0 +1,229 @@
+// Services: create (from a compose import or the API), scale, activate/deactivate, upgrade,
+// finish-upgrade, rollback, remove; and service links.
+import type { Store, Tx } from '../db/store.js';
+import { newUuid, nowIso } from '../db/store.js';
+import {
+  LaunchConfig,
+  UpgradeStrategy,
+  type LaunchConfigInput,
+  type Service,
+  type ServiceLink,
+  type Stack,
+} from '../../model/resources.js';
+import { ConflictError, NotFoundError, ValidationError } from '../../common/errors.js';
+import type { ServiceSpec } from '../compose/spec.js';
+import {
+  finishUpgrade,
+  loadDeployContext,
+  reconcileService,
+  removeContainerRecord,
+  rollbackService,
+  runsContainers,
+  upgradeService,
+} from './deploy.js';
+import { releaseOwnersWithPrefix } from '../ipam/allocate.js';
+
+export const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$/;
+
+/** Resolves link/port-rule targets written as `svc` (this stack) or `stack/svc`. */
+export function findService(tx: Tx, stack: Stack, ref: string): Service | undefined {
+  const [stackName, svcName] = ref.includes('/') ? (ref.split('/', 2) as [string, string]) : [stack.name, ref];
+  const target = stackName === stack.name ? stack : tx.store.list('stack', { env_id: stack.environmentId }).find((s) => s.name === stackName);
+  if (!target) return undefined;
+  return tx.store.list('service', { stack_id: target.id }).find((s) => s.name === svcName);
+}
+
+/** Creates a service record from a spec; containers are created by `deployServices`. */
+export function insertService(tx: Tx, stack: Stack, spec: ServiceSpec): Service {
+  if (!SERVICE_NAME.test(spec.name)) {
+    throw new ValidationError('InvalidName', `service name "${spec.name}" must be letters, digits and '-' (max 63)`, 'name');
+  }
+  if (tx.store.list('service', { stack_id: stack.id }).some((s) => s.name === spec.name)) {
+    throw new ConflictError('NotUnique', `stack "${stack.name}" already has a service "${spec.name}"`, 'name');
+  }
+  const s: Service = {
+    id: tx.newId('service'),
+    uuid: newUuid(),
+    environmentId: stack.environmentId,
+    stackId: stack.id,
+    name: spec.name,
+    kind: spec.kind,
+    state: 'active',
+    scale: spec.scale,
+    global: spec.global,
+    ...(spec.launchConfig ? { launchConfig: spec.launchConfig } : {}),
+    secondaryLaunchConfigs: spec.secondaryLaunchConfigs,
+    metadata: spec.metadata,
+    ...(spec.healthCheck ? { healthCheck: spec.healthCheck } : {}),
+    ...(spec.lbConfig ? { lbConfig: spec.lbConfig } : {}),
+    ...(spec.upgradeStrategy ? { upgradeStrategy: spec.upgradeStrategy } : {}),
+    externalIpAddresses: spec.externalIpAddresses,
+    ...(spec.hostname ? { hostname: spec.hostname } : {}),
+    fqdn: `${spec.name}.${stack.name}.rancher.internal`.toLowerCase(),
+    createIndex: 0,
+    system: false,
+    created: nowIso(),
+  };
+  return tx.put('service', s);
+}
+
+export function insertServiceLink(tx: Tx, from: Service, to: Service, alias: string | undefined): ServiceLink {
+  const existing = tx.store.list('serviceLink', { service_id: from.id, consumed_service_id: to.id })[0];
+  const link: ServiceLink = {
+    id: existing?.id ?? tx.newId('serviceLink'),
+    environmentId: from.environmentId,
+    serviceId: from.id,
+    consumedServiceId: to.id,
+    name: alias ?? '',
+    ports: [],
+    created: existing?.created ?? nowIso(),
+  };
+  return tx.put('serviceLink', link);
+}
+
+/** Creates the containers of freshly inserted services (scheduling errors abort the transaction). */
+export function deployServices(tx: Tx, stack: Stack, services: Service[]): void {
+  const env = tx.store.mustGet('environment', stack.environmentId);
+  const ctx = loadDeployContext(tx, env, stack);
+  for (const s of services) reconcileService(tx, ctx, s);
+}
+
+function withService<T>(store: Store, id: string, fn: (tx: Tx, s: Service, stack: Stack) => T): T {
+  return store.tx((tx) => {
+    const s = store.mustGet('service', id);
+    const stack = store.mustGet('stack', s.stackId);
+    return fn(tx, s, stack);
+  });
+}
+
+function reconcile(tx: Tx, s: Service, stack: Stack): void {
+  const env = tx.store.mustGet('environment', s.environmentId);
+  reconcileService(tx, loadDeployContext(tx, env, stack), s);
+}
+
+export function scaleService(store: Store, id: string, scale: number): Service {
+  if (!Number.isInteger(scale) || scale < 0) throw new ValidationError('InvalidScale', 'scale must be an integer ≥ 0', 'scale');
+  return withService(store, id, (tx, s, stack) => {
+    if (s.upgrade) throw new ConflictError('UpgradeInProgress', `finish or roll back the upgrade of "${s.name}" first`, 'scale');
+    if (s.global) throw new ValidationError('GlobalService', `"${s.name}" is global: its scale follows its hosts`, 'scale');
+    s.scale = scale;
+    tx.put('service', s);
+    reconcile(tx, s, stack);
+    return tx.store.mustGet('service', id);
+  });
+}
+
+export function updateService(
+  store: Store,
+  id: string,
+  patch: { scale?: number; metadata?: Record<string, unknown>; name?: string },
+): Service {
+  if (patch.scale !== undefined) scaleService(store, id, patch.scale);
+  return withService(store, id, (tx, s) => {
+    if (patch.metadata !== undefined) s.metadata = patch.metadata;
+    if (patch.name !== undefined && patch.name !== s.name) {
+      throw new ValidationError('Immutable', 'a service cannot be renamed (its DNS names and containers depend on it)', 'name');
+    }
+    return tx.put('service', s);
+  });
+}
+
+export function setServiceActive(store: Store, id: string, active: boolean): Service {
+  return withService(store, id, (tx, s, stack) => {
+    s.state = active ? 'active' : 'inactive';
+    tx.put('service', s);
+    reconcile(tx, s, stack);
+    return tx.store.mustGet('service', id);
+  });
+}
+
+export interface UpgradeInput {
+  launchConfig?: LaunchConfigInput;
+  secondaryLaunchConfigs?: LaunchConfigInput[];
+  strategy?: Partial<UpgradeStrategy>;
+}
+
+export function upgrade(store: Store, id: string, input: UpgradeInput): Service {
+  return withService(store, id, (tx, s, stack) => {
+    if (!runsContainers(s)) throw new ValidationError('NotUpgradable', `"${s.name}" is a ${s.kind}: it runs no containers to upgrade`);
+    if (s.upgrade) throw new ConflictError('UpgradeInProgress', `"${s.name}" is already upgraded: finish or roll back first`);
+    if (s.state !== 'active') throw new ConflictError('InvalidState', `"${s.name}" is ${s.state}; only an active service can be upgraded`);
+    const lc = input.launchConfig ? LaunchConfig.parse(input.launchConfig) : (s.launchConfig as LaunchConfig);
+    const secondary = input.secondaryLaunchConfigs
+      ? input.secondaryLaunchConfigs.map((x) => LaunchConfig.parse(x))
+      : s.secondaryLaunchConfigs;
+    for (const sk of secondary) {
+      if (!sk.name) throw new ValidationError('MissingName', 'every secondary launch config needs a name', 'secondaryLaunchConfigs');
+    }
+    s.upgrade = {
+      previousLaunchConfig: s.launchConfig as LaunchConfig,
+      previousSecondaryLaunchConfigs: s.secondaryLaunchConfigs,
+      strategy: UpgradeStrategy.parse({ ...(s.upgradeStrategy ?? {}), ...(input.strategy ?? {}) }),
+    };
+    s.launchConfig = lc;
+    s.secondaryLaunchConfigs = secondary;
+    s.state = 'upgraded';
+    tx.put('service', s);
+    const env = tx.store.mustGet('environment', s.environmentId);
+    upgradeService(tx, loadDeployContext(tx, env, stack), s);
+    return tx.store.mustGet('service', id);
+  });
+}
+
+export function finishUpgradeService(store: Store, id: string): Service {
+  return withService(store, id, (tx, s, stack) => {
+    if (!s.upgrade) throw new ConflictError('NotUpgraded', `"${s.name}" has no upgrade to finish`);
+    const env = tx.store.mustGet('environment', s.environmentId);
+    finishUpgrade(tx, loadDeployContext(tx, env, stack), s);
+    delete s.upgrade;
+    s.state = 'active';
+    return tx.put('service', s);
+  });
+}
+
+export function rollback(store: Store, id: string): Service {
+  return withService(store, id, (tx, s, stack) => {
+    if (!s.upgrade) throw new ConflictError('NotUpgraded', `"${s.name}" has no upgrade to roll back`);
+    const env = tx.store.mustGet('environment', s.environmentId);
+    s.launchConfig = s.upgrade.previousLaunchConfig;
+    s.secondaryLaunchConfigs = s.upgrade.previousSecondaryLaunchConfigs;
+    delete s.upgrade;
+    s.state = 'active';
+    tx.put('service', s);
+    rollbackService(tx, loadDeployContext(tx, env, stack), s);
+    return tx.store.mustGet('service', id);
+  });
+}
+
+/** Removes a service, its containers, its links (both ways) and its addresses, in the caller's tx. */
+export function removeServiceTx(tx: Tx, s: Service): void {
+  for (const c of tx.store.list('container', { service_id: s.id })) removeContainerRecord(tx, null, c);
+  for (const l of tx.store.list('serviceLink', { service_id: s.id })) tx.remove('serviceLink', l.id);
+  for (const l of tx.store.list('serviceLink', { consumed_service_id: s.id })) tx.remove('serviceLink', l.id);
+  releaseOwnersWithPrefix(tx, s.environmentId, `svc:${s.id}:`);
+  tx.remove('service', s.id);
+}
+
+export function removeService(store: Store, id: string): void {
+  store.tx((tx) => removeServiceTx(tx, store.mustGet('service', id)));
+}
+
+export function setServiceLinks(
+  store: Store,
+  id: string,
+  links: { serviceId: string; name?: string }[],
+): ServiceLink[] {
+  return withService(store, id, (tx, s) => {
+    const want = new Map<string, string | undefined>();
+    for (const l of links) {
+      const target = tx.store.get('service', l.serviceId);
+      if (!target || target.environmentId !== s.environmentId) throw new NotFoundError('service', l.serviceId);
+      if (target.id === s.id) throw new ValidationError('SelfLink', 'a service cannot link to itself', 'serviceLinks');
+      want.set(target.id, l.name);
+    }
+    for (const l of tx.store.list('serviceLink', { service_id: s.id })) {
+      if (!want.has(l.consumedServiceId)) tx.remove('serviceLink', l.id);
+    }
+    return [...want].map(([tid, alias]) => insertServiceLink(tx, s, tx.store.mustGet('service', tid), alias));
+  });
+}

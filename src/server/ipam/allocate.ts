@@ -1,0 +1,86 @@
+// Address allocation on an environment's subnet, inside the caller's transaction.
+//
+// Like the original: a random start inside the usable range, then sequential with wrap-around, skipping
+// used addresses (a random start avoids handing out an address that other hosts may still have cached).
+// A requested address is honoured when free; otherwise a random one is given, or, with `strict`, an
+// error. The (env, ip) primary key makes a collision impossible even across processes.
+import { randomInt } from 'node:crypto';
+import type { Tx } from '../db/store.js';
+import { ConflictError, ValidationError } from '../../common/errors.js';
+import { inRange, intToIp, ipToInt, parseSubnet } from './cidr.js';
+
+export interface AllocateRequest {
+  envId: string;
+  subnet: string;
+  /** Who holds the address: a service slot (`svc:<serviceId>:<launchConfig>:<index>`) or `ctr:<containerId>`. */
+  owner: string;
+  requested?: string;
+  /** Fail instead of falling back to a random address when `requested` is taken. */
+  strict?: boolean;
+}
+
+export function allocateIp(tx: Tx, req: AllocateRequest): string {
+  const db = tx.store.db;
+  const held = db.prepare('SELECT ip FROM ip_allocations WHERE env_id = ? AND owner = ?').get(req.envId, req.owner) as
+    | { ip: string }
+    | undefined;
+  if (held) return held.ip;
+
+  const subnet = parseSubnet(req.subnet);
+  if (req.requested !== undefined) {
+    const want = ipToInt(req.requested);
+    if (!inRange(subnet, want)) {
+      throw new ValidationError(
+        'InvalidRequestedIp',
+        `requested address ${req.requested} is outside the usable range ${intToIp(subnet.first)}-${intToIp(subnet.last)} of ${subnet.cidr}`,
+        'requestedIpAddress',
+      );
+    }
+    const taken = db.prepare('SELECT owner FROM ip_allocations WHERE env_id = ? AND ip = ?').get(req.envId, req.requested) as
+      | { owner: string }
+      | undefined;
+    if (!taken) {
+      db.prepare('INSERT INTO ip_allocations (env_id, ip, owner) VALUES (?, ?, ?)').run(req.envId, req.requested, req.owner);
+      return req.requested;
+    }
+    if (req.strict) {
+      throw new ConflictError('IpAddressInUse', `requested address ${req.requested} is already in use`, 'requestedIpAddress');
+    }
+  }
+
+  const used = new Set(
+    (db.prepare('SELECT ip FROM ip_allocations WHERE env_id = ?').all(req.envId) as { ip: string }[]).map((r) =>
+      ipToInt(r.ip),
+    ),
+  );
+  const size = subnet.last - subnet.first + 1;
+  if (used.size >= size) {
+    throw new ConflictError('SubnetExhausted', `no free address left in ${subnet.cidr} (${size} usable addresses in use)`);
+  }
+  const start = randomInt(size);
+  for (let i = 0; i < size; i++) {
+    const n = subnet.first + ((start + i) % size);
+    if (!used.has(n)) {
+      const ip = intToIp(n);
+      db.prepare('INSERT INTO ip_allocations (env_id, ip, owner) VALUES (?, ?, ?)').run(req.envId, ip, req.owner);
+      return ip;
+    }
+  }
+  throw new ConflictError('SubnetExhausted', `no free address left in ${subnet.cidr}`);
+}
+
+export function releaseIp(tx: Tx, envId: string, owner: string): void {
+  tx.store.db.prepare('DELETE FROM ip_allocations WHERE env_id = ? AND owner = ?').run(envId, owner);
+}
+
+export function releaseOwnersWithPrefix(tx: Tx, envId: string, prefix: string): void {
+  tx.store.db.prepare("DELETE FROM ip_allocations WHERE env_id = ? AND substr(owner, 1, ?) = ?").run(envId, prefix.length, prefix);
+}
+
+export function slotOwner(serviceId: string, launchConfigName: string, index: number): string {
+  return `svc:${serviceId}:${launchConfigName}:${index}`;
+}
+
+export function containerOwner(containerId: string): string {
+  return `ctr:${containerId}`;
+}

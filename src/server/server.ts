@@ -1,0 +1,153 @@
+// The control plane process: storage, API, watch hub, metrics; start and graceful stop.
+import Koa from 'koa';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Store } from './db/store.js';
+import { WatchHub } from './sync/watch.js';
+import { authMiddleware, buildRouter } from './api/routes.js';
+import { errorHandler, jsonBody, type ApiContext } from './api/http.js';
+import { openApiDocument } from './api/openapi.js';
+import { countAdminKeys, createApiKey, type IssuedKey } from './auth/credentials.js';
+import { defaultEnvironment } from './domain/environments.js';
+import type { Logger } from '../common/log.js';
+
+export interface ServerOptions {
+  dataDir: string;
+  host: string;
+  port: number;
+  log: Logger;
+  /** URL agents use to reach this server; default http://<listen address>. */
+  advertiseUrl?: string;
+  /** Credentials for the first admin key (else random ones are generated and returned once). */
+  adminAccessKey?: string;
+  adminSecretKey?: string;
+  agentImage?: string;
+  maxWatchSeconds?: number;
+}
+
+export interface RunningServer {
+  url: string;
+  store: Store;
+  hub: WatchHub;
+  registry: Registry;
+  /** The admin key created on this start (first start only); its secret is not stored anywhere. */
+  firstAdminKey?: IssuedKey;
+  close(): Promise<void>;
+}
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const log = opts.log.child({ component: 'server' });
+  const t0 = performance.now();
+  const store = Store.openDir(opts.dataDir);
+  const hub = new WatchHub(store);
+  defaultEnvironment(store);
+
+  let firstAdminKey: IssuedKey | undefined;
+  if (countAdminKeys(store) === 0) {
+    firstAdminKey = createApiKey(store, {
+      name: 'first admin key',
+      role: 'admin',
+      ...(opts.adminAccessKey ? { accessKey: opts.adminAccessKey } : {}),
+      ...(opts.adminSecretKey ? { secretKey: opts.adminSecretKey } : {}),
+    });
+    log.info({ accessKey: firstAdminKey.accessKey }, 'created the first admin API key');
+  }
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'drover_server_' });
+  const requests = new Counter({
+    name: 'drover_http_requests_total',
+    help: 'API requests by method and status',
+    labelNames: ['method', 'status'],
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'drover_http_request_duration_seconds',
+    help: 'API request latency (watch requests excluded)',
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'drover_watch_waiting',
+    help: 'watch requests currently waiting for a change',
+    registers: [registry],
+    collect() {
+      this.set(hub.waiting());
+    },
+  });
+
+  let advertise = opts.advertiseUrl ?? '';
+  const app = new Koa();
+  app.proxy = false;
+  app.use(async (ctx, next) => {
+    const start = performance.now();
+    try {
+      await next();
+    } finally {
+      requests.inc({ method: ctx.method, status: String(ctx.status) });
+      if (!ctx.path.endsWith('/watch')) latency.observe((performance.now() - start) / 1000);
+      log.debug({ method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(performance.now() - start) }, 'request');
+    }
+  });
+  app.use(errorHandler(log));
+  app.use(async (ctx, next) => {
+    if (ctx.path === '/healthz') {
+      ctx.body = 'OK';
+      return;
+    }
+    await next();
+  });
+  app.use(authMiddleware(store));
+  app.use(jsonBody);
+  app.use(async (ctx: ApiContext, next) => {
+    if (ctx.method === 'GET' && ctx.path === '/metrics') {
+      ctx.type = registry.contentType;
+      ctx.body = await registry.metrics();
+    } else if (ctx.method === 'GET' && ctx.path === '/v1/openapi.json') {
+      ctx.body = openApiDocument();
+    } else await next();
+  });
+  const router = buildRouter({
+    store,
+    hub,
+    advertiseUrl: () => advertise,
+    agentImage: opts.agentImage ?? 'drover/agent:latest',
+    maxWatchSeconds: opts.maxWatchSeconds ?? 300,
+  });
+  app.use(router.routes()).use(router.allowedMethods());
+
+  const server: Server = createServer(app.callback());
+  server.keepAliveTimeout = 65_000;
+  server.requestTimeout = 0; // watches are long polls; they bound themselves
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  const host = addr.address.includes(':') ? `[${addr.address}]` : addr.address;
+  const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${addr.port}`;
+  if (!advertise) advertise = url;
+  log.info({ url, dataDir: opts.dataDir, schema: store.schemaVersion, startMs: Math.round(performance.now() - t0) }, 'control plane listening');
+
+  let closed = false;
+  return {
+    url,
+    store,
+    hub,
+    registry,
+    ...(firstAdminKey ? { firstAdminKey } : {}),
+    async close() {
+      if (closed) return;
+      closed = true;
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        // Parked watches end at once: agents reconnect to the next server.
+        setTimeout(() => server.closeAllConnections(), 200).unref();
+      });
+      store.close();
+      log.info('control plane stopped');
+    },
+  };
+}
