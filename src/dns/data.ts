@@ -133,7 +133,16 @@ export function parseUpstream(s: string): Upstream | undefined {
   }
   if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
   if (isIPv4(host)) return { host, port, family: 4, key: `${host}:${port}` };
-  if (isIPv6(host)) return { host, port, family: 6, key: `[${host}]:${port}` };
+  if (isIPv6(host)) {
+    // The form the OS reports as a reply's source address, so replies can be matched by string.
+    let norm = host.toLowerCase();
+    try {
+      norm = new URL(`http://[${host}]/`).hostname.slice(1, -1);
+    } catch {
+      // zone ids and the like: keep as written
+    }
+    return { host: norm, port, family: 6, key: `[${norm}]:${port}` };
+  }
   return undefined;
 }
 

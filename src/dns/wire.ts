@@ -274,11 +274,10 @@ export function parseQuery(buf: Buffer): Query | FormErr | null {
   const qtype = buf.readUInt16BE(q.end);
   const qclass = buf.readUInt16BE(q.end + 2);
   let edns: Edns | null = null;
-  if (ar > 0) {
+  // A query with several questions is refused anyway; its OPT does not matter.
+  if (ar > 0 && qdcount === 1) {
     try {
-      let p = qend;
-      for (let i = 1; i < qdcount; i++) p = skipName(buf, p) + 4;
-      edns = readOpt(buf, p, an, ns, ar);
+      edns = readOpt(buf, qend, an, ns, ar);
     } catch {
       return { kind: 'formerr', id, flags, edns: null };
     }
@@ -576,6 +575,19 @@ export class ReplyBuilder {
     return this;
   }
 
+  /** Prepared A records owned by a name (compressed against earlier names), in the given order. */
+  aRecordsNamed(tails: Buffer, owner: string): this {
+    const n = (tails.length / A_TAIL) | 0;
+    for (let i = 0; i < n; i++) {
+      if (!this.room(2 + 255 + A_TAIL)) return this;
+      this.writeName(owner);
+      tails.copy(scratch, this.pos, i * A_TAIL, i * A_TAIL + A_TAIL);
+      this.pos += A_TAIL;
+      this.count();
+    }
+    return this;
+  }
+
   /** A record whose rdata is a single name (CNAME, PTR, NS); returns the offset of the target name. */
   nameRecord(owner: Owner, type: number, ttl: number, target: string): number {
     if (!this.room(2 + 255 + 10 + 255)) return -1;
@@ -602,13 +614,11 @@ export class ReplyBuilder {
     scratch.writeUInt16BE(weight, this.pos + 12);
     scratch.writeUInt16BE(port, this.pos + 14);
     this.pos += 16;
-    // RFC 2782: the target must not be compressed.
-    const names = this.names;
-    const before = this.pos;
-    const enc = encodeName(target);
-    enc.copy(scratch, this.pos);
+    // RFC 2782: the target is not compressed; it is registered so later owners can point to it.
     if (!this.seeded) this.seed();
-    if (before < 0x3fff && !names.has(target)) names.set(target, before);
+    const enc = encodeName(target);
+    if (this.pos < 0x3fff && !this.names.has(target)) this.names.set(target, this.pos);
+    enc.copy(scratch, this.pos);
     this.pos += enc.length;
     scratch.writeUInt16BE(this.pos - rdlenAt - 2, rdlenAt);
     this.count();

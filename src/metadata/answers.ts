@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { ValidationError } from '../common/errors.js';
 
 export type JsonPrimitive = string | number | boolean | null;
 export type JsonValue = JsonPrimitive | JsonValue[] | JsonMap;
@@ -92,10 +93,10 @@ export const AnswersFileSchema = z.record(
   { error: 'must be a map of "<version>" to a map of clients' },
 );
 
-export class AnswersError extends Error {
+/** A bad answers file (the CLI reports its message and exits 2). */
+export class AnswersError extends ValidationError {
   constructor(message: string) {
-    super(message);
-    this.name = 'AnswersError';
+    super('InvalidAnswers', message);
   }
 }
 

@@ -350,22 +350,21 @@ export function buildMetadataAnswers(state: EnvState, opts: MetadataTreeOptions)
         uuid: st.uuid,
       });
     }
-    const shared: JsonMap = {
+    const lists: TreeLists = {
       containers: containers.map((c) => containerObjs[f].get(c.id) as JsonMap),
-      ...(v === '2016-07-29'
-        ? { environments: [{ description: env.description, name: env.name, state: env.state, uuid: env.uuid }] }
-        : {}),
+      environments:
+        v === '2016-07-29'
+          ? [{ description: env.description, name: env.name, state: env.state, uuid: env.uuid }]
+          : undefined,
       hosts: hosts.map((h) => hostObjs[f].get(h.id) as JsonMap),
       name: env.name,
-    };
-    const tail: JsonMap = {
       services: entries.map((e) => svcObjs.get(e) as JsonMap),
       stacks: stacks.map((s) => stackObjs.get(s.id) as JsonMap),
       uuid: env.uuid,
       version,
     };
     const answers: VersionAnswers = {};
-    answers[DEFAULT_CLIENT] = { ...shared, self: { host: hostObjs[f].get(opts.hostId) ?? null }, ...tail };
+    answers[DEFAULT_CLIENT] = clientTree(lists, { host: hostObjs[f].get(opts.hostId) ?? null });
 
     const selfServices = new Map<ServiceEntry, JsonMap>();
     for (const c of clients) {
@@ -379,21 +378,47 @@ export function buildMetadataAnswers(state: EnvState, opts: MetadataTreeOptions)
         }
       }
       const stackId = e ? e.stack.id : c.stackId;
-      answers[c.primaryIpAddress as string] = {
-        ...shared,
-        self: {
-          container: containerObjs[f].get(c.id) as JsonMap,
-          host: (c.hostId !== null ? hostObjs[f].get(c.hostId) : undefined) ?? null,
-          service: selfService,
-          stack: (stackId !== null ? stackObjs.get(stackId) : undefined) ?? null,
-        },
-        ...tail,
-      };
+      answers[c.primaryIpAddress as string] = clientTree(lists, {
+        container: containerObjs[f].get(c.id) as JsonMap,
+        host: (c.hostId !== null ? hostObjs[f].get(c.hostId) : undefined) ?? null,
+        service: selfService,
+        stack: (stackId !== null ? stackObjs.get(stackId) : undefined) ?? null,
+      });
     }
     out[v] = answers;
   }
   out[LATEST_VERSION] = out['2016-07-29'] as VersionAnswers;
   return out;
+}
+
+/** The top-level values every tree of one version shares. */
+interface TreeLists {
+  containers: JsonMap[];
+  environments: JsonMap[] | undefined;
+  hosts: JsonMap[];
+  name: string;
+  services: JsonMap[];
+  stacks: JsonMap[];
+  uuid: string;
+  version: string;
+}
+
+/** One client's tree (keys in sorted order; fixed-shape literals keep 10k of them cheap). */
+function clientTree(l: TreeLists, self: JsonMap): JsonMap {
+  if (l.environments === undefined) {
+    return { containers: l.containers, hosts: l.hosts, name: l.name, self, services: l.services, stacks: l.stacks, uuid: l.uuid, version: l.version };
+  }
+  return {
+    containers: l.containers,
+    environments: l.environments,
+    hosts: l.hosts,
+    name: l.name,
+    self,
+    services: l.services,
+    stacks: l.stacks,
+    uuid: l.uuid,
+    version: l.version,
+  };
 }
 
 /** User metadata (from rancher-compose) as plain JSON: a deep copy, non-JSON values dropped or converted. */

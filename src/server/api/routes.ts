@@ -113,7 +113,7 @@ function unknownAction(def: ResourceDef, action: string): never {
 }
 
 export function buildRouter(deps: RouteDeps): Router {
-  const { store, hub } = deps;
+  const { store } = deps;
   const r = new Router({ prefix: '/v1' });
 
   r.get('/version', (ctx) => {

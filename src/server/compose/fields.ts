@@ -40,22 +40,22 @@ function splitProtocol(text: string): { rest: string; protocol: PortSpec['protoc
 /** `ports` entry: `80`, `8080:80`, `127.0.0.1:8080:80`, `127.0.0.1::80`, `8080:80/udp`. */
 export function parsePort(where: Where, field: string, value: unknown): PortSpec {
   const text = portText(where, field, value, 'port');
-  const bad = (why = ''): never => fail(where, field, `${describe(text)} is not a valid port spec${why} (${PORT_SYNTAX})`);
+  const bad = (why = ''): never => fail(where, field, `${describe(text)} is not a valid port spec (${PORT_SYNTAX})${why}`);
   const { rest, protocol } = splitProtocol(text);
-  if (!protocol) bad(': the protocol must be tcp or udp');
+  if (!protocol) bad('; the protocol must be tcp or udp');
   const parts = rest.split(':');
   if (parts.length > 3) bad();
-  const privatePort = portNumber(parts[parts.length - 1] ?? '') ?? bad(': ports are numbers from 1 to 65535');
+  const privatePort = portNumber(parts[parts.length - 1] ?? '') ?? bad('; ports are numbers from 1 to 65535');
   const spec: PortSpec = { privatePort, protocol: protocol ?? 'tcp' };
   if (parts.length === 3) {
     const hostIp = parts[0] ?? '';
-    if (!isIpv4(hostIp)) bad(`: ${describe(hostIp)} is not an IPv4 address`);
+    if (!isIpv4(hostIp)) bad(`; ${describe(hostIp)} is not an IPv4 address`);
     spec.hostIp = hostIp;
   }
   if (parts.length >= 2) {
     const publicText = parts[parts.length - 2] ?? '';
     if (publicText !== '' || parts.length === 2) {
-      spec.publicPort = portNumber(publicText) ?? bad(': ports are numbers from 1 to 65535');
+      spec.publicPort = portNumber(publicText) ?? bad('; ports are numbers from 1 to 65535');
     }
   }
   return spec;
@@ -195,21 +195,20 @@ export function parseNetworkMode(where: Where, field: string, value: unknown): N
 
 /** `extra_hosts`: a list of `host:ip` or a map `host: ip`, as a `host:ip` list. */
 export function parseExtraHosts(where: Where, field: string, value: unknown): string[] {
-  const entries: [string, string, string][] = [];
+  const entries: [string, string][] = [];
   if (Array.isArray(value)) {
-    value.forEach((item: unknown, i) => {
-      const text = asScalarString(where, sub(field, i), item);
-      const colon = text.indexOf(':');
-      entries.push([text.slice(0, colon), colon < 0 ? '' : text.slice(colon + 1), sub(field, i)]);
-    });
+    value.forEach((item: unknown, i) => entries.push([asScalarString(where, sub(field, i), item), sub(field, i)]));
   } else if (isMap(value)) {
-    for (const [host, ip] of Object.entries(value)) entries.push([host, asScalarString(where, sub(field, host), ip), sub(field, host)]);
+    for (const [host, ip] of Object.entries(value)) {
+      entries.push([`${host}:${asScalarString(where, sub(field, host), ip)}`, sub(field, host)]);
+    }
   } else {
     fail(where, field, `expected a list of host:ip or a map, got ${describe(value)}`);
   }
-  return entries.map(([host, ip, f]) => {
-    if (host === '' || ip === '') fail(where, f, `${describe(`${host}:${ip}`)} is not a host entry (expected host:ip)`);
-    return `${host}:${ip}`;
+  return entries.map(([entry, f]) => {
+    const colon = entry.indexOf(':');
+    if (colon <= 0 || colon === entry.length - 1) fail(where, f, `${describe(entry)} is not a host entry (expected host:ip)`);
+    return entry;
   });
 }
 

@@ -74,30 +74,26 @@ function interpolateService(where: Where, raw: unknown, vars: Variables): unknow
   return interpolateValue(raw, vars, (path, message) => fail(where, pathField(path), message));
 }
 
+/** Why `ref` cannot be a sidekick of `svc`, or undefined when it can. */
+function sidekickProblem(file: string, svc: ComposeService, ref: NameRef, sidekick: ComposeService | undefined, owner: string | undefined): string | undefined {
+  if (ref.name === svc.name) return 'a service cannot be its own sidekick';
+  if (!sidekick) return `names sidekick "${ref.name}", which is not defined in ${file}`;
+  if (owner === svc.name) return `names sidekick "${ref.name}" twice`;
+  if (owner !== undefined) return `names sidekick "${ref.name}", which is already a sidekick of "${owner}" (a sidekick belongs to one service)`;
+  if (svc.kind === 'externalService' || svc.kind === 'dnsService') {
+    return 'an external or DNS service runs no containers and cannot have sidekicks';
+  }
+  if (sidekick.kind !== 'service') return `sidekick "${ref.name}" must run a container image (not ${sidekick.launchConfig.image})`;
+  return undefined;
+}
+
 /** The primary of each sidekick; checks sidekicks exist, have one primary and no sidekicks of their own. */
 function sidekickOwners(file: string, compose: Map<string, ComposeService>): Map<string, string> {
   const owner = new Map<string, string>();
   for (const svc of compose.values()) {
-    const where = { file, service: svc.name };
-    const seen = new Set<string>();
     for (const ref of svc.sidekicks) {
-      const sidekick = compose.get(ref.name);
-      const problem =
-        ref.name === svc.name
-          ? 'a service cannot be its own sidekick'
-          : seen.has(ref.name)
-            ? `names sidekick "${ref.name}" twice`
-            : !sidekick
-              ? `names sidekick "${ref.name}", which is not defined in ${file}`
-              : owner.has(ref.name)
-                ? `names sidekick "${ref.name}", which is already a sidekick of "${owner.get(ref.name)}" (a sidekick belongs to one service)`
-                : svc.kind === 'externalService' || svc.kind === 'dnsService'
-                  ? 'an external or DNS service runs no containers and cannot have sidekicks'
-                  : sidekick.kind !== 'service'
-                    ? `sidekick "${ref.name}" must run a container image (not ${sidekick.launchConfig.image})`
-                    : undefined;
-      if (problem) fail(where, ref.field, problem);
-      seen.add(ref.name);
+      const problem = sidekickProblem(file, svc, ref, compose.get(ref.name), owner.get(ref.name));
+      if (problem) fail({ file, service: svc.name }, ref.field, problem);
       owner.set(ref.name, svc.name);
     }
   }

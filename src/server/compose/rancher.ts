@@ -147,7 +147,7 @@ function parsePortRule(w: Where, f: string, value: unknown): PortRuleT {
     ...opt(m, 'path', str('path')),
     ...opt(m, 'service', str('service')),
     ...rename(opt(m, 'target_port', (v) => asInt(w, sub(f, 'target_port'), v, 1, 65535)), 'targetPort'),
-    ...opt(m, 'priority', (v) => asInt(w, sub(f, 'priority'), v, Number.MIN_SAFE_INTEGER)),
+    ...opt(m, 'priority', (v) => asInt(w, sub(f, 'priority'), v, 0)),
     ...rename(opt(m, 'backend_name', str('backend_name')), 'backendName'),
     ...opt(m, 'selector', str('selector')),
   });

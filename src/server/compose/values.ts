@@ -10,7 +10,7 @@ export interface Where {
 }
 
 export function fail(where: Where, field: string | undefined, problem: string, code?: string): never {
-  throw new ComposeError(where.file, where.service, field, problem, code);
+  throw new ComposeError(where.file, where.service, field || undefined, problem, code);
 }
 
 export type YamlMap = Record<string, unknown>;
@@ -127,7 +127,11 @@ export function asStringRecord(where: Where, field: string, value: unknown): Rec
     return out;
   }
   if (!isMap(value)) fail(where, field, `expected a list of NAME=value or a map, got ${describe(value)}`);
-  for (const [key, v] of Object.entries(value)) out[key] = asScalarString(where, sub(field, key), v);
+  for (const [key, v] of Object.entries(value)) {
+    // An empty key is what YAML makes of `null:`/`~:` keys (YAML 1.2 reads `NULL` as null, too).
+    if (key.trim() === '') fail(where, field, `a key is empty or null (quote names like "NULL" or "~")`);
+    out[key] = asScalarString(where, sub(field, key), v);
+  }
   return out;
 }
 

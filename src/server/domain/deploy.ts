@@ -116,13 +116,27 @@ export function reconcileService(tx: Tx, ctx: DeployContext, s: Service): void {
     for (const u of [...units.values()].sort((a, b) => b.index - a.index)) {
       if (u.index > s.scale) removeUnit(tx, ctx, s, u, true);
     }
+    // With no active host at all the units wait unplaced ('pending') and are placed when a host
+    // joins; with hosts that cannot take them, scheduling is impossible and that is an error.
+    const noHosts = !ctx.hosts.some((h) => h.state === 'active');
     for (let i = 1; i <= s.scale; i++) {
-      if (units.has(i)) continue;
+      const existing = units.get(i);
+      if (existing && existing.hostId) continue;
+      if (noHosts) {
+        if (!existing) createUnit(tx, ctx, s, i, null, null);
+        continue;
+      }
       const placed = placeUnit(placementHosts(ctx.hosts), placedOf(ctx.containers), constraints, s.id);
       if (!placed.ok) {
         throw new SchedulingError(`service "${s.name}" (stack "${ctx.stack.name}"), container ${i} of ${s.scale}: ${placed.reason}`, 'labels');
       }
-      createUnit(tx, ctx, s, i, placed.hostId, null);
+      if (existing) {
+        for (const c of existing.containers) {
+          c.hostId = placed.hostId;
+          c.state = c.state === 'pending' ? 'creating' : c.state;
+          tx.put('container', c);
+        }
+      } else createUnit(tx, ctx, s, i, placed.hostId, null);
     }
   }
 
@@ -140,7 +154,7 @@ export function createUnit(
   ctx: DeployContext,
   s: Service,
   index: number,
-  hostId: string,
+  hostId: string | null,
   deploymentUnitUuid: string | null,
 ): Container[] {
   const du = deploymentUnitUuid ?? newUuid();
@@ -189,7 +203,7 @@ export function createUnit(
       createIndex: s.createIndex,
       deploymentUnitUuid: du,
       primaryIpAddress: ip,
-      state: 'creating',
+      state: hostId ? 'creating' : 'pending',
       desiredState: desired,
       generation: 'current',
       exitCode: null,

@@ -120,6 +120,7 @@ export function registerHost(store: Store, envId: string, reg: HostRegistration)
     };
     tx.put('host', host);
     tx.store.db.prepare('INSERT OR IGNORE INTO host_status (host_id) VALUES (?)').run(host.id);
+    placePending(tx, env.id);
     reconcileGlobalServices(tx, env.id);
     return host;
   });
@@ -147,6 +148,7 @@ export function setHostActive(store: Store, id: string, active: boolean): Host {
   return store.tx((tx) => {
     const h = store.mustGet('host', id);
     const host = tx.put('host', { ...h, state: active ? 'active' : 'inactive' });
+    if (active) placePending(tx, h.environmentId);
     reconcileGlobalServices(tx, h.environmentId);
     return host;
   });
@@ -186,6 +188,24 @@ function reconcileAllServices(
         reconcileService(tx, ctx, s);
       } catch (err) {
         if (!opts.skipUnplaceable) throw err;
+      }
+    }
+  }
+}
+
+/** Places the units that waited for a host (services imported before any host joined). */
+function placePending(tx: Parameters<Parameters<Store['tx']>[0]>[0], envId: string): void {
+  const pending = new Set(tx.store.list('container', { env_id: envId }).filter((c) => c.hostId === null && c.serviceId).map((c) => c.serviceId));
+  if (pending.size === 0) return;
+  const env = tx.store.mustGet('environment', envId);
+  for (const stack of tx.store.list('stack', { env_id: envId })) {
+    const ctx = loadDeployContext(tx, env, stack);
+    for (const s of tx.store.list('service', { stack_id: stack.id })) {
+      if (!pending.has(s.id)) continue;
+      try {
+        reconcileService(tx, ctx, s);
+      } catch {
+        // Still no host that fits: the units keep waiting (the API shows them as pending).
       }
     }
   }

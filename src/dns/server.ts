@@ -1,0 +1,344 @@
+// The DNS server: dns2 transports around the query engine.
+//
+// Transport choices (the design brief requires dns2; it is used where it serves):
+// - TCP: dns2's TCPServer as is — RFC 7766 framing, pipelining, half-close and idle timeout handling.
+//   It decodes each query into a dns2 Packet (slow, ~20 µs), which does not matter for TCP (only
+//   truncated replies come back over it); the Packet is narrowed from unknown and re-encoded into the
+//   wire form the engine reads.
+// - UDP: dns2's UDPServer (a dgram.Socket subclass) with its `handle` overridden: dns2 would decode
+//   every datagram with its bit-level Packet parser and re-encode every reply, which alone caps the
+//   server near 15k queries/s; our codec (wire.ts) does the parsing and the sizing (512 bytes or the
+//   EDNS size, additional dropped first, then TC=1).
+//
+// Recursion loop guard: never asks 169.254.169.250, nor any address:port this server listens on
+// (for a wildcard listener: loopback and local addresses on its port). Loopback upstreams are otherwise
+// allowed — a host's resolver may be a local stub (127.0.0.53), and tests run upstreams on loopback —
+// unless `rejectLoopbackUpstreams` is set. Containers' own `dns` entries on 127/8 are already dropped
+// by the renderer (they point into the container's own network namespace).
+import dgram from 'node:dgram';
+import net from 'node:net';
+import os from 'node:os';
+import dns2 from 'dns2';
+import type { Registry } from 'prom-client';
+import { errorMessage } from '../common/errors.js';
+import { silentLogger, type Logger } from '../common/log.js';
+import { AnswerCache } from './cache.js';
+import { emptyDnsData, parseUpstream, type DnsData, type Upstream } from './data.js';
+import { QueryEngine, type Reply } from './engine.js';
+import { DnsMetrics } from './metrics.js';
+import { Recursor } from './recursor.js';
+import { UpstreamClient } from './upstream.js';
+import { METADATA_IP } from './view.js';
+import { CLASS_IN, encodeQuestion, FLAG_RD, HEADER_LEN, OUR_UDP_PAYLOAD, TYPE } from './wire.js';
+
+export interface DnsServerOptions {
+  data?: DnsData;
+  log?: Logger;
+  /** Metrics go here (a private registry otherwise). */
+  registry?: Registry;
+  /** The host's resolvers (`ip`, `ip:port`, `[v6]:port`), asked after a client's own. */
+  hostResolvers?: readonly string[];
+  /** Per-upstream timeout (ms, default 2000). */
+  recurserTimeoutMs?: number;
+  /** Ask the next upstream too after this much silence (ms, default 500). */
+  hedgeMs?: number;
+  /** Upstream answer cache size (entries, default 10000). */
+  cacheMaxEntries?: number;
+  /** Longest time an upstream answer is cached (s, default 300). */
+  cacheMaxTtl?: number;
+  /** Largest UDP reply whatever the client's EDNS size (default 4096). */
+  maxUdpSize?: number;
+  /** Also refuse upstreams on 127.0.0.0/8 and ::1 (default false; see the header comment). */
+  rejectLoopbackUpstreams?: boolean;
+  /** Close idle TCP connections after this long (ms, default 10000). */
+  tcpIdleTimeoutMs?: number;
+}
+
+export interface ListenAddress {
+  address: string;
+  port: number;
+}
+
+/** dns2's UDP server with our codec in place of its per-datagram Packet decoding. */
+class UdpTransport extends dns2.UDPServer {
+  onQuery: ((msg: Buffer, rinfo: dgram.RemoteInfo) => void) | undefined;
+
+  override handle(data: Buffer, rinfo: dgram.RemoteInfo): void {
+    this.onQuery?.(data, rinfo);
+  }
+}
+
+interface Listener {
+  address: string;
+  port: number;
+  udp: UdpTransport;
+  tcp: dns2.TCPServer;
+  conns: Set<net.Socket>;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null;
+}
+
+function num(v: unknown, dflt = 0): number {
+  return typeof v === 'number' && Number.isFinite(v) ? v : dflt;
+}
+
+/**
+ * Re-encodes the query dns2's TCP server decoded (typed by dns2, but produced from untrusted bytes by
+ * a lenient parser: narrowed here) into wire form: header, first question, OPT.
+ */
+export function wireFromDns2Packet(p: unknown): Buffer {
+  const header = isRecord(p) && isRecord(p.header) ? p.header : {};
+  const id = num(header.id) & 0xffff;
+  const flags = ((num(header.opcode) & 0xf) << 11) | (num(header.rd) ? FLAG_RD : 0);
+  const questions = isRecord(p) && Array.isArray(p.questions) ? (p.questions as unknown[]) : [];
+  const first = questions[0];
+  const bare = (): Buffer => {
+    const b = Buffer.alloc(HEADER_LEN);
+    b.writeUInt16BE(id, 0);
+    b.writeUInt16BE(flags, 2);
+    return b;
+  };
+  if (!isRecord(first) || typeof first.name !== 'string') return bare();
+  let question: Buffer;
+  try {
+    question = encodeQuestion(first.name, num(first.type, TYPE.A) & 0xffff, num(first.class, CLASS_IN) & 0xffff);
+  } catch {
+    return bare();
+  }
+  const additionals = isRecord(p) && Array.isArray(p.additionals) ? (p.additionals as unknown[]) : [];
+  const opt = additionals.find((r): r is Record<string, unknown> => isRecord(r) && r.type === TYPE.OPT);
+  const out = Buffer.alloc(HEADER_LEN + question.length + (opt ? 11 : 0));
+  out.writeUInt16BE(id, 0);
+  out.writeUInt16BE(flags, 2);
+  out.writeUInt16BE(Math.max(1, num(header.qdcount, 1)) & 0xffff, 4);
+  out.writeUInt16BE(opt ? 1 : 0, 10);
+  question.copy(out, HEADER_LEN);
+  if (opt) {
+    const p2 = HEADER_LEN + question.length;
+    out[p2] = 0;
+    out.writeUInt16BE(TYPE.OPT, p2 + 1);
+    out.writeUInt16BE(num(opt.class, OUR_UDP_PAYLOAD) & 0xffff, p2 + 3);
+    out.writeUInt32BE(num(opt.ttl) >>> 0, p2 + 5);
+    out.writeUInt16BE(0, p2 + 9);
+  }
+  return out;
+}
+
+function stripV4Mapped(ip: string): string {
+  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+}
+
+function isLoopback(host: string): boolean {
+  return host.startsWith('127.') || host === '::1';
+}
+
+function isWildcard(addr: string): boolean {
+  return addr === '0.0.0.0' || addr === '::';
+}
+
+function localAddresses(): Set<string> {
+  const out = new Set<string>();
+  for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) out.add(a.address);
+  return out;
+}
+
+export class DnsServer {
+  readonly metrics: DnsMetrics;
+  private readonly log: Logger;
+  private readonly engine: QueryEngine;
+  private readonly cache: AnswerCache;
+  private readonly client: UpstreamClient;
+  private readonly listeners: Listener[] = [];
+  private hostResolvers: Upstream[] = [];
+  private readonly rejectLoopback: boolean;
+  private readonly maxUdpSize: number;
+  private readonly tcpIdleTimeoutMs: number;
+  private local = new Set<string>();
+  private readonly sweeper: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(opts: DnsServerOptions = {}) {
+    this.log = (opts.log ?? silentLogger()).child({ component: 'dns' });
+    this.cache = new AnswerCache(opts.cacheMaxEntries ?? 10_000);
+    this.metrics = new DnsMetrics(opts.registry, () => this.cache.size);
+    this.client = new UpstreamClient({ timeoutMs: opts.recurserTimeoutMs ?? 2000, log: this.log, metrics: this.metrics });
+    this.rejectLoopback = opts.rejectLoopbackUpstreams ?? false;
+    this.maxUdpSize = Math.max(512, Math.min(opts.maxUdpSize ?? 4096, 65535));
+    this.tcpIdleTimeoutMs = opts.tcpIdleTimeoutMs ?? 10_000;
+    const now = (): number => performance.now();
+    const recursor = new Recursor({
+      client: this.client,
+      cache: this.cache,
+      maxTtl: opts.cacheMaxTtl ?? 300,
+      hedgeMs: opts.hedgeMs ?? 500,
+      metrics: this.metrics,
+      log: this.log,
+      now,
+    });
+    this.engine = new QueryEngine(opts.data ?? emptyDnsData(), {
+      recursor,
+      metrics: this.metrics,
+      log: this.log,
+      maxUdpSize: this.maxUdpSize,
+      allowUpstream: (u) => this.allowUpstream(u),
+      hostResolvers: () => this.hostResolvers,
+      now,
+    });
+    this.setHostResolvers(opts.hostResolvers ?? []);
+    this.sweeper = setInterval(() => this.cache.sweep(now()), 30_000);
+    this.sweeper.unref();
+  }
+
+  /** The data being served. */
+  get data(): DnsData {
+    return this.engine.current;
+  }
+
+  /** Replaces the data; the next query is answered from it. */
+  setData(d: DnsData): void {
+    this.engine.setData(d);
+  }
+
+  setHostResolvers(list: readonly string[]): void {
+    const out: Upstream[] = [];
+    for (const s of list) {
+      const u = parseUpstream(s);
+      if (!u) this.log.warn({ resolver: s }, 'ignoring a host resolver that is not an IP address');
+      else if (!out.some((x) => x.key === u.key)) out.push(u);
+    }
+    this.hostResolvers = out;
+    this.engine.upstreamsChanged();
+  }
+
+  set recurserTimeoutMs(ms: number) {
+    this.client.timeoutMs = ms;
+  }
+
+  clearCache(): void {
+    this.cache.clear();
+  }
+
+  /** Whether the loop guard lets us ask u. */
+  allowUpstream(u: Upstream): boolean {
+    if (u.host === METADATA_IP) return false;
+    if (this.rejectLoopback && isLoopback(u.host)) return false;
+    for (const l of this.listeners) {
+      if (u.port !== l.port) continue;
+      if (u.host === l.address) return false;
+      if (isWildcard(l.address) && (isLoopback(u.host) || this.local.has(u.host))) return false;
+    }
+    return true;
+  }
+
+  /** Answers one query as if it came from clientIp (tests and tools; the transports do the same). */
+  async handleQuery(msg: Buffer, clientIp: string, transport: 'udp' | 'tcp' = 'udp'): Promise<Buffer | null> {
+    return this.engine.handle(msg, clientIp, transport === 'tcp');
+  }
+
+  addresses(): ListenAddress[] {
+    return this.listeners.map((l) => ({ address: l.address, port: l.port }));
+  }
+
+  /** Listens on UDP and TCP at addr:port (port 0: one free port for both). Can be called again for more addresses. */
+  async listen(addr: string, port: number): Promise<ListenAddress> {
+    if (this.closed) throw new Error('server is closed');
+    const type = net.isIPv6(addr) ? 'udp6' : 'udp4';
+    for (let attempt = 0; ; attempt++) {
+      const udp = new UdpTransport({ type });
+      await new Promise<void>((resolve, reject) => {
+        udp.once('error', reject);
+        udp.bind(port, addr, () => {
+          udp.off('error', reject);
+          resolve();
+        });
+      });
+      const actual = udp.address().port;
+      const conns = new Set<net.Socket>();
+      const tcp = new dns2.TCPServer((request, send, client) => this.onTcp(request, send, client));
+      // dns2 reads its idle timeout from an options object; set it on the instance (same field).
+      (tcp as unknown as { idleTimeout: number }).idleTimeout = this.tcpIdleTimeoutMs;
+      tcp.on('connection', (s: net.Socket) => {
+        conns.add(s);
+        s.on('close', () => conns.delete(s));
+      });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          tcp.once('error', reject);
+          tcp.listen(actual, addr, () => {
+            tcp.off('error', reject);
+            resolve();
+          });
+        });
+      } catch (err) {
+        udp.close();
+        if (port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && attempt < 20) continue;
+        throw err;
+      }
+      udp.on('error', (err) => this.log.warn({ err: err.message }, 'UDP socket error'));
+      tcp.on('error', (err: Error) => this.log.warn({ err: err.message }, 'TCP server error'));
+      tcp.on('requestError', (err: Error) => this.log.debug({ err: err.message }, 'bad TCP query'));
+      udp.onQuery = (msg, rinfo) => this.onUdp(udp, type === 'udp6', msg, rinfo);
+      this.listeners.push({ address: addr, port: actual, udp, tcp, conns });
+      if (isWildcard(addr)) this.local = localAddresses();
+      this.engine.upstreamsChanged();
+      this.log.info({ address: addr, port: actual }, 'DNS server listening (UDP and TCP)');
+      return { address: addr, port: actual };
+    }
+  }
+
+  private onUdp(sock: UdpTransport, v6: boolean, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const ip = v6 ? stripV4Mapped(rinfo.address) : rinfo.address;
+    let r: Reply | Promise<Reply>;
+    try {
+      r = this.engine.handle(msg, ip, false);
+    } catch (err) {
+      this.log.error({ err: errorMessage(err), client: ip }, 'query handling failed');
+      return;
+    }
+    if (r === null) return;
+    if (!(r instanceof Promise)) {
+      sock.send(r, rinfo.port, rinfo.address);
+      return;
+    }
+    r.then(
+      (buf) => {
+        if (buf && !this.closed) sock.send(buf, rinfo.port, rinfo.address);
+      },
+      (err: unknown) => this.log.error({ err: errorMessage(err), client: ip }, 'query handling failed'),
+    );
+  }
+
+  private onTcp(request: unknown, send: (b: Buffer) => Promise<Buffer>, client: unknown): void {
+    const ip = client instanceof net.Socket ? stripV4Mapped(client.remoteAddress ?? '') : '';
+    const reply = (buf: Reply): void => {
+      if (buf) void send(buf).catch(() => undefined);
+    };
+    try {
+      const r = this.engine.handle(wireFromDns2Packet(request), ip, true);
+      if (r instanceof Promise) r.then(reply, (err: unknown) => this.log.error({ err: errorMessage(err), client: ip }, 'query handling failed'));
+      else reply(r);
+    } catch (err) {
+      this.log.error({ err: errorMessage(err), client: ip }, 'query handling failed');
+    }
+  }
+
+  /** Stops listening, drops TCP connections and upstream sockets. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.sweeper);
+    this.client.close();
+    await Promise.all(
+      this.listeners.map(async (l) => {
+        await new Promise<void>((resolve) => l.udp.close(() => resolve()));
+        const closed = new Promise<void>((resolve) => l.tcp.close(() => resolve()));
+        for (const s of l.conns) s.destroy();
+        await closed;
+      }),
+    );
+    this.listeners.length = 0;
+    this.log.info('DNS server closed');
+  }
+}

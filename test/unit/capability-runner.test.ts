@@ -1,0 +1,95 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, existsSync, writeFileSync, chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { CapabilityRunner } from '../../src/agent/capabilities/runner.js';
+import { FileApplier } from '../../src/agent/capabilities/file-applier.js';
+import type { Capability } from '../../src/agent/capabilities/capability.js';
+import { emptyState, type EnvState } from '../../src/model/state.js';
+import { silentLogger } from '../../src/common/log.js';
+import { cleanup, tempDir } from '../helpers/server.js';
+
+const run = promisify(execFile);
+
+function stateWith(names: string[], revision: number): EnvState {
+  const st = emptyState({ id: '1a1', uuid: 'u', name: 'Default', description: '', state: 'active', network: { subnet: '10.42.0.0/16', dnsScope: 'linked', hostDnsView: false, overlay: 'ipsec' }, created: '' });
+  st.revision = revision;
+  for (const [i, n] of names.entries()) {
+    st.stacks.set(`1st${i}`, { id: `1st${i}`, uuid: `s${i}`, environmentId: '1a1', name: n, description: '', state: 'active', dockerCompose: '', rancherCompose: '', answers: {}, system: false, created: '' });
+  }
+  return st;
+}
+
+test('file applier: validation by a real program gates the swap; the last good file stays in force', async () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, 'stacks.conf');
+    // The validator is a real program run on the candidate file: it rejects files containing "bad".
+    const validator = join(dir, 'validate.sh');
+    writeFileSync(validator, '#!/bin/sh\nif grep -q bad "$1"; then echo "line 1: bad stack name" >&2; exit 1; fi\n');
+    chmodSync(validator, 0o755);
+    let swaps = 0;
+    const cap: Capability<string> = {
+      name: 'stacks-file',
+      render: (st) => [...st.stacks.values()].map((s) => `stack ${s.name}`).join('\n') + '\n',
+      applier: new FileApplier({
+        path,
+        validate: async (candidate) => {
+          try {
+            await run(validator, [candidate]);
+          } catch (err) {
+            throw new Error(`validation failed: ${String((err as { stderr?: string }).stderr).trim()}`);
+          }
+        },
+        afterSwap: async () => {
+          swaps++;
+        },
+      }),
+    };
+    const runner = new CapabilityRunner([cap as Capability<unknown>], silentLogger());
+    const host = { hostId: 'h', host: undefined };
+
+    let st = await runner.update(stateWith(['web'], 1), host);
+    assert.deepEqual(st['stacks-file'], { revision: 1, ok: true });
+    assert.equal(readFileSync(path, 'utf8'), 'stack web\n');
+
+    st = await runner.update(stateWith(['web', 'bad'], 2), host);
+    assert.equal(st['stacks-file']?.ok, false);
+    assert.match(st['stacks-file']?.error ?? '', /validation failed: line 1: bad stack name/);
+    assert.equal(readFileSync(path, 'utf8'), 'stack web\n', 'the last good file stays');
+    assert.equal(existsSync(`${path}.candidate`), false, 'no half-written candidate left behind');
+
+    st = await runner.update(stateWith(['web', 'api'], 3), host);
+    assert.deepEqual(st['stacks-file'], { revision: 3, ok: true });
+    assert.equal(readFileSync(path, 'utf8'), 'stack web\nstack api\n');
+    assert.equal(readFileSync(`${path}.last-good`, 'utf8'), 'stack web\n');
+    assert.equal(swaps, 2);
+
+    // Same artefact again: nothing is re-applied.
+    await runner.update(stateWith(['web', 'api'], 4), host);
+    assert.equal(swaps, 2);
+    await runner.close();
+  } finally {
+    cleanup(dir);
+  }
+});
+
+test('runner: a render error is reported without touching the artefact or other capabilities', async () => {
+  const applied: string[] = [];
+  const broken: Capability<string> = {
+    name: 'broken',
+    render: () => {
+      throw new Error('no host record');
+    },
+    applier: { apply: async (a) => void applied.push(`broken:${a}`) },
+  };
+  const fine: Capability<number> = { name: 'fine', render: (s) => s.revision, applier: { apply: async (a) => void applied.push(`fine:${a}`) } };
+  const runner = new CapabilityRunner([broken, fine] as Capability<unknown>[], silentLogger());
+  const st = await runner.update(stateWith([], 7), { hostId: 'h', host: undefined });
+  assert.equal(st.broken?.ok, false);
+  assert.match(st.broken?.error ?? '', /render failed: no host record/);
+  assert.deepEqual(st.fine, { revision: 7, ok: true });
+  assert.deepEqual(applied, ['fine:7']);
+});
