@@ -392,9 +392,13 @@ describe('metadata over HTTP: ETags', () => {
   });
 
   it('returns when the content changes', async () => {
-    const cur = await curl(`${base}/latest/self/container`, { from: APP });
+    const json = { Accept: 'application/json' };
+    const cur = await curl(`${base}/latest/self/container`, { from: APP, headers: json });
     const etag = (cur.headers.get('etag') ?? '').replaceAll('"', '');
-    const pending = curl(`${base}/latest/self/container?wait_for_change=true&last_etag=${etag}&timeout_sec=30`, { from: APP });
+    const pending = curl(`${base}/latest/self/container?wait_for_change=true&last_etag=${etag}&timeout_sec=30`, {
+      from: APP,
+      headers: json,
+    });
     await until(() => server.waiting === 1);
     // A change elsewhere in the tree does not change this content: still waiting.
     server.setAnswers(answersAt(9));
@@ -407,11 +411,28 @@ describe('metadata over HTTP: ETags', () => {
     changed.latest = { ...latest, [APP]: { ...appTree, self: { ...self, container: { ...(self.container as JsonMap), state: 'stopping' } } } };
     server.setAnswers(changed);
     const r = await pending;
+    assert.equal(r.status, 200);
     assert.notEqual(r.headers.get('etag'), cur.headers.get('etag'));
-    assert.match(r.text, /^create_index\n/);
-    const state = await curl(`${base}/latest/self/container/state`, { from: APP });
-    assert.equal(state.text, 'stopping');
+    assert.equal((JSON.parse(r.text) as JsonMap).state, 'stopping');
     server.setAnswers(answersAt(10));
+  });
+
+  it('does not wake text waiters whose listing did not change', async () => {
+    // The text of a map lists its keys: a changed value inside leaves it (and its ETag) alone.
+    const cur = await curl(`${base}/latest/self/container`, { from: APP });
+    const etag = cur.headers.get('etag') ?? '';
+    const pending = curl(`${base}/latest/self/container?wait_for_change=true&last_etag=${encodeURIComponent(etag)}&timeout_sec=1`, { from: APP });
+    await until(() => server.waiting === 1);
+    const changed = answersAt(11);
+    const latest = changed.latest ?? {};
+    const appTree = latest[APP] ?? {};
+    const self = appTree.self as JsonMap;
+    changed.latest = { ...latest, [APP]: { ...appTree, self: { ...self, container: { ...(self.container as JsonMap), state: 'stopped' } } } };
+    server.setAnswers(changed);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(server.waiting, 1);
+    const r = await pending;
+    assert.equal(r.headers.get('etag'), etag);
   });
 });
 

@@ -28,9 +28,9 @@ export const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$/;
 /** Resolves link/port-rule targets written as `svc` (this stack) or `stack/svc`. */
 export function findService(tx: Tx, stack: Stack, ref: string): Service | undefined {
   const [stackName, svcName] = ref.includes('/') ? (ref.split('/', 2) as [string, string]) : [stack.name, ref];
-  const target = stackName === stack.name ? stack : tx.store.list('stack', { env_id: stack.environmentId }).find((s) => s.name === stackName);
+  const target = stackName === stack.name ? stack : tx.store.list('stack', { env_id: stack.environmentId, name: stackName })[0];
   if (!target) return undefined;
-  return tx.store.list('service', { stack_id: target.id }).find((s) => s.name === svcName);
+  return tx.store.list('service', { stack_id: target.id, name: svcName })[0];
 }
 
 /** Creates a service record from a spec; containers are created by `deployServices`. */
@@ -38,7 +38,7 @@ export function insertService(tx: Tx, stack: Stack, spec: ServiceSpec): Service 
   if (!SERVICE_NAME.test(spec.name)) {
     throw new ValidationError('InvalidName', `service name "${spec.name}" must be letters, digits and '-' (max 63)`, 'name');
   }
-  if (tx.store.list('service', { stack_id: stack.id }).some((s) => s.name === spec.name)) {
+  if (tx.store.list('service', { stack_id: stack.id, name: spec.name }).length) {
     throw new ConflictError('NotUnique', `stack "${stack.name}" already has a service "${spec.name}"`, 'name');
   }
   const s: Service = {
