@@ -15,6 +15,7 @@ import { loadState, saveState } from './sync/state-file.js';
 import { CapabilityRunner } from './capabilities/runner.js';
 import type { Capability, CapabilityStatus } from './capabilities/capability.js';
 import { Backoff } from './sync/backoff.js';
+import type { ContainerReport } from '../model/reports.js';
 
 const Identity = z.object({
   serverUrl: z.string(),
@@ -38,6 +39,14 @@ export interface AgentOptions {
   capabilities?: Capability<unknown>[];
   /** Seconds a watch request waits on the server. */
   watchTimeoutSec?: number;
+  /** Where container states come from (the Docker runtime); reported to the control plane. */
+  containerStates?: ContainerStateSource;
+}
+
+/** A source of container state reports (the runtime); `onReports` fires when new ones are waiting. */
+export interface ContainerStateSource {
+  drainReports(): ContainerReport[];
+  onReports(cb: () => void): void;
 }
 
 export class Agent {
@@ -49,6 +58,10 @@ export class Agent {
   private loop?: Promise<void>;
   private lastReported = '';
   private readonly listeners = new Set<(st: EnvState) => void>();
+  private readonly pending = new Map<string, ContainerReport>();
+  private reporting: Promise<void> = Promise.resolve();
+  private reportTimer: NodeJS.Timeout | undefined;
+  private client?: ControlPlaneClient;
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log.child({ component: 'agent' });
@@ -94,6 +107,7 @@ export class Agent {
 
   async stop(): Promise<void> {
     this.abort.abort();
+    if (this.reportTimer) clearTimeout(this.reportTimer);
     await this.loop?.catch(() => undefined);
     await this.runner.close();
     this.log.info('agent stopped');
@@ -136,12 +150,15 @@ export class Agent {
   private async run(): Promise<void> {
     const signal = this.abort.signal;
     const client = new ControlPlaneClient(this.identity?.serverUrl ?? this.opts.serverUrl);
+    this.client = client;
+    this.opts.containerStates?.onReports(() => this.scheduleReport());
     const backoff = new Backoff({ initialMs: 250, maxMs: 15_000 });
     let connected = true;
     while (!signal.aborted) {
       try {
         if (!this.identity) this.identity = await this.register(client);
         client.setCredentials(this.identity);
+        this.scheduleReport();
         const after = this.state?.revision ?? 0;
         const res = await client.watch(after, this.opts.watchTimeoutSec ?? 30, signal);
         if (!connected) this.log.info('control plane reachable again');
@@ -185,15 +202,36 @@ export class Agent {
     for (const fn of this.listeners) fn(st);
   }
 
+  /** Reports capability statuses (when changed) and container states (latest per container). */
   private async report(client: ControlPlaneClient): Promise<void> {
+    const run = this.reporting.then(() => this.sendReport(client));
+    this.reporting = run.catch(() => undefined);
+    return run;
+  }
+
+  private async sendReport(client: ControlPlaneClient): Promise<void> {
+    for (const r of this.opts.containerStates?.drainReports() ?? []) this.pending.set(r.id, r);
     const applied: Record<string, CapabilityStatus> = this.runner.statuses();
     const key = JSON.stringify(applied);
-    if (key === this.lastReported) return;
+    if (key === this.lastReported && this.pending.size === 0) return;
+    const containers = [...this.pending.values()];
+    this.pending.clear();
     try {
-      await client.report({ containers: [], applied });
+      await client.report({ containers, applied });
       this.lastReported = key;
     } catch (err) {
-      this.log.warn({ err: errorMessage(err) }, 'report failed; will retry with the next change');
+      for (const r of containers) if (!this.pending.has(r.id)) this.pending.set(r.id, r);
+      this.log.warn({ err: errorMessage(err) }, 'report failed; will retry');
+      if (!this.abort.signal.aborted) setTimeout(() => this.scheduleReport(), 1000).unref();
     }
+  }
+
+  private scheduleReport(): void {
+    if (this.reportTimer || !this.client || !this.identity) return;
+    this.reportTimer = setTimeout(() => {
+      this.reportTimer = undefined;
+      if (this.client) void this.report(this.client);
+    }, 50);
+    this.reportTimer.unref();
   }
 }

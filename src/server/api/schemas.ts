@@ -1,5 +1,6 @@
 // Request bodies of the API, validated at the edge.
 import { z } from 'zod';
+import { ContainerReport } from '../../model/reports.js';
 import {
   EnvironmentNetwork,
   HealthCheck,
@@ -125,19 +126,7 @@ export const AgentRegister = z.strictObject({
 });
 
 export const AgentReport = z.strictObject({
-  containers: z
-    .array(
-      z.strictObject({
-        id: z.string(),
-        state: z.string(),
-        exitCode: z.number().int().nullable().optional(),
-        externalId: z.string().nullable().optional(),
-        healthState: z.string().nullable().optional(),
-        startCount: z.number().int().optional(),
-        message: z.string().optional(),
-      }),
-    )
-    .default([]),
+  containers: z.array(ContainerReport).default([]),
   applied: z
     .record(
       z.string(),

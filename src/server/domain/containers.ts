@@ -8,6 +8,9 @@ import { constraintsFromLabels } from '../scheduling/constraints.js';
 import { placeUnit } from '../scheduling/place.js';
 import { removeContainerRecord } from './deploy.js';
 import { parseSubnet } from '../ipam/cidr.js';
+import type { ContainerReport } from '../../model/reports.js';
+
+export type { ContainerReport };
 
 export interface ContainerInput {
   environmentId: string;
@@ -128,16 +131,6 @@ export function createContainerLink(
       created: nowIso(),
     });
   });
-}
-
-export interface ContainerReport {
-  id: string;
-  state: string;
-  exitCode?: number | null;
-  externalId?: string | null;
-  healthState?: string | null;
-  startCount?: number;
-  message?: string;
 }
 
 /**
