@@ -19,7 +19,7 @@ done
 # What drover runs: ip/iptables for the managed network, curl for health checks.
 pkgs=(iproute2 iptables curl ca-certificates python3 make g++)
 # What the tests drive as real clients and peers.
-test_pkgs=(bind9-dnsutils dnsmasq dnsperf wrk procps util-linux)
+test_pkgs=(bind9-dnsutils dnsmasq dnsperf wrk procps util-linux docker.io busybox-static)
 [ "$want_test" = 1 ] && pkgs+=("${test_pkgs[@]}")
 
 missing=()
