@@ -15,7 +15,8 @@ import { loadState, saveState } from './sync/state-file.js';
 import { CapabilityRunner } from './capabilities/runner.js';
 import type { Capability, CapabilityStatus } from './capabilities/capability.js';
 import { Backoff } from './sync/backoff.js';
-import type { ContainerReport } from '../model/reports.js';
+import type { AdoptRequest, ContainerReport } from '../model/reports.js';
+import type { Container } from '../model/resources.js';
 
 const Identity = z.object({
   serverUrl: z.string(),
@@ -47,6 +48,13 @@ export interface AgentOptions {
 export interface ContainerStateSource {
   drainReports(): ContainerReport[];
   onReports(cb: () => void): void;
+  /** Given the agent's control plane calls once the agent syncs (adoption of hand-started containers). */
+  connectControlPlane?(cp: AgentControlPlane): void;
+}
+
+/** Control plane calls the agent makes on behalf of its container runtime. */
+export interface AgentControlPlane {
+  adopt(req: AdoptRequest): Promise<Container>;
 }
 
 export class Agent {
@@ -152,6 +160,7 @@ export class Agent {
     const client = new ControlPlaneClient(this.identity?.serverUrl ?? this.opts.serverUrl);
     this.client = client;
     this.opts.containerStates?.onReports(() => this.scheduleReport());
+    this.opts.containerStates?.connectControlPlane?.({ adopt: (req) => this.adopt(client, req) });
     const backoff = new Backoff({ initialMs: 250, maxMs: 15_000 });
     let connected = true;
     while (!signal.aborted) {
@@ -224,6 +233,11 @@ export class Agent {
       this.log.warn({ err: errorMessage(err) }, 'report failed; will retry');
       if (!this.abort.signal.aborted) setTimeout(() => this.scheduleReport(), 1000).unref();
     }
+  }
+
+  private async adopt(client: ControlPlaneClient, req: AdoptRequest): Promise<Container> {
+    if (!this.identity) throw new Error('the agent has not registered yet');
+    return client.adopt(req);
   }
 
   private scheduleReport(): void {

@@ -1,8 +1,9 @@
 // The agent's HTTP client for the control plane.
 import { z } from 'zod';
 import { DroverError } from '../common/errors.js';
-import { Host } from '../model/resources.js';
+import { Container, Host } from '../model/resources.js';
 import { WatchResponse } from '../model/state.js';
+import type { AdoptRequest } from '../model/reports.js';
 
 export const Registration = z.object({
   host: Host,
@@ -75,5 +76,10 @@ export class ControlPlaneClient {
 
   async report(body: unknown): Promise<void> {
     await this.request('POST', '/v1/agent/report', body);
+  }
+
+  /** Adoption of a hand-started container (src/agent/runtime): the container record the server keeps for it. */
+  async adopt(body: AdoptRequest): Promise<Container> {
+    return Container.parse(await this.request('POST', '/v1/agent/adopt', body));
   }
 }

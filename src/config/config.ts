@@ -21,6 +21,12 @@ export const Config = z.strictObject({
     hostname: z.string(),
     labels: z.record(z.string(), z.string()),
     watchTimeoutSeconds: z.number().int().positive(),
+    /** HOST:PORT of rancher-metadata ('' = off). */
+    metadataListen: z.string(),
+    /** HOST:PORT of DNS ('' = off). */
+    dnsListen: z.string(),
+    /** HOST:PORT of the agent's Prometheus endpoint ('' = off). */
+    metricsListen: z.string(),
   }),
 });
 export type Config = z.infer<typeof Config>;
@@ -67,6 +73,9 @@ export const ENV_VARS: Record<string, [string, ...string[]]> = {
   DROVER_SERVER_URL: ['agent', 'serverUrl'],
   DROVER_AGENT_IP: ['agent', 'agentIp'],
   DROVER_HOSTNAME: ['agent', 'hostname'],
+  DROVER_METADATA_LISTEN: ['agent', 'metadataListen'],
+  DROVER_DNS_LISTEN: ['agent', 'dnsListen'],
+  DROVER_AGENT_METRICS_LISTEN: ['agent', 'metricsListen'],
 };
 
 export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}): Config {
@@ -112,4 +121,10 @@ export function parseLabels(s: string): Record<string, string> {
     out[part.slice(0, i)] = part.slice(i + 1);
   }
   return out;
+}
+
+/** parseHostPort as a [host, port] pair (for listen calls). */
+export function hostPort(s: string): [string, number] {
+  const { host, port } = parseHostPort(s, 'address');
+  return [host, port];
 }

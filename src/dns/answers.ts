@@ -32,36 +32,40 @@ const TxtEntry = z.object({
   ttl: Ttl.optional(),
 });
 
-export const AnswersSection = z.object({
-  search: z.array(Domain).default([]),
-  recurse: z
-    .array(z.string().refine((s) => parseUpstream(s) !== undefined, { message: 'not an IP address or IP:port' }))
-    .default([]),
-  authoritative: z.array(Domain).default([]),
-  a: z.record(Domain, AEntry).default({}),
-  cname: z.record(Domain, NameEntry).default({}),
-  ptr: z
-    .record(
-      z.string().refine((k) => isIPv4(k) || isDomain(k), { message: 'not an IPv4 address or a domain name' }),
-      NameEntry,
-    )
-    .default({}),
-  txt: z.record(Domain, TxtEntry).default({}),
-});
-export type AnswersSection = z.infer<typeof AnswersSection>;
-
-export const AnswersFile = z
-  .record(z.string().refine((k) => k === 'default' || isIP(k) !== 0, { message: 'keys are client IPs or "default"' }), AnswersSection)
-  .superRefine((file, ctx) => {
-    for (const [client, section] of Object.entries(file)) {
-      const names = new Set(Object.keys(section.a).map(normalizeName));
-      for (const k of Object.keys(section.cname)) {
-        if (names.has(normalizeName(k))) {
-          ctx.addIssue({ code: 'custom', path: [client, 'cname', k], message: 'a name cannot have both A and CNAME records' });
-        }
+// Record keys are checked in superRefine (zod reports a bad record key only as "Invalid key").
+export const AnswersSection = z
+  .object({
+    search: z.array(Domain).default([]),
+    recurse: z
+      .array(z.string().refine((s) => parseUpstream(s) !== undefined, { message: 'not an IP address or IP:port' }))
+      .default([]),
+    authoritative: z.array(Domain).default([]),
+    a: z.record(z.string(), AEntry).default({}),
+    cname: z.record(z.string(), NameEntry).default({}),
+    ptr: z.record(z.string(), NameEntry).default({}),
+    txt: z.record(z.string(), TxtEntry).default({}),
+  })
+  .superRefine((s, ctx) => {
+    for (const kind of ['a', 'cname', 'txt'] as const) {
+      for (const k of Object.keys(s[kind])) {
+        if (!isDomain(k)) ctx.addIssue({ code: 'custom', path: [kind, k], message: `${JSON.stringify(k)} is not a domain name` });
       }
     }
+    for (const k of Object.keys(s.ptr)) {
+      if (!isIPv4(k) && !isDomain(k)) ctx.addIssue({ code: 'custom', path: ['ptr', k], message: `${JSON.stringify(k)} is not an IPv4 address or a domain name` });
+    }
+    const names = new Set(Object.keys(s.a).map(normalizeName));
+    for (const k of Object.keys(s.cname)) {
+      if (names.has(normalizeName(k))) ctx.addIssue({ code: 'custom', path: ['cname', k], message: 'a name cannot have both A and CNAME records' });
+    }
   });
+export type AnswersSection = z.infer<typeof AnswersSection>;
+
+export const AnswersFile = z.record(z.string(), AnswersSection).superRefine((file, ctx) => {
+  for (const k of Object.keys(file)) {
+    if (k !== 'default' && isIP(k) === 0) ctx.addIssue({ code: 'custom', path: [k], message: `${JSON.stringify(k)}: keys are client IPs or "default"` });
+  }
+});
 export type AnswersFile = z.infer<typeof AnswersFile>;
 
 /** Parses answers text (JSON or YAML; JSON is tried when the text starts with `{`). */

@@ -43,6 +43,8 @@ export interface CachedAnswer {
   readonly expiresAt: number;
   /** Answer records decoded on first need (CNAME chains merge them into a local reply). */
   decoded?: DecodedRecord[];
+  /** When the LRU order was last refreshed (ms). */
+  touched?: number;
 }
 
 /** Builds the cache form of a parsed upstream reply. */
@@ -74,7 +76,7 @@ export function answerFromResponse(buf: Buffer, p: ParsedResponse, now: number, 
 
 /** The same answer with another rcode (AAAA NXDOMAIN for a name with A records → NODATA). */
 export function withRcode(a: CachedAnswer, rcode: number): CachedAnswer {
-  const { decoded: _decoded, ...rest } = a;
+  const { decoded: _decoded, touched: _touched, ...rest } = a;
   return { ...rest, rcode };
 }
 
@@ -115,7 +117,7 @@ export function replyFromAnswer(q: Query, a: CachedAnswer, now: number, limit: n
   a.msg.copy(out, 0, 0, end);
   out.writeUInt16BE(q.id, 0);
   out.writeUInt16BE(FLAG_QR | FLAG_AA | (q.flags & FLAG_RD) | FLAG_RA | (tc ? FLAG_TC : 0) | (a.rcode & 0xf), 2);
-  if (q.question.length === a.questionEnd - HEADER_LEN) q.question.copy(out, HEADER_LEN);
+  if (q.questionEnd === a.questionEnd) q.msg.copy(out, HEADER_LEN, HEADER_LEN, q.questionEnd);
   out.writeUInt16BE(1, 4);
   out.writeUInt16BE(an, 6);
   out.writeUInt16BE(ns, 8);
@@ -159,8 +161,13 @@ export class AnswerCache {
       this.map.delete(key);
       return undefined;
     }
-    this.map.delete(key);
-    this.map.set(key, e);
+    // Approximate LRU: re-ordering the Map on every hit costs two hash operations; once per
+    // second per entry keeps hot entries away from eviction just as well.
+    if (e.touched === undefined || now - e.touched >= 1000) {
+      e.touched = now;
+      this.map.delete(key);
+      this.map.set(key, e);
+    }
     return e;
   }
 

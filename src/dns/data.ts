@@ -66,24 +66,34 @@ export function txtRecords(texts: readonly string[], ttl: number): TxtRecords {
   return { texts, ttl, rdata: texts.map(encodeTxtRdata) };
 }
 
-/** A table of names with, for each search suffix it was built for, an index of the names under it. */
+export interface SuffixEntry {
+  readonly suffix: string;
+  readonly records: NameRecords;
+}
+
+/**
+ * A table of names, plus an index for search-suffix expansion: for each name under one of the
+ * suffixes the table was built for, prefix → (suffix, records). A short name then costs one Map
+ * lookup per table whatever the number of suffixes, and a name that is no prefix (most recursed
+ * names) is rejected by that one lookup.
+ */
 export class NameTable {
   readonly exact: ReadonlyMap<string, NameRecords>;
-  private readonly bySuffix = new Map<string, Map<string, NameRecords>>();
+  private readonly byPrefix = new Map<string, SuffixEntry[]>();
 
   constructor(entries: ReadonlyMap<string, NameRecords>, suffixes: Iterable<string> = []) {
     this.exact = entries;
     const wanted = new Set(suffixes);
     if (wanted.size === 0) return;
-    for (const [name, rec] of entries) {
+    for (const [name, records] of entries) {
       let i = name.indexOf('.');
       while (i >= 0) {
         const suffix = name.slice(i + 1);
         if (wanted.has(suffix)) {
-          let idx = this.bySuffix.get(suffix);
-          if (!idx) this.bySuffix.set(suffix, (idx = new Map()));
           const prefix = name.slice(0, i);
-          if (!idx.has(prefix)) idx.set(prefix, rec);
+          let list = this.byPrefix.get(prefix);
+          if (!list) this.byPrefix.set(prefix, (list = []));
+          if (!list.some((e) => e.suffix === suffix)) list.push({ suffix, records });
         }
         i = name.indexOf('.', i + 1);
       }
@@ -94,9 +104,17 @@ export class NameTable {
     return this.exact.get(name);
   }
 
+  /** Every (suffix, records) such that `${prefix}.${suffix}` is in the table and suffix was indexed. */
+  under(prefix: string): readonly SuffixEntry[] | undefined {
+    return this.byPrefix.get(prefix);
+  }
+
   /** The records of `${prefix}.${suffix}`, if suffix was one this table was indexed for. */
   getUnder(suffix: string, prefix: string): NameRecords | undefined {
-    return this.bySuffix.get(suffix)?.get(prefix);
+    const list = this.byPrefix.get(prefix);
+    if (!list) return undefined;
+    for (const e of list) if (e.suffix === suffix) return e.records;
+    return undefined;
   }
 }
 

@@ -5,7 +5,7 @@
 // cache returns a promise.
 import type { Logger } from '../common/log.js';
 import { decodedAnswers, remainingTtl, replyFromAnswer, type CachedAnswer } from './cache.js';
-import type { ClientView, DnsData, NameRecords, NameTarget, Upstream, Zone } from './data.js';
+import type { ClientView, DnsData, NameRecords, NameTarget, SuffixEntry, Upstream, Zone } from './data.js';
 import type { DnsMetrics } from './metrics.js';
 import { Recursor } from './recursor.js';
 import {
@@ -14,6 +14,7 @@ import {
   MIN_UDP,
   parseQuery,
   QNAME_PTR,
+  questionOf,
   RCODE,
   ReplyBuilder,
   TYPE,
@@ -25,6 +26,8 @@ export const MAX_CNAME_CHAIN = 10;
 
 export type Reply = Buffer | null;
 
+const underScratch: (readonly SuffixEntry[] | undefined)[] = [];
+
 /** The local records for qname in a view: exact name first, then name.<suffix> for each search suffix. */
 export function lookup(view: ClientView, qname: string, zones: readonly Zone[]): NameRecords | undefined {
   const passes = view.passes;
@@ -32,18 +35,28 @@ export function lookup(view: ClientView, qname: string, zones: readonly Zone[]):
   for (let i = 0; i < passes.length; i++) {
     const pass = passes[i]!;
     const tables = pass.tables;
-    for (let t = 0; t < tables.length; t++) {
+    const nt = tables.length;
+    for (let t = 0; t < nt; t++) {
       const r = tables[t]!.get(qname);
       if (r) return r;
     }
     // Never append a suffix to a name already under an authoritative suffix (or to the root).
     expand ??= qname !== '' && zoneOf(zones, qname) === undefined;
     if (!expand) continue;
+    let any = false;
+    for (let t = 0; t < nt; t++) {
+      const u = tables[t]!.under(qname);
+      underScratch[t] = u;
+      if (u) any = true;
+    }
+    if (!any) continue;
     const search = pass.search;
     for (let s = 0; s < search.length; s++) {
-      for (let t = 0; t < tables.length; t++) {
-        const r = tables[t]!.getUnder(search[s]!, qname);
-        if (r) return r;
+      const suffix = search[s]!;
+      for (let t = 0; t < nt; t++) {
+        const u = underScratch[t];
+        if (!u) continue;
+        for (let k = 0; k < u.length; k++) if (u[k]!.suffix === suffix) return u[k]!.records;
       }
     }
   }
@@ -325,7 +338,7 @@ export class QueryEngine {
       const a = this.opts.recursor.cached(ups.id, q.qtype, q.qname);
       if (a) return this.done(q, replyFromAnswer(q, a, this.opts.now(), limit), a.rcode);
     }
-    return this.opts.recursor.resolve(ups.id, q.qname, q.qtype, q.question, ups.list, cacheable).then((r) => {
+    return this.opts.recursor.resolve(ups.id, q.qname, q.qtype, questionOf(q), ups.list, cacheable).then((r) => {
       if (!r.ok) return this.error(q, RCODE.SERVFAIL, limit);
       return this.done(q, replyFromAnswer(q, r.answer, this.opts.now(), limit), r.answer.rcode);
     });

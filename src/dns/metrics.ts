@@ -1,35 +1,55 @@
 // Prometheus metrics of the DNS server, registered in the Registry the caller passes (a private one
 // otherwise). Label children are resolved once and kept, so counting a query is a lookup and an add.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { RCODE_NAMES, TYPE_NAMES } from './wire.js';
+import { RCODE_NAMES, TYPE } from './wire.js';
 
-interface Inc {
-  inc(v?: number): void;
-}
+/** Query types with their own label value; the rest are counted as OTHER. */
+const KNOWN_TYPES: readonly string[] = [...Object.keys(TYPE), 'OTHER'];
+const TYPE_INDEX: ReadonlyMap<number, number> = new Map(Object.values(TYPE).map((v, i) => [v, i]));
+const OTHER_INDEX = KNOWN_TYPES.length - 1;
 
+/**
+ * Hot-path counts are plain numbers, added to the prom-client metrics when they are collected (a
+ * prom-client `inc` hashes its labels on every call, which costs more than answering a cached name).
+ */
 export class DnsMetrics {
   readonly registry: Registry;
-  private readonly queries: Counter<'type' | 'rcode'>;
-  private readonly children = new Map<number, Inc>();
-  readonly cacheHits: Counter;
-  readonly cacheMisses: Counter;
+  /** Pending query counts by qtype * 32 + rcode (qtype and rcode indexes below). */
+  private readonly pending = new Float64Array(KNOWN_TYPES.length * 32);
+  private hits = 0;
+  private misses = 0;
   readonly upstreamDuration: Histogram<'transport' | 'outcome'>;
   readonly dropped: Counter<'reason'>;
 
   constructor(registry?: Registry, cacheSize: () => number = () => 0) {
     this.registry = registry ?? new Registry();
     const registers = [this.registry];
-    this.queries = new Counter({
+    const pending = this.pending;
+    new Counter({
       name: 'drover_dns_queries_total',
       help: 'DNS queries answered, by query type and response code',
       labelNames: ['type', 'rcode'],
       registers,
+      collect() {
+        for (let i = 0; i < pending.length; i++) {
+          const v = pending[i]!;
+          if (v === 0) continue;
+          pending[i] = 0;
+          this.labels(KNOWN_TYPES[Math.floor(i / 32)]!, RCODE_NAMES.get(i % 32) ?? 'OTHER').inc(v);
+        }
+      },
     });
-    this.cacheHits = new Counter({ name: 'drover_dns_cache_hits_total', help: 'Recursed queries answered from the cache', registers });
-    this.cacheMisses = new Counter({
+    new Counter({
+      name: 'drover_dns_cache_hits_total',
+      help: 'Recursed queries answered from the cache',
+      registers,
+      collect: () => this.flushCache('hits'),
+    });
+    new Counter({
       name: 'drover_dns_cache_misses_total',
       help: 'Recursed queries that had to ask an upstream',
       registers,
+      collect: () => this.flushCache('misses'),
     });
     this.upstreamDuration = new Histogram({
       name: 'drover_dns_upstream_duration_seconds',
@@ -54,17 +74,25 @@ export class DnsMetrics {
     });
   }
 
+  private flushCache(which: 'hits' | 'misses'): void {
+    const c = this.registry.getSingleMetric(`drover_dns_cache_${which}_total`);
+    const v = this[which];
+    this[which] = 0;
+    if (v > 0 && c instanceof Counter) c.inc(v);
+  }
+
   /** Counts one answered query. */
   query(qtype: number, rcode: number): void {
-    const key = qtype * 4096 + rcode;
-    let c = this.children.get(key);
-    if (!c) {
-      const type = TYPE_NAMES.get(qtype) ?? 'OTHER';
-      const rc = RCODE_NAMES.get(rcode) ?? 'OTHER';
-      c = this.queries.labels(type, rc);
-      // Label cardinality is bounded: unknown types and rcodes are counted as OTHER.
-      if (this.children.size < 4096) this.children.set(key, c);
-    }
-    c.inc();
+    const t = TYPE_INDEX.get(qtype) ?? OTHER_INDEX;
+    const i = t * 32 + (rcode < 32 ? rcode : 31);
+    this.pending[i] = this.pending[i]! + 1;
+  }
+
+  cacheHit(): void {
+    this.hits++;
+  }
+
+  cacheMiss(): void {
+    this.misses++;
   }
 }

@@ -45,8 +45,8 @@ export class Recursor {
   /** A live cached answer (counted as a hit), or undefined (counted as a miss). */
   cached(listId: number, qtype: number, qname: string): CachedAnswer | undefined {
     const a = this.opts.cache.get(Recursor.key(listId, qtype, qname), this.opts.now());
-    if (a) this.opts.metrics.cacheHits.inc();
-    else this.opts.metrics.cacheMisses.inc();
+    if (a) this.opts.metrics.cacheHit();
+    else this.opts.metrics.cacheMiss();
     return a;
   }
 

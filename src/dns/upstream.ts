@@ -13,6 +13,7 @@ import type { Logger } from '../common/log.js';
 import type { Upstream } from './data.js';
 import type { DnsMetrics } from './metrics.js';
 import { buildQuery, FLAG_TC, parseResponse, type ParsedResponse } from './wire.js';
+import { ipLiteralLookup } from './lookup.js';
 
 /** What we advertise to upstreams: fits an unfragmented IPv6 packet (DNS flag day 2020). */
 export const UPSTREAM_UDP_PAYLOAD = 1232;
@@ -112,7 +113,8 @@ export class UpstreamClient {
   private socket(family: 4 | 6): PooledSocket {
     const pool = this.pools[family];
     if (pool.length < POOL_SIZE) {
-      const ps = new PooledSocket(dgram.createSocket(family === 4 ? 'udp4' : 'udp6'), (s, err) => this.dead(family, s, err));
+      const sock = dgram.createSocket({ type: family === 4 ? 'udp4' : 'udp6', lookup: ipLiteralLookup });
+      const ps = new PooledSocket(sock, (s, err) => this.dead(family, s, err));
       pool.push(ps);
       return ps;
     }

@@ -285,12 +285,31 @@ class EnvRenderer {
       if (c.config.networkMode !== 'managed' || !c.primaryIpAddress || !isActive(c)) continue;
       const rev = reverseName(c.primaryIpAddress);
       const target = this.containerFqdn(c);
-      if (rev && validName(target) && !m.has(rev)) m.set(rev, { ptr: nameTarget(target, this.ttl) });
+      // validName checked it: no need for nameTarget's encoding check
+      if (rev && validName(target) && !m.has(rev)) m.set(rev, { ptr: { target, ttl: this.ttl } });
     }
     return m;
   }
 
+  private readonly searchMemo = new Map<string, string[]>();
+  private readonly upstreamMemo = new Map<string, Upstream[]>();
+
+  /** A container's own upstreams (memoised: most containers share their `dns` list). */
+  upstreamsOf(c: Container): Upstream[] {
+    const key = c.config.dns.join(' ');
+    let u = this.upstreamMemo.get(key);
+    if (!u) this.upstreamMemo.set(key, (u = containerUpstreams(c.config.dns)));
+    return u;
+  }
+
   searchOf(c: Container): string[] {
+    const key = `${c.stackId ?? ''}|${c.serviceId ?? ''}|${c.config.dnsSearch.join(' ')}`;
+    let s = this.searchMemo.get(key);
+    if (!s) this.searchMemo.set(key, (s = this.computeSearch(c)));
+    return s;
+  }
+
+  private computeSearch(c: Container): string[] {
     const stack = c.stackId ? this.stacks.get(c.stackId) : undefined;
     const svc = c.serviceId ? this.services.get(c.serviceId) : undefined;
     const out: string[] = [];
@@ -362,7 +381,7 @@ export function buildDnsData(state: EnvState, opts: BuildDnsOptions = {}): DnsDa
     if (opts.hostId !== undefined && c.hostId !== opts.hostId) continue;
     if (c.config.networkMode !== 'managed' || !c.primaryIpAddress) continue;
     const search = r.searchOf(c);
-    const recurse = containerUpstreams(c.config.dns);
+    const recurse = r.upstreamsOf(c);
     const hasLinks = r.containerLinksBy.has(c.id);
     const who = c.serviceId ? `s:${c.serviceId}` : `c:${c.id}`;
     const sig = [scope, who, hasLinks ? c.id : '', search.join(','), recurse.map((u) => u.key).join(',')].join('|');

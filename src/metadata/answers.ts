@@ -179,11 +179,24 @@ export function highestVersion(versions: Iterable<string>): string | undefined {
   return best;
 }
 
+/** Answers known to be normalised already (built by normalizeAnswers or declared so by their builder). */
+const normalized = new WeakSet<Answers>();
+
+/**
+ * Declares answers as already normalised (every client entry has all of default's top-level keys, `latest`
+ * is present), so normalizeAnswers returns them as they are. For builders that produce complete trees.
+ */
+export function markNormalized(answers: Answers): Answers {
+  normalized.add(answers);
+  return answers;
+}
+
 /**
  * Returns answers ready to serve: client entries merged with their version's `default` (shallow, new
  * objects; the input is not modified) and `latest` added when missing. Idempotent.
  */
 export function normalizeAnswers(answers: Answers): Answers {
+  if (normalized.has(answers)) return answers;
   const out: Answers = {};
   // Versions that share one object (YAML aliases, `latest`) keep sharing it.
   const done = new Map<VersionAnswers, VersionAnswers>();
@@ -199,7 +212,7 @@ export function normalizeAnswers(answers: Answers): Answers {
     const highest = highestVersion(Object.keys(out));
     if (highest !== undefined) out[LATEST_VERSION] = out[highest] as VersionAnswers;
   }
-  return out;
+  return markNormalized(out);
 }
 
 function mergeVersion(clients: VersionAnswers): VersionAnswers {

@@ -3,10 +3,15 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 
 export interface MetadataMetrics {
   requests: Counter<'code'>;
+  /** Read at scrape time from the registered sources (no cost per request). */
   waiting: Gauge;
   updates: Counter;
   wakeups: Counter;
+  /** Adds a source of the waiting-requests gauge (a server); returns its removal. */
+  addWaitingSource(count: () => number): () => void;
 }
+
+const waitingSources = new WeakMap<Gauge, Set<() => number>>();
 
 function existing<T>(registry: Registry, name: string, isT: (m: unknown) => m is T): T | undefined {
   const m: unknown = registry.getSingleMetric(name);
@@ -33,7 +38,15 @@ export function metadataMetrics(registry: Registry): MetadataMetrics {
       name: 'drover_metadata_waiting_requests',
       help: 'Long-polling metadata requests currently waiting for a change',
       registers: [registry],
+      collect() {
+        let n = 0;
+        for (const count of waitingSources.get(this) ?? []) n += count();
+        this.set(n);
+      },
     });
+  let sources = waitingSources.get(waiting);
+  if (!sources) waitingSources.set(waiting, (sources = new Set()));
+  const live = sources;
   const updates =
     existing(registry, 'drover_metadata_answers_updates_total', isCounter) ??
     new Counter({
@@ -48,5 +61,14 @@ export function metadataMetrics(registry: Registry): MetadataMetrics {
       help: 'Long-polling requests woken by a change of their value',
       registers: [registry],
     });
-  return { requests, waiting, updates, wakeups };
+  return {
+    requests,
+    waiting,
+    updates,
+    wakeups,
+    addWaitingSource(count) {
+      live.add(count);
+      return () => live.delete(count);
+    },
+  };
 }

@@ -73,6 +73,9 @@ export class MetadataServer {
   private readonly required: { name: string; value: string } | undefined;
   private server: Server | undefined;
   private closing = false;
+  private readonly memo = new Map<string, boolean>();
+  private memoGen = -1;
+  private readonly removeWaitingSource: () => void;
 
   constructor(opts: MetadataServerOptions) {
     this.log = opts.log;
@@ -83,10 +86,8 @@ export class MetadataServer {
       ? { name: opts.requireHeader.name.toLowerCase(), value: opts.requireHeader.value }
       : undefined;
     this.cache = new LruCache(opts.cacheMaxEntries ?? 20_000, opts.cacheMaxBytes ?? 128 * 1024 * 1024);
-    this.waiters = new WaitQueue({
-      spreadMs: opts.wakeSpreadMs ?? 50,
-      onSize: (n) => this.metrics.waiting.set(n),
-    });
+    this.waiters = new WaitQueue({ spreadMs: opts.wakeSpreadMs ?? 50 });
+    this.removeWaitingSource = this.metrics.addWaitingSource(() => this.waiters.size);
     this.app = new Koa();
     this.app.silent = true;
     this.app.on('error', (err: unknown) => this.log.error({ err }, 'metadata request failed'));
@@ -151,6 +152,7 @@ export class MetadataServer {
   async close(): Promise<void> {
     this.closing = true;
     this.waiters.wakeAll();
+    this.removeWaitingSource();
     const server = this.server;
     if (!server) return;
     this.server = undefined;
@@ -199,12 +201,19 @@ export class MetadataServer {
     return r;
   }
 
-  private send(ctx: Koa.Context, r: Rendered): void {
-    ctx.status = r.status;
-    if (this.closing) ctx.set('Connection', 'close');
-    ctx.set('ETag', r.etag);
-    ctx.set('Content-Type', r.contentType);
-    ctx.body = r.body;
+  /**
+   * Writes a response. The rendered bytes and header values are precomputed, so this bypasses Koa's response
+   * handling (`ctx.respond = false`): one writeHead with a flat header list and one end.
+   */
+  private send(ctx: Koa.Context, r: Rendered, extraHeaders?: readonly string[]): void {
+    ctx.respond = false;
+    const headers = ['ETag', r.etag, 'Content-Type', r.contentType, 'Content-Length', r.length];
+    if (extraHeaders) headers.push(...extraHeaders);
+    if (this.closing) headers.push('Connection', 'close');
+    const res = ctx.res;
+    res.writeHead(r.status, headers);
+    if (ctx.req.method === 'HEAD') res.end();
+    else res.end(r.body);
     let c = this.statusCounters.get(r.status);
     if (c === undefined) {
       c = this.metrics.requests.labels(String(r.status));
@@ -213,17 +222,35 @@ export class MetadataServer {
     c.inc();
   }
 
-  private refuse(ctx: Koa.Context, format: Format, status: number, message: string): void {
-    this.send(ctx, errorResponse(format, status, message));
+  private refuse(ctx: Koa.Context, format: Format, status: number, message: string, extraHeaders?: readonly string[]): void {
+    this.send(ctx, errorResponse(format, status, message), extraHeaders);
     this.log.debug({ client: this.clientIp(ctx.req), status, url: ctx.req.url }, message);
+  }
+
+  /**
+   * Memoises a wait condition per answers generation: thousands of waiters on the same key and value are
+   * checked with one rendering (and one cache lookup) per change.
+   */
+  private memoized(key: string, compute: () => boolean): () => boolean {
+    return () => {
+      if (this.memoGen !== this.gen) {
+        this.memo.clear();
+        this.memoGen = this.gen;
+      }
+      let v = this.memo.get(key);
+      if (v === undefined) {
+        v = compute();
+        this.memo.set(key, v);
+      }
+      return v;
+    };
   }
 
   private async handle(ctx: Koa.Context): Promise<void> {
     const req = ctx.req;
     const format = negotiate(req.headers.accept);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      ctx.set('Allow', 'GET, HEAD');
-      return this.refuse(ctx, format, 405, 'Method not allowed');
+      return this.refuse(ctx, format, 405, 'Method not allowed', ['Allow', 'GET, HEAD']);
     }
     if (!this.trustXff && req.headers['x-forwarded-for'] !== undefined) {
       return this.refuse(
@@ -267,17 +294,20 @@ export class MetadataServer {
       if (params.get('wait') === 'true' && value !== null) {
         // rancher-metadata long poll: return once the value, printed as text, differs from `value`.
         const old = Buffer.from(value, 'utf8');
-        changed = () => {
+        changed = this.memoized(`v\u0000${version}\u0000${ip}\u0000${pathKey}\u0000${value}`, () => {
           const t = this.entry(version, ip, raw, pathKey, 'text');
           return t.status === 200 && !t.body.equals(old);
-        };
+        });
         timeoutMs = waitMs(params.get('maxWait'));
       } else if (params.get('wait_for_change') === 'true') {
         // GCE/Consul style: return once the ETag of this response differs from `last_etag` (or, without one,
         // from the current ETag).
         const lastParam = params.get('last_etag');
         const last = lastParam !== null ? bareEtag(lastParam) : bareEtag(r.etag);
-        changed = () => bareEtag(this.entry(version, ip, raw, pathKey, format).etag) !== last;
+        changed = this.memoized(
+          `e\u0000${version}\u0000${ip}\u0000${format}\u0000${pathKey}\u0000${last}`,
+          () => bareEtag(this.entry(version, ip, raw, pathKey, format).etag) !== last,
+        );
         timeoutMs = waitMs(params.get('timeout_sec'));
       }
       if (changed !== undefined && !changed()) {

@@ -19,7 +19,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import type { Container, Host, LaunchConfig, PortSpec, Service, Stack } from '../model/resources.js';
 import type { EnvState } from '../model/state.js';
-import { DEFAULT_CLIENT, LATEST_VERSION, type Answers, type JsonMap, type JsonValue, type VersionAnswers } from './answers.js';
+import { DEFAULT_CLIENT, LATEST_VERSION, markNormalized, type Answers, type JsonMap, type JsonValue, type VersionAnswers } from './answers.js';
 
 export const METADATA_VERSIONS = ['2015-07-25', '2015-12-19', '2016-07-29'] as const;
 export type MetadataVersion = (typeof METADATA_VERSIONS)[number];
@@ -388,7 +388,8 @@ export function buildMetadataAnswers(state: EnvState, opts: MetadataTreeOptions)
     out[v] = answers;
   }
   out[LATEST_VERSION] = out['2016-07-29'] as VersionAnswers;
-  return out;
+  // Every client tree already carries all of default's top-level keys.
+  return markNormalized(out);
 }
 
 /** The top-level values every tree of one version shares. */

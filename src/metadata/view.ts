@@ -11,6 +11,8 @@ export interface Rendered {
   /** Strong, content-derived (status + body), quoted. */
   readonly etag: string;
   readonly contentType: string;
+  /** The Content-Length header value. */
+  readonly length: string;
   /** Approximate memory cost, for the cache. */
   readonly size: number;
 }
@@ -24,7 +26,14 @@ export function etagOf(status: number, body: Buffer): string {
 
 function rendered(status: number, text: string, format: Format): Rendered {
   const body = Buffer.from(text, 'utf8');
-  return { status, body, etag: etagOf(status, body), contentType: CONTENT_TYPES[format], size: body.length + 160 };
+  return {
+    status,
+    body,
+    etag: etagOf(status, body),
+    contentType: CONTENT_TYPES[format],
+    length: String(body.length),
+    size: body.length + 200,
+  };
 }
 
 export function errorResponse(format: Format, status: number, message: string): Rendered {

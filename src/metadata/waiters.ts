@@ -10,8 +10,6 @@ export interface WaitQueueOptions {
   spreadMs: number;
   /** Window per woken waiter (ms): the window is `min(spreadMs, count × perWakeMs)`. */
   perWakeMs?: number;
-  /** Called whenever the number of unresolved waiters changes. */
-  onSize?: (size: number) => void;
 }
 
 interface Entry {
@@ -34,12 +32,10 @@ export class WaitQueue {
   private readonly scheduled = new Set<Entry>();
   private readonly spreadMs: number;
   private readonly perWakeMs: number;
-  private readonly onSize: ((size: number) => void) | undefined;
 
   constructor(opts: WaitQueueOptions) {
     this.spreadMs = Math.max(0, opts.spreadMs);
     this.perWakeMs = opts.perWakeMs ?? 0.005;
-    this.onSize = opts.onSize;
   }
 
   /** Unresolved waits (waiting or scheduled to wake). */
@@ -58,7 +54,6 @@ export class WaitQueue {
     });
     entry.timer = setTimeout(() => this.finish(entry, 'timeout'), timeoutMs);
     this.waiting.add(entry);
-    this.onSize?.(this.size);
     return { promise, cancel: () => this.finish(entry, 'aborted') };
   }
 
@@ -119,6 +114,5 @@ export class WaitQueue {
     this.waiting.delete(e);
     this.scheduled.delete(e);
     e.resolve(reason);
-    this.onSize?.(this.size);
   }
 }

@@ -1,6 +1,7 @@
 // Helpers of the DNS integration tests: dig as the client, small upstream servers on loopback.
 import { execFile } from 'node:child_process';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { promisify } from 'node:util';
 import dns2 from 'dns2';
 
@@ -164,12 +165,23 @@ export async function startUpstream(address = '127.0.0.1', port = 0): Promise<Fa
         void send(response);
         return;
       }
-      for (const r of recs) {
-        if (TYPE_NUM[r.type] !== q.type && r.type !== 'CNAME') continue;
-        const base = { name: q.name, type: TYPE_NUM[r.type], class: Packet.CLASS.IN, ttl: r.ttl ?? 300 };
-        if (r.type === 'A' || r.type === 'AAAA') response.answers.push(new Packet.Resource({ ...base, address: r.data }));
-        else if (r.type === 'CNAME') response.answers.push(new Packet.Resource({ ...base, domain: r.data }));
-        else response.answers.push(new Packet.Resource({ ...base, data: r.data }));
+      // Like an authoritative server: CNAMEs are followed within the zone.
+      let owner = q.name;
+      let cur: UpstreamRecord[] | undefined = recs;
+      for (let hops = 0; cur && hops < 8; hops++) {
+        let next: string | undefined;
+        for (const r of cur) {
+          if (TYPE_NUM[r.type] !== q.type && r.type !== 'CNAME') continue;
+          const base = { name: owner, type: TYPE_NUM[r.type], class: Packet.CLASS.IN, ttl: r.ttl ?? 300 };
+          if (r.type === 'A' || r.type === 'AAAA') response.answers.push(new Packet.Resource({ ...base, address: r.data }));
+          else if (r.type === 'CNAME') {
+            response.answers.push(new Packet.Resource({ ...base, domain: r.data }));
+            next = r.data;
+          } else response.answers.push(new Packet.Resource({ ...base, data: r.data }));
+        }
+        if (next === undefined || q.type === TYPE_NUM.CNAME) break;
+        owner = next;
+        cur = up.zone.get(next.toLowerCase().replace(/\.$/, ''));
       }
       if (response.answers.length === 0) response.authorities.push(soa);
       void send(response);
@@ -177,12 +189,7 @@ export async function startUpstream(address = '127.0.0.1', port = 0): Promise<Fa
   });
   let lastErr: unknown;
   for (let attempt = 0; attempt < 10; attempt++) {
-    const sock = dgram.createSocket('udp4');
-    const p = port !== 0 ? port : await new Promise<number>((resolve, reject) => {
-      sock.once('error', reject);
-      sock.bind(0, address, () => resolve(sock.address().port));
-    });
-    sock.close();
+    const p = port !== 0 ? port : await freePort();
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -205,6 +212,22 @@ export async function startUpstream(address = '127.0.0.1', port = 0): Promise<Fa
       await server.close();
     },
   });
+}
+
+/** A port free for both UDP and TCP on 127.0.0.1 (other processes may hold many TCP ports). */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const t = net.createServer();
+    const port = await new Promise<number>((r) => t.listen(0, '127.0.0.1', () => r((t.address() as net.AddressInfo).port)));
+    const u = dgram.createSocket('udp4');
+    const ok = await new Promise<boolean>((r) => {
+      u.once('error', () => r(false));
+      u.bind(port, '127.0.0.1', () => r(true));
+    });
+    if (ok) await new Promise<void>((r) => u.close(() => r()));
+    await new Promise<void>((r) => t.close(() => r()));
+    if (ok) return port;
+  }
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -7,6 +7,11 @@ import { loadConfig, parseLabels } from '../../config/config.js';
 import { ValidationError } from '../../common/errors.js';
 import { onShutdown } from '../shutdown.js';
 import { agentCapabilities } from '../../agent/capabilities/index.js';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { startMetricsServer } from '../../agent/metrics-server.js';
+import { hostPort } from '../../config/config.js';
+import { createDockerRuntime } from '../../agent/runtime/docker-runtime.js';
+import { resolveDockerSocket } from '../../agent/runtime/socket.js';
 
 /** The first non-loopback IPv4 address of this machine (what other hosts most likely reach). */
 export function defaultAgentIp(): string {
@@ -34,19 +39,29 @@ export function registerAgentCommand(program: Command): void {
     .option('--agent-ip <ip>', "this host's address as other hosts reach it (default: first non-loopback IPv4)")
     .option('--hostname <name>', 'host name to register (default: the OS host name)')
     .option('--labels <k=v,...>', 'host labels for scheduling, e.g. hostname=cassandra1,zone=a')
+    .option('--docker-socket <path>', 'Docker socket the agent runs containers through (default: DOCKER_HOST=unix://…, else /var/run/docker.sock if it exists, else no container runtime)')
+    .option('--metadata-listen <host:port>', "rancher-metadata address, '' for none (default: config agent.metadataListen, 169.254.169.250:80)")
+    .option('--dns-listen <host:port>', "DNS address (UDP and TCP), '' for none (default: config agent.dnsListen, 169.254.169.250:53)")
+    .option('--metrics-listen <host:port>', "the agent's Prometheus /metrics address, '' for none (default: 127.0.0.1:9109)")
     .option('--config <file>', 'JSON config file merged over config/default.json')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
-    .addHelpText('after', '\nEnvironment: DROVER_SERVER_URL, DROVER_REGISTRATION_TOKEN, DROVER_AGENT_IP, DROVER_HOSTNAME, DROVER_DATA_DIR.')
+    .addHelpText('after', '\nEnvironment: DROVER_SERVER_URL, DROVER_REGISTRATION_TOKEN, DROVER_AGENT_IP, DROVER_HOSTNAME, DROVER_DATA_DIR, DOCKER_HOST.')
     .action(
       async (
         regUrl: string | undefined,
-        o: { server?: string; token?: string; data?: string; agentIp?: string; hostname?: string; labels?: string; config?: string; logLevel?: string },
+        o: { server?: string; token?: string; data?: string; agentIp?: string; hostname?: string; labels?: string; config?: string; logLevel?: string; dockerSocket?: string; metadataListen?: string; dnsListen?: string; metricsListen?: string },
       ) => {
         const cfg = loadConfig(o.config ? { file: o.config } : {});
         const log = createLogger({ level: o.logLevel ?? cfg.log.level });
         const fromUrl = regUrl ? parseRegistrationUrl(regUrl) : undefined;
         const token = o.token ?? fromUrl?.token ?? process.env.DROVER_REGISTRATION_TOKEN;
         const hostname = o.hostname ?? (cfg.agent.hostname || undefined);
+        const dockerSocket = resolveDockerSocket(o.dockerSocket, log);
+        const registry = new Registry();
+        collectDefaultMetrics({ register: registry, prefix: 'drover_agent_' });
+        const metricsAt = o.metricsListen ?? cfg.agent.metricsListen;
+        const metrics = metricsAt ? await startMetricsServer(registry, ...hostPort(metricsAt)) : undefined;
+        const dockerRuntime = dockerSocket ? createDockerRuntime({ socketPath: dockerSocket, log }) : undefined;
         const agent = new Agent({
           dataDir: join(o.data ?? cfg.dataDir, 'agent'),
           serverUrl: o.server ?? fromUrl?.serverUrl ?? cfg.agent.serverUrl,
@@ -55,11 +70,18 @@ export function registerAgentCommand(program: Command): void {
           agentIp: o.agentIp ?? (cfg.agent.agentIp || defaultAgentIp()),
           labels: { ...cfg.agent.labels, ...(o.labels ? parseLabels(o.labels) : {}) },
           log,
-          capabilities: agentCapabilities({ log }),
+          capabilities: agentCapabilities({
+          log,
+          registry,
+          metadataListen: o.metadataListen ?? cfg.agent.metadataListen,
+          dnsListen: o.dnsListen ?? cfg.agent.dnsListen,
+          dockerRuntime,
+        }),
+          ...(dockerRuntime ? { containerStates: dockerRuntime.states } : {}),
           watchTimeoutSec: cfg.agent.watchTimeoutSeconds,
         });
         await agent.start();
-        onShutdown(log, () => agent.stop());
+        onShutdown(log, () => agent.stop(), async () => void metrics?.close());
       },
     );
 }

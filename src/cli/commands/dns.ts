@@ -5,8 +5,8 @@ import { errorMessage } from '../../common/errors.js';
 import { createLogger } from '../../common/log.js';
 import { parseListenAddress, StandaloneDns } from '../../dns/standalone.js';
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 function positiveNumber(what: string, integer: boolean) {
@@ -21,7 +21,7 @@ function positiveNumber(what: string, integer: boolean) {
 
 const DnsOpts = z.object({
   answers: z.string().min(1),
-  listen: z.array(z.string()),
+  listen: z.array(z.string()).default([]),
   ttl: z.number().int().min(0),
   recurserTimeout: z.number().positive(),
   reloadListen: z.string(),
@@ -42,9 +42,8 @@ export function registerDnsCommand(program: Command): void {
     )
     .option(
       '--listen <addr>',
-      'address to answer on, UDP and TCP: host:port, [v6]:port, :port or host (port 53); repeat for several (default 0.0.0.0:53)',
+      'address to answer on, UDP and TCP: host:port, [v6]:port, :port or host (port 53); repeat for several (default: 0.0.0.0:53)',
       collect,
-      [],
     )
     .option('--ttl <seconds>', 'TTL of answers that do not set their own', positiveNumber('--ttl', true), 1)
     .option(

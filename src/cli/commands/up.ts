@@ -10,6 +10,11 @@ import { defaultEnvironment } from '../../server/domain/environments.js';
 import { onShutdown } from '../shutdown.js';
 import { defaultAgentIp } from './agent.js';
 import { agentCapabilities } from '../../agent/capabilities/index.js';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { startMetricsServer } from '../../agent/metrics-server.js';
+import { hostPort } from '../../config/config.js';
+import { createDockerRuntime } from '../../agent/runtime/docker-runtime.js';
+import { resolveDockerSocket } from '../../agent/runtime/socket.js';
 import { existsSync } from 'node:fs';
 
 export function registerUpCommand(program: Command): void {
@@ -20,13 +25,17 @@ export function registerUpCommand(program: Command): void {
     .option('--listen <host:port>', 'control plane address (default: 127.0.0.1:8080)')
     .option('--agent-ip <ip>', "this host's address (default: first non-loopback IPv4)")
     .option('--labels <k=v,...>', 'labels of this host')
+    .option('--docker-socket <path>', 'Docker socket the agent runs containers through (default: DOCKER_HOST=unix://…, else /var/run/docker.sock if it exists, else no container runtime)')
+    .option('--metadata-listen <host:port>', "rancher-metadata address, '' for none (default: config agent.metadataListen, 169.254.169.250:80)")
+    .option('--dns-listen <host:port>', "DNS address (UDP and TCP), '' for none (default: config agent.dnsListen, 169.254.169.250:53)")
+    .option('--metrics-listen <host:port>', "the agent's Prometheus /metrics address, '' for none (default: 127.0.0.1:9109)")
     .option('--config <file>', 'JSON config file merged over config/default.json')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
     .addHelpText(
       'after',
       '\nWrites <data>/cli.json (mode 0600) with the admin key, so `drover stack …` works from the same directory.',
     )
-    .action(async (o: { data?: string; listen?: string; agentIp?: string; labels?: string; config?: string; logLevel?: string }) => {
+    .action(async (o: { data?: string; listen?: string; agentIp?: string; labels?: string; config?: string; logLevel?: string; dockerSocket?: string; metadataListen?: string; dnsListen?: string; metricsListen?: string }) => {
       const cfg = loadConfig(o.config ? { file: o.config } : {});
       const log = createLogger({ level: o.logLevel ?? cfg.log.level });
       const dataDir = o.data ?? cfg.dataDir;
@@ -51,6 +60,12 @@ export function registerUpCommand(program: Command): void {
       }
       const agentDir = join(dataDir, 'agent');
       const needsToken = !existsSync(join(agentDir, 'agent.json'));
+      const dockerSocket = resolveDockerSocket(o.dockerSocket, log);
+      const registry = new Registry();
+      collectDefaultMetrics({ register: registry, prefix: 'drover_agent_' });
+      const metricsAt = o.metricsListen ?? cfg.agent.metricsListen;
+      const metrics = metricsAt ? await startMetricsServer(registry, ...hostPort(metricsAt)) : undefined;
+      const dockerRuntime = dockerSocket ? createDockerRuntime({ socketPath: dockerSocket, log }) : undefined;
       const token = needsToken ? createRegistrationToken(srv.store, defaultEnvironment(srv.store).id).token : undefined;
       const agent = new Agent({
         dataDir: agentDir,
@@ -59,7 +74,14 @@ export function registerUpCommand(program: Command): void {
         agentIp: o.agentIp ?? (cfg.agent.agentIp || defaultAgentIp()),
         labels: { ...cfg.agent.labels, ...(o.labels ? parseLabels(o.labels) : {}) },
         log,
-        capabilities: agentCapabilities({ log }),
+        capabilities: agentCapabilities({
+          log,
+          registry,
+          metadataListen: o.metadataListen ?? cfg.agent.metadataListen,
+          dnsListen: o.dnsListen ?? cfg.agent.dnsListen,
+          dockerRuntime,
+        }),
+        ...(dockerRuntime ? { containerStates: dockerRuntime.states } : {}),
         watchTimeoutSec: cfg.agent.watchTimeoutSeconds,
       });
       await agent.start();
@@ -68,6 +90,6 @@ export function registerUpCommand(program: Command): void {
           `  API key in ${cliFile}; try: ./bin/drover stack up -f docker-compose.yml --data ${dataDir}\n` +
           `  metrics: ${srv.url}/metrics   API: ${srv.url}/v1   stop with Ctrl-C\n`,
       );
-      onShutdown(log, () => agent.stop(), () => srv.close());
+      onShutdown(log, () => agent.stop(), () => srv.close(), async () => void metrics?.close());
     });
 }

@@ -46,6 +46,7 @@ import {
   insertServiceLink,
 } from '../domain/services.js';
 import {
+  adoptContainer,
   applyContainerReports,
   createContainer,
   createContainerLink,
@@ -461,6 +462,14 @@ export function buildRouter(deps: RouteDeps): Router {
         .run(p.hostId, nowIso(), JSON.stringify(applied));
     } else touchHost(store, p.hostId);
     ctx.body = { type: 'agentReport', containersChanged: changed };
+  });
+
+  // Adoption of a container started by hand on the agent's host (src/agent/runtime): 201 with the new
+  // record, 200 with the existing one when that docker id was adopted before.
+  r.post('/agent/adopt', (ctx) => {
+    const p = agentPrincipal(ctx);
+    const { container, created } = adoptContainer(store, p.hostId, parseBody(ctx, S.AgentAdopt));
+    send(ctx, R.CONTAINER, container, created ? 201 : 200);
   });
 
   return r;

@@ -1,6 +1,6 @@
 // Request bodies of the API, validated at the edge.
 import { z } from 'zod';
-import { ContainerReport } from '../../model/reports.js';
+import { AdoptRequest, ContainerReport } from '../../model/reports.js';
 import {
   EnvironmentNetwork,
   HealthCheck,
@@ -134,3 +134,6 @@ export const AgentReport = z.strictObject({
     )
     .default({}),
 });
+
+/** `POST /v1/agent/adopt` (src/agent/runtime): a hand-started container to adopt. */
+export const AgentAdopt = AdoptRequest;

@@ -7,8 +7,8 @@ import { allocateIp, containerOwner, releaseIp } from '../ipam/allocate.js';
 import { constraintsFromLabels } from '../scheduling/constraints.js';
 import { placeUnit } from '../scheduling/place.js';
 import { removeContainerRecord } from './deploy.js';
-import { parseSubnet } from '../ipam/cidr.js';
-import type { ContainerReport } from '../../model/reports.js';
+import { inRange, ipToInt, parseSubnet } from '../ipam/cidr.js';
+import type { AdoptRequest, ContainerReport } from '../../model/reports.js';
 
 export type { ContainerReport };
 
@@ -144,6 +144,13 @@ export function applyContainerReports(store: Store, hostId: string, reports: Con
     for (const r of reports) {
       const c = store.get('container', r.id);
       if (!c || c.hostId !== hostId) continue;
+      if (r.state === 'removed' && c.adopted) {
+        // The hand-started container is gone: so is its record, and its address is free again.
+        removeContainerRecord(tx, null, c);
+        releaseIp(tx, c.environmentId, containerOwner(c.id));
+        changed++;
+        continue;
+      }
       const next: Container = {
         ...c,
         state: r.state,
@@ -159,5 +166,90 @@ export function applyContainerReports(store: Store, hostId: string, reports: Con
       }
     }
     return changed;
+  });
+}
+
+// ---- adoption (src/agent/runtime) --------------------------------------------------------------
+
+export const LABEL_ADOPT_STACK = 'io.rancher.stack.name';
+export const LABEL_ADOPT_STACK_SERVICE = 'io.rancher.stack_service.name';
+export const LABEL_ADOPT_REQUESTED_IP = 'io.rancher.container.requested_ip';
+
+/**
+ * A container started by hand on `hostId` with `io.rancher.container.network=true` becomes a record
+ * (`adopted: true`) with an address from IPAM (its requested_ip label, else the address it already has
+ * on the managed network, when free). Its stack and service come from the io.rancher.stack.name /
+ * io.rancher.stack_service.name labels when those name existing ones; otherwise it is standalone.
+ * Idempotent: the same docker id on the same host answers the same record.
+ */
+export function adoptContainer(store: Store, hostId: string, req: AdoptRequest): { container: Container; created: boolean } {
+  return store.tx((tx) => {
+    const host = store.mustGet('host', hostId);
+    const existing = store.list('container', { host_id: hostId }).find((c) => c.externalId === req.externalId);
+    if (existing) return { container: existing, created: false };
+    const env = store.mustGet('environment', host.environmentId);
+    const name = req.name.replace(/^\//, '');
+    if (!CONTAINER_NAME.test(name)) {
+      throw new ValidationError('InvalidName', `container name "${name}" must be letters, digits, '_', '.', '-'`, 'name');
+    }
+    const stacks = store.list('stack', { env_id: env.id });
+    let stack = stacks.find((st) => st.name === req.labels[LABEL_ADOPT_STACK]);
+    let serviceId: string | null = null;
+    const stackService = req.labels[LABEL_ADOPT_STACK_SERVICE];
+    if (stackService?.includes('/')) {
+      const [stackName, serviceName] = stackService.split('/', 2) as [string, string];
+      const st = stacks.find((x) => x.name === stackName);
+      const svc = st ? store.list('service', { stack_id: st.id }).find((x) => x.name === serviceName) : undefined;
+      if (st && svc) {
+        stack = st;
+        serviceId = svc.id;
+      }
+    }
+    const id = tx.newId('container');
+    const uuid = newUuid();
+    // An explicit requested_ip is the user's wish (an invalid one is an error, like for scheduled
+    // containers); the address it already has is kept only when it is a usable one.
+    const subnet = parseSubnet(env.network.subnet);
+    const current = req.ipAddress && inRange(subnet, ipToInt(req.ipAddress)) ? req.ipAddress : undefined;
+    const requested = req.labels[LABEL_ADOPT_REQUESTED_IP] ?? current;
+    const ip = allocateIp(tx, {
+      envId: env.id,
+      subnet: env.network.subnet,
+      owner: containerOwner(id),
+      ...(requested ? { requested } : {}),
+    });
+    const labels: Record<string, string> = {
+      ...req.labels,
+      'io.rancher.container.uuid': uuid,
+      'io.rancher.container.name': name,
+      'io.rancher.container.ip': `${ip}/${subnet.prefix}`,
+    };
+    const config = LaunchConfig.parse({ image: req.image, labels, ...(req.command ? { command: req.command } : {}) });
+    const running = req.state === undefined || req.state === 'running';
+    const container = tx.put('container', {
+      id,
+      uuid,
+      environmentId: env.id,
+      hostId,
+      stackId: stack?.id ?? null,
+      serviceId,
+      name,
+      launchConfigName: '',
+      serviceIndex: null,
+      createIndex: 0,
+      deploymentUnitUuid: null,
+      primaryIpAddress: ip,
+      state: req.state ?? 'running',
+      desiredState: running ? 'running' : 'stopped',
+      generation: 'current',
+      exitCode: null,
+      externalId: req.externalId,
+      healthState: null,
+      startCount: 0,
+      config,
+      adopted: true,
+      created: nowIso(),
+    });
+    return { container, created: true };
   });
 }

@@ -1,0 +1,43 @@
+// Capability: the rancher-metadata service on 169.254.169.250:80, answering from the synced state.
+// Render = the answers trees for this host (pure); apply = start the server once, swap the answers.
+import type { Registry } from 'prom-client';
+import type { Logger } from '../../common/log.js';
+import { MetadataServer } from '../../metadata/server.js';
+import { buildMetadataAnswers } from '../../metadata/tree.js';
+import type { Answers } from '../../metadata/answers.js';
+import type { Capability } from './capability.js';
+import { listenWithAddress, splitHostPort } from './listen-address.js';
+
+export interface MetadataCapabilityOptions {
+  log: Logger;
+  registry?: Registry;
+  /** HOST:PORT, default 169.254.169.250:80. */
+  listen: string;
+}
+
+export function metadataCapability(opts: MetadataCapabilityOptions): Capability<Answers> & { server: MetadataServer } {
+  const log = opts.log.child({ component: 'metadata' });
+  const server = new MetadataServer({ log, ...(opts.registry ? { registry: opts.registry } : {}) });
+  const { host, port } = splitHostPort(opts.listen);
+  let listening = false;
+  return {
+    name: 'metadata',
+    server,
+    render: (state, h) => buildMetadataAnswers(state, { hostId: h.hostId }),
+    // The answers carry the state's revision in `version`: a new state is always a new answer set.
+    same: () => false,
+    applier: {
+      async apply(answers) {
+        server.setAnswers(answers);
+        if (!listening) {
+          await listenWithAddress(host, () => server.listen(host, port), log);
+          listening = true;
+          log.info({ address: opts.listen }, 'metadata listening');
+        }
+      },
+      async close() {
+        await server.close();
+      },
+    },
+  };
+}

@@ -1,0 +1,352 @@
+// The Docker runtime against a real dockerd (one lab host, test/lab/lab.ts): a control plane, an agent
+// with the runtime, and what the control plane schedules showing up in Docker — managed IPs, scale down,
+// containers stopped by hand, start_once and volumes_from sidekicks, adoption of hand-started
+// containers, a dockerd restart (events resync, no duplicates) and a missing image.
+// Skips (with the reason) when the lab cannot run here: not root, no dockerd, no busybox-static.
+// Set DROVER_TEST_LOG=debug to see the agent's logs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import type Dockerode from 'dockerode';
+import { Agent } from '../../src/agent/agent.js';
+import type { Capability } from '../../src/agent/capabilities/capability.js';
+import { createDockerRuntime, type DockerRuntimeHandle } from '../../src/agent/runtime/docker-runtime.js';
+import { createLogger } from '../../src/common/log.js';
+import { createRegistrationToken } from '../../src/server/auth/credentials.js';
+import { defaultEnvironment } from '../../src/server/domain/environments.js';
+import { cleanup, startTestServer, type TestServer } from '../helpers/server.js';
+import { labUnavailable, runInContainer, startLab, waitFor, type Lab, type LabHost } from '../lab/lab.js';
+
+interface Rec {
+  id: string;
+  uuid: string;
+  name: string;
+  serviceId: string | null;
+  launchConfigName: string;
+  adopted: boolean;
+  externalId: string | null;
+  primaryIpAddress: string | null;
+  state: string;
+  desiredState: string;
+  exitCode: number | null;
+  startCount: number;
+  transitioningMessage?: string;
+}
+
+interface DockerView {
+  Id: string;
+  Name: string;
+  Created: string;
+  State: { Running: boolean; Status: string; StartedAt: string; ExitCode: number };
+  Config: { Hostname: string; Labels: Record<string, string> };
+  HostConfig: { Dns: string[] | null; DnsSearch: string[] | null; VolumesFrom: string[] | null; NetworkMode: string };
+  NetworkSettings: { Networks: Record<string, { IPAddress: string; IPAMConfig?: { IPv4Address?: string } | null }> };
+}
+
+const skip = labUnavailable();
+const WAIT = 60_000;
+
+test('docker runtime on a real dockerd', { skip: skip ? `skipped: ${skip}` : false, timeout: 600_000 }, async (t) => {
+  const log = createLogger({ level: process.env.DROVER_TEST_LOG ?? 'silent' });
+  let lab: Lab | undefined;
+  let srv: TestServer | undefined;
+  let agent: Agent | undefined;
+  let rt: DockerRuntimeHandle | undefined;
+  try {
+    lab = await startLab({ hosts: 1 });
+    const host = lab.hosts[0] as LabHost;
+    const docker = host.docker;
+    srv = await startTestServer();
+    const s = srv;
+    const image = lab.image;
+
+    const api = s.api;
+    const records = async (): Promise<Rec[]> => (await api<{ data: Rec[] }>('GET', '/v1/containers')).body.data;
+    const record = async (id: string): Promise<Rec | undefined> => {
+      const r = await api<Rec>('GET', `/v1/containers/${id}`);
+      return r.status === 200 ? r.body : undefined;
+    };
+    const inspect = async (id: string): Promise<DockerView | undefined> => {
+      try {
+        return (await docker.getContainer(id).inspect()) as unknown as DockerView;
+      } catch {
+        return undefined;
+      }
+    };
+    const dockerOurs = async (): Promise<Dockerode.ContainerInfo[]> =>
+      docker.listContainers({ all: true, filters: { label: ['io.rancher.container.uuid'] } });
+    const serviceRecords = async (stack: string, service: string): Promise<Rec[]> => {
+      const svc = (await api<{ data: { id: string; stackId: string }[] }>('GET', `/v1/services?name=${service}`)).body.data;
+      const stacks = (await api<{ data: { id: string; name: string }[] }>('GET', '/v1/stacks')).body.data;
+      const st = stacks.find((x) => x.name === stack);
+      const sv = svc.find((x) => x.stackId === st?.id);
+      return sv ? (await records()).filter((c) => c.serviceId === sv.id) : [];
+    };
+    const running = (cs: Rec[]) => cs.length > 0 && cs.every((c) => c.state === 'running' && c.externalId);
+
+    // A container drover must never touch: no labels.
+    const bystander = await docker.createContainer({ name: 'bystander', Image: image, Cmd: ['sleep', '3600'], StopSignal: 'SIGKILL' });
+    await bystander.start();
+
+    rt = createDockerRuntime({
+      socketPath: host.dockerSocket,
+      log,
+      netns: `/run/netns/${host.netns}`,
+      stopTimeoutSec: 1,
+      // Events (not the periodic safety net) must drive everything below.
+      resyncIntervalMs: 10 * 60_000,
+      eventDebounceMs: 50,
+    });
+    agent = new Agent({
+      dataDir: join(host.dataDir, 'agent'),
+      serverUrl: s.url,
+      registrationToken: createRegistrationToken(s.srv.store, defaultEnvironment(s.srv.store).id).token,
+      hostname: host.name,
+      agentIp: host.ip,
+      log,
+      capabilities: [rt.capability as Capability<unknown>],
+      containerStates: rt.states,
+      watchTimeoutSec: 5,
+    });
+    await agent.start();
+    const a = agent;
+    await waitFor(() => a.hostId(), WAIT, 'agent registration');
+
+    await t.test('creates and starts scheduled containers with their managed IP, DNS and names', async () => {
+      const compose =
+        `web:\n  image: ${image}\n  command: [sleep, '3600']\n  stop_signal: SIGKILL\n` +
+        `  labels:\n    io.rancher.container.hostname_override: container_name\n`;
+      const r = await api('POST', '/v1/stacks', { name: 'app', dockerCompose: compose, rancherCompose: 'web:\n  scale: 2\n' });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      const cs = await waitFor(async () => {
+        const x = await serviceRecords('app', 'web');
+        return x.length === 2 && running(x) ? x : undefined;
+      }, WAIT, 'two running web containers');
+      for (const c of cs) {
+        const d = await inspect(c.externalId as string);
+        assert.ok(d, `docker has ${c.name}`);
+        assert.equal(d.Name, `/r-${c.name}-${c.uuid.slice(0, 8)}`);
+        assert.equal(d.NetworkSettings.Networks.drover?.IPAddress, c.primaryIpAddress, 'docker inspect agrees on the managed IP');
+        assert.equal(d.Config.Labels['io.rancher.container.uuid'], c.uuid);
+        assert.equal(d.Config.Hostname, c.name);
+        assert.deepEqual(d.HostConfig.Dns, ['169.254.169.250']);
+        assert.deepEqual(d.HostConfig.DnsSearch, ['app.rancher.internal', 'web.app.rancher.internal', 'rancher.internal']);
+        assert.equal(c.startCount, 1);
+      }
+      const net = (await docker.getNetwork('drover').inspect()) as {
+        IPAM: { Config: { Subnet: string; Gateway: string }[] };
+        Options: Record<string, string>;
+      };
+      assert.deepEqual([net.IPAM.Config[0]?.Subnet, net.IPAM.Config[0]?.Gateway], ['10.42.0.0/16', '10.42.0.1']);
+      assert.equal(net.Options['com.docker.network.bridge.name'], 'drover0');
+      assert.equal(net.Options['com.docker.network.bridge.enable_ip_masquerade'], 'false');
+      const sysctl = await host.exec(['sysctl', '-n', 'net.ipv4.conf.drover0.proxy_arp', 'net.ipv4.neigh.drover0.proxy_delay']);
+      assert.deepEqual(sysctl.stdout.trim().split('\n'), ['1', '0']);
+      // The two containers reach each other on their managed addresses.
+      const [c1, c2] = cs as [Rec, Rec];
+      const ping = await runInContainer(host, c1.externalId as string, ['ping', '-c', '1', '-W', '2', c2.primaryIpAddress as string]);
+      assert.equal(ping.exitCode, 0, ping.stdout + ping.stderr);
+      // The capability reported success for this host.
+      await waitFor(async () => {
+        const h = (await api<{ data: { applied: Record<string, { ok: boolean }> }[] }>('GET', '/v1/hosts')).body.data[0];
+        return h?.applied['docker-runtime']?.ok === true;
+      }, WAIT, 'docker-runtime applied ok');
+    });
+
+    await t.test('scaling down removes the surplus container', async () => {
+      const before = await serviceRecords('app', 'web');
+      const svcId = before[0]?.serviceId as string;
+      const r = await api('PUT', `/v1/services/${svcId}`, { scale: 1 });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const gone = before.filter((c) => !c.name.endsWith('-1'));
+      assert.equal(gone.length, 1);
+      await waitFor(async () => !(await inspect(gone[0]?.externalId as string)), WAIT, 'surplus container removed from docker');
+      const left = (await dockerOurs()).filter((c) => c.Labels['io.rancher.stack_service.name'] === 'app/web');
+      assert.equal(left.length, 1);
+      assert.equal(left[0]?.Labels['io.rancher.container.name'], 'app-web-1');
+    });
+
+    await t.test('a container stopped by hand is started again and the restart is reported', async () => {
+      const [c] = await serviceRecords('app', 'web');
+      assert.ok(c?.externalId);
+      await docker.getContainer(c.externalId).stop({ t: 1 });
+      const after = await waitFor(async () => {
+        const x = await record(c.id);
+        return x && x.state === 'running' && x.startCount === c.startCount + 1 ? x : undefined;
+      }, WAIT, 'restarted and reported');
+      assert.equal(after.externalId, c.externalId, 'the same container, started again (not recreated)');
+      assert.match(after.transitioningMessage ?? '', /restarted by drover/);
+      assert.equal((await inspect(c.externalId))?.State.Running, true);
+    });
+
+    await t.test('an upgrade stops the old container before the new one takes the slot address; a rollback undoes it', async () => {
+      const [old] = await serviceRecords('app', 'web');
+      assert.ok(old?.externalId && old.serviceId);
+      const svc = (await api<{ launchConfig: Record<string, unknown> }>('GET', `/v1/services/${old.serviceId}`)).body;
+      const up = await api('POST', `/v1/services/${old.serviceId}?action=upgrade`, {
+        inServiceStrategy: { launchConfig: { ...svc.launchConfig, command: ['sleep', '3601'] } },
+      });
+      assert.equal(up.status, 200, JSON.stringify(up.body));
+      const fresh = await waitFor(async () => {
+        const x = await serviceRecords('app', 'web');
+        const n = x.find((c) => c.id !== old.id);
+        const o = x.find((c) => c.id === old.id);
+        return n && running([n]) && o?.state === 'stopped' ? n : undefined;
+      }, WAIT, 'new generation running, old stopped');
+      assert.equal(fresh.primaryIpAddress, old.primaryIpAddress, 'the slot keeps its address');
+      assert.equal((await inspect(fresh.externalId as string))?.NetworkSettings.Networks.drover?.IPAddress, old.primaryIpAddress);
+      assert.equal((await inspect(old.externalId))?.State.Running, false);
+      const rb = await api('POST', `/v1/services/${old.serviceId}?action=rollback`);
+      assert.equal(rb.status, 200, JSON.stringify(rb.body));
+      await waitFor(async () => !(await inspect(fresh.externalId as string)), WAIT, 'new generation removed');
+      const back = await waitFor(async () => {
+        const x = await record(old.id);
+        return x?.state === 'running' ? x : undefined;
+      }, WAIT, 'old generation running again');
+      assert.equal(back.externalId, old.externalId, 'the kept container is started again');
+      assert.equal((await inspect(old.externalId))?.NetworkSettings.Networks.drover?.IPAddress, old.primaryIpAddress);
+    });
+
+    let seedStartedAt = '';
+    let seedId = '';
+    await t.test('a start_once sidekick runs once and its volumes reach the primary (volumes_from)', async () => {
+      const compose =
+        `app:\n  image: ${image}\n  command: [sh, -c, 'cat /data/seed; exec sleep 3600']\n  stop_signal: SIGKILL\n` +
+        `  volumes_from: [seed]\n  labels:\n    io.rancher.sidekicks: seed\n` +
+        `seed:\n  image: ${image}\n  command: [sh, -c, 'echo ran >> /data/seed']\n  volumes: [/data]\n` +
+        `  labels:\n    io.rancher.container.start_once: 'true'\n`;
+      const r = await api('POST', '/v1/stacks', { name: 'vols', dockerCompose: compose });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      const [primary, seed] = await waitFor(async () => {
+        const x = await serviceRecords('vols', 'app');
+        const p = x.find((c) => c.launchConfigName === '');
+        const sk = x.find((c) => c.launchConfigName === 'seed');
+        return p?.state === 'running' && sk?.state === 'stopped' && sk.exitCode === 0 ? ([p, sk] as const) : undefined;
+      }, WAIT, 'primary running, seed done');
+      const p = await inspect(primary.externalId as string);
+      const sk = await inspect(seed.externalId as string);
+      assert.ok(p && sk);
+      assert.deepEqual(p.HostConfig.VolumesFrom, [sk.Name.replace(/^\//, '')]);
+      assert.ok(Date.parse(sk.Created) <= Date.parse(p.Created), 'the sidekick was created before its primary');
+      assert.equal(seed.startCount, 1);
+      const out = await runInContainer(host, primary.externalId as string, ['cat', '/data/seed']);
+      assert.equal(out.stdout, 'ran\n');
+      // More passes (and a restart of the primary) do not run the seed again.
+      await docker.getContainer(primary.externalId as string).stop({ t: 1 });
+      await waitFor(async () => (await record(primary.id))?.startCount === 2, WAIT, 'primary restarted');
+      await rt?.runtime.reconcile();
+      await rt?.runtime.reconcile();
+      const again = await inspect(seed.externalId as string);
+      assert.equal(again?.State.Running, false);
+      assert.equal(again?.State.StartedAt, sk.State.StartedAt, 'start_once: never started again');
+      assert.equal((await runInContainer(host, primary.externalId as string, ['cat', '/data/seed'])).stdout, 'ran\n');
+      assert.equal((await record(seed.id))?.startCount, 1);
+      seedStartedAt = sk.State.StartedAt;
+      seedId = sk.Id;
+    });
+
+    await t.test('adopts a hand-started container, gives it its IP, and drops the record when it is destroyed', async () => {
+      const labels = { 'io.rancher.container.network': 'true', 'io.rancher.container.requested_ip': '10.42.200.200' };
+      const hand = await docker.createContainer({ name: 'byhand', Image: image, Cmd: ['sleep', '3600'], StopSignal: 'SIGKILL', Labels: labels });
+      await hand.start();
+      const rec = await waitFor(async () => {
+        const x = (await records()).find((c) => c.externalId === hand.id);
+        return x?.state === 'running' ? x : undefined;
+      }, WAIT, 'adopted record');
+      assert.equal(rec.adopted, true);
+      assert.equal(rec.primaryIpAddress, '10.42.200.200');
+      await waitFor(async () => (await inspect(hand.id))?.NetworkSettings.Networks.drover?.IPAddress === '10.42.200.200', WAIT, 'joined to drover');
+      // Idempotent: more passes do not adopt it twice.
+      await rt?.runtime.reconcile();
+      assert.equal((await records()).filter((c) => c.externalId === hand.id).length, 1);
+      // Stopping it by hand is reported, not undone (the user runs it).
+      await hand.stop({ t: 1 });
+      await waitFor(async () => (await record(rec.id))?.state === 'stopped', WAIT, 'adopted container reported stopped');
+      assert.equal((await inspect(hand.id))?.State.Running, false);
+      await hand.remove({ force: true });
+      await waitFor(async () => !(await record(rec.id)), WAIT, 'adopted record deleted');
+      // Its address is free again: the next container asking for it gets it.
+      const next = await docker.createContainer({ name: 'byhand2', Image: image, Cmd: ['sleep', '3600'], StopSignal: 'SIGKILL', Labels: labels });
+      await next.start();
+      const rec2 = await waitFor(async () => (await records()).find((c) => c.externalId === next.id), WAIT, 'second adoption');
+      assert.equal(rec2.primaryIpAddress, '10.42.200.200');
+      await waitFor(async () => (await inspect(next.id))?.NetworkSettings.Networks.drover?.IPAddress === '10.42.200.200', WAIT, 'second joined');
+      await next.remove({ force: true });
+      await waitFor(async () => !(await record(rec2.id)), WAIT, 'second adopted record deleted');
+    });
+
+    await t.test('a missing image is reported as a clear error, and removing the record clears it', async () => {
+      const r = await api<{ id: string }>('POST', '/v1/containers', { name: 'ghost', launchConfig: { image: 'drover-test/missing:1' } });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      const rec = await waitFor(async () => {
+        const x = await record(r.body.id);
+        return x?.state === 'error' ? x : undefined;
+      }, WAIT, 'error state');
+      assert.match(rec.transitioningMessage ?? '', /image drover-test\/missing:1 is not on this host and pulling it failed: \S/);
+      const hostStatus = async () =>
+        (await api<{ data: { applied: Record<string, { ok: boolean; error?: string }> }[] }>('GET', '/v1/hosts')).body.data[0]?.applied['docker-runtime'];
+      await waitFor(async () => (await hostStatus())?.ok === false, WAIT, 'capability status not ok');
+      assert.match((await hostStatus())?.error ?? '', /ghost.*drover-test\/missing:1/);
+      const never = await api<{ id: string }>('POST', '/v1/containers', {
+        name: 'ghost2',
+        launchConfig: { image: 'drover-test/missing:2', pullPolicy: 'never' },
+      });
+      await waitFor(async () => /pull policy is "never"/.test((await record(never.body.id))?.transitioningMessage ?? ''), WAIT, 'never error');
+      assert.equal((await api('DELETE', `/v1/containers/${r.body.id}`)).status, 204);
+      assert.equal((await api('DELETE', `/v1/containers/${never.body.id}`)).status, 204);
+      await waitFor(async () => (await hostStatus())?.ok === true, WAIT, 'capability ok again');
+      assert.equal((await dockerOurs()).filter((c) => c.Labels['io.rancher.container.name']?.startsWith('ghost')).length, 0);
+    });
+
+    await t.test('after a dockerd restart the containers come back without duplicates (events resync)', async () => {
+      const before = await records();
+      const scheduled = before.filter((c) => !c.adopted);
+      const countsBefore = new Map(scheduled.map((c) => [c.id, c.startCount]));
+      await lab?.restartDockerd(host);
+      // Everything desired running runs again, in the same containers.
+      const after = await waitFor(async () => {
+        const x = (await records()).filter((c) => !c.adopted);
+        const ok = x.every((c) =>
+          c.launchConfigName === 'seed' ? c.state === 'stopped' : c.state === 'running' && c.startCount > (countsBefore.get(c.id) ?? 0),
+        );
+        return ok ? x : undefined;
+      }, 90_000, 'containers running again after the dockerd restart');
+      for (const c of after) assert.equal(c.externalId, scheduled.find((x) => x.id === c.id)?.externalId, `${c.name}: same container`);
+      const ours = await dockerOurs();
+      const perUuid = new Map<string, number>();
+      for (const c of ours) {
+        const u = c.Labels['io.rancher.container.uuid'] as string;
+        perUuid.set(u, (perUuid.get(u) ?? 0) + 1);
+      }
+      assert.deepEqual([...perUuid.values()].filter((n) => n > 1), [], 'one docker container per record');
+      assert.equal(ours.length, after.length);
+      // The start_once seed was not run again.
+      assert.equal((await inspect(seedId))?.State.StartedAt, seedStartedAt);
+      // Events flow again after the reconnect: a hand stop is undone without any periodic pass.
+      const web = after.find((c) => c.name === 'app-web-1');
+      assert.ok(web?.externalId);
+      const startCount = (await record(web.id))?.startCount ?? 0;
+      await docker.getContainer(web.externalId).stop({ t: 1 });
+      await waitFor(async () => {
+        const x = await record(web.id);
+        return x?.state === 'running' && x.startCount === startCount + 1;
+      }, WAIT, 'restart after the reconnect');
+      const d = await inspect(web.externalId);
+      assert.equal(d?.NetworkSettings.Networks.drover?.IPAddress, web.primaryIpAddress, 'same managed IP after the restart');
+    });
+
+    await t.test('never touches containers without drover labels', async () => {
+      const b = await inspect(bystander.id);
+      assert.ok(b, 'the bystander still exists');
+      assert.equal(b.NetworkSettings.Networks.drover, undefined, 'and is not on the managed network');
+    });
+  } finally {
+    await agent?.stop().catch(() => undefined); // closes the runtime (capability applier)
+    await rt?.close().catch(() => undefined);
+    if (srv) {
+      await srv.close().catch(() => undefined);
+      cleanup(srv.dir);
+    }
+    await lab?.down();
+  }
+});

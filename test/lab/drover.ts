@@ -1,0 +1,217 @@
+// drover itself in the lab: the control plane in the root netns (reachable from every host at
+// http://<lab.rootIp>:<port>) and one agent per host netns, all run from the sources (node --import tsx)
+// and tracked by the lab for teardown.
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { REPO_ROOT, waitFor, type Lab, type LabHost } from './lab.js';
+import { isAlive, procRef } from './proc.js';
+
+/** The control plane's first admin key in the lab (DROVER_ADMIN_ACCESS_KEY / _SECRET_KEY). */
+export const LAB_ADMIN = { accessKey: 'LABADMINKEY', secretKey: 'lab-admin-secret-0123456789' };
+
+const MAIN = join(REPO_ROOT, 'src', 'cli', 'main.ts');
+
+export interface ApiResponse<T> {
+  status: number;
+  body: T;
+}
+
+export interface ControlPlane {
+  url: string;
+  dataDir: string;
+  logPath: string;
+  pid: number;
+  /** A request with the admin key; JSON in and out. */
+  api<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<ApiResponse<T>>;
+  /** A new registration token for the default environment. */
+  registrationToken(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export interface LabAgent {
+  host: LabHost;
+  logPath: string;
+  pid(): number;
+  stop(): Promise<void>;
+  /** Stop, then start again with the same data dir (the agent keeps its identity and state). */
+  restart(): Promise<void>;
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, host, () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function tail(file: string, lines = 15): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Waits until the child answers (ready() true); fails at once, with its log's tail, when it dies. */
+async function waitReady(child: ChildProcess, what: string, log: string, ms: number, ready: () => Promise<boolean>): Promise<void> {
+  const ref = child.pid !== undefined ? procRef(child.pid) : undefined;
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (!ref || !isAlive(ref)) throw new Error(`${what} exited during start; ${log}:\n${tail(log)}`);
+    if (await ready().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`${what} not ready after ${ms} ms; ${log}:\n${tail(log)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function startControlPlane(lab: Lab, opts: { logLevel?: string } = {}): Promise<ControlPlane> {
+  const port = await freePort(lab.rootIp);
+  const url = `http://${lab.rootIp}:${port}`;
+  const dataDir = join(lab.dir, 'control-plane');
+  const logPath = join(lab.dir, 'control-plane.log');
+  const cmd = [
+    process.execPath,
+    '--import',
+    'tsx',
+    MAIN,
+    'server',
+    '--data',
+    dataDir,
+    '--listen',
+    `${lab.rootIp}:${port}`,
+    '--advertise-url',
+    url,
+    '--log-level',
+    opts.logLevel ?? 'warn',
+  ];
+  const env = { ...process.env, DROVER_ADMIN_ACCESS_KEY: LAB_ADMIN.accessKey, DROVER_ADMIN_SECRET_KEY: LAB_ADMIN.secretKey };
+  const child = lab.spawnRoot(cmd, { logFile: logPath, env, cwd: REPO_ROOT, what: 'control-plane' });
+  const auth = 'Basic ' + Buffer.from(`${LAB_ADMIN.accessKey}:${LAB_ADMIN.secretKey}`).toString('base64');
+  const api = async <T>(method: string, path: string, body?: unknown): Promise<ApiResponse<T>> => {
+    const res = await fetch(url + path, {
+      method,
+      headers: { authorization: auth, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      signal: AbortSignal.timeout(15_000),
+    });
+    const text = await res.text();
+    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+  };
+  await waitReady(child, 'control plane', logPath, 30_000, async () => {
+    const res = await fetch(`${url}/v1/version`, { signal: AbortSignal.timeout(1000) });
+    return res.ok;
+  });
+  lab.setControlPlane({ url, accessKey: LAB_ADMIN.accessKey, secretKey: LAB_ADMIN.secretKey, dataDir, log: logPath });
+  return {
+    url,
+    dataDir,
+    logPath,
+    pid: child.pid ?? -1,
+    api,
+    async registrationToken() {
+      const r = await api<{ token?: string }>('POST', '/v1/registrationtokens', {});
+      if (r.status !== 201 || !r.body.token) throw new Error(`creating a registration token failed: ${r.status} ${JSON.stringify(r.body)}`);
+      return r.body.token;
+    },
+    stop: () => lab.stopProcess(child),
+  };
+}
+
+/**
+ * Whether `drover agent` has --docker-socket yet (being added with the Docker runtime). Without it the
+ * agent still gets DOCKER_HOST=unix://<socket> in its environment.
+ */
+export function agentHasDockerSocketFlag(): boolean {
+  try {
+    return readFileSync(join(REPO_ROOT, 'src', 'cli', 'commands', 'agent.ts'), 'utf8').includes("'--docker-socket");
+  } catch {
+    return false;
+  }
+}
+
+export interface AgentOptions {
+  serverUrl: string;
+  token: string;
+  labels?: Record<string, string>;
+  logLevel?: string;
+}
+
+export function startAgent(lab: Lab, host: LabHost, opts: AgentOptions): LabAgent {
+  const logPath = join(host.dataDir, 'agent.log');
+  const labels = Object.entries(opts.labels ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+  const cmd = [
+    process.execPath,
+    '--import',
+    'tsx',
+    MAIN,
+    'agent',
+    '--server',
+    opts.serverUrl,
+    '--token',
+    opts.token,
+    '--data',
+    join(host.dataDir, 'agent'),
+    '--agent-ip',
+    host.ip,
+    '--hostname',
+    host.name,
+    ...(labels ? ['--labels', labels] : []),
+    ...(agentHasDockerSocketFlag() ? ['--docker-socket', host.dockerSocket] : []),
+    '--log-level',
+    opts.logLevel ?? 'info',
+  ];
+  const env = { ...process.env, DOCKER_HOST: `unix://${host.dockerSocket}` };
+  const start = () => host.spawn(cmd, { logFile: logPath, env, cwd: REPO_ROOT, what: 'agent' });
+  let child = start();
+  return {
+    host,
+    logPath,
+    pid: () => child.pid ?? -1,
+    stop: () => lab.stopProcess(child),
+    async restart() {
+      await lab.stopProcess(child);
+      child = start();
+    },
+  };
+}
+
+interface HostRecord {
+  id: string;
+  hostname: string;
+  agentIpAddress: string;
+  state: string;
+  agentState: string;
+  labels: Record<string, string>;
+}
+
+/** Waits until a host with this hostname is registered; returns its record. */
+export async function waitForHost(cp: ControlPlane, hostname: string, ms = 30_000): Promise<HostRecord> {
+  return waitFor(
+    async () => {
+      const r = await cp.api<{ data: HostRecord[] }>('GET', '/v1/hosts');
+      return r.body.data.find((h) => h.hostname === hostname);
+    },
+    ms,
+    `host ${hostname} to register`,
+  );
+}
+
+/** Control plane plus one agent per host with label hostname=<hN>; what `npm run lab -- up` runs. */
+export async function startDrover(lab: Lab, opts: { agentLogLevel?: string; waitMs?: number } = {}): Promise<{ cp: ControlPlane; agents: LabAgent[] }> {
+  const cp = await startControlPlane(lab);
+  const token = await cp.registrationToken();
+  const agents = lab.hosts.map((h) =>
+    startAgent(lab, h, { serverUrl: cp.url, token, labels: { hostname: h.name }, ...(opts.agentLogLevel ? { logLevel: opts.agentLogLevel } : {}) }),
+  );
+  await Promise.all(lab.hosts.map((h) => waitForHost(cp, h.name, opts.waitMs ?? 60_000)));
+  return { cp, agents };
+}
