@@ -11,6 +11,12 @@ import { isAlive } from '../test/lab/proc.js';
 import { knownLabs, ownerStatus, teardownLab } from '../test/lab/teardown.js';
 import type { LabState } from '../test/lab/state.js';
 
+// `npm run lab -- status | head` must not crash on the closed pipe
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 function requireLab(): void {

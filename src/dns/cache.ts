@@ -144,57 +144,84 @@ export function replyFromAnswer(q: Query, a: CachedAnswer, now: number, limit: n
   return out;
 }
 
+/**
+ * The answer cache: per (upstream list, type) a Map by name, so a lookup is two Map gets on numbers
+ * and the query's own name (no key string built per query), and one insertion-ordered Map of every
+ * entry for the LRU order. Bounded by entry count.
+ */
 export class AnswerCache {
-  private readonly map = new Map<string, CachedAnswer>();
+  private readonly buckets = new Map<number, Map<string, CachedAnswer>>();
+  /** Every entry, least recently used first, with its bucket and name. */
+  private readonly order = new Map<CachedAnswer, { bucket: Map<string, CachedAnswer>; name: string }>();
 
   constructor(readonly maxEntries: number) {}
 
   get size(): number {
-    return this.map.size;
+    return this.order.size;
   }
 
-  /** The live entry for key (refreshing its recency), or undefined. */
-  get(key: string, now: number): CachedAnswer | undefined {
-    const e = this.map.get(key);
+  private static bucketKey(listId: number, qtype: number): number {
+    return listId * 65536 + qtype;
+  }
+
+  /** The live entry (refreshing its recency), or undefined. */
+  get(listId: number, qtype: number, name: string, now: number): CachedAnswer | undefined {
+    const bucket = this.buckets.get(AnswerCache.bucketKey(listId, qtype));
+    if (bucket === undefined) return undefined;
+    const e = bucket.get(name);
     if (e === undefined) return undefined;
     if (now >= e.expiresAt) {
-      this.map.delete(key);
+      bucket.delete(name);
+      this.order.delete(e);
       return undefined;
     }
-    // Approximate LRU: re-ordering the Map on every hit costs two hash operations; once per
-    // second per entry keeps hot entries away from eviction just as well.
+    // Approximate LRU: re-ordering on every hit costs two hash operations; once per second per
+    // entry keeps hot entries away from eviction just as well.
     if (e.touched === undefined || now - e.touched >= 1000) {
       e.touched = now;
-      this.map.delete(key);
-      this.map.set(key, e);
+      const where = this.order.get(e);
+      if (where) {
+        this.order.delete(e);
+        this.order.set(e, where);
+      }
     }
     return e;
   }
 
-  set(key: string, e: CachedAnswer): void {
+  set(listId: number, qtype: number, name: string, e: CachedAnswer): void {
     if (e.ttl <= 0 || this.maxEntries <= 0) return;
-    this.map.delete(key);
-    this.map.set(key, e);
-    while (this.map.size > this.maxEntries) {
-      const oldest = this.map.keys().next();
+    const key = AnswerCache.bucketKey(listId, qtype);
+    let bucket = this.buckets.get(key);
+    if (!bucket) this.buckets.set(key, (bucket = new Map()));
+    const old = bucket.get(name);
+    if (old) this.order.delete(old);
+    bucket.set(name, e);
+    this.order.set(e, { bucket, name });
+    while (this.order.size > this.maxEntries) {
+      const oldest = this.order.entries().next();
       if (oldest.done) break;
-      this.map.delete(oldest.value);
+      const [entry, where] = oldest.value;
+      this.order.delete(entry);
+      if (where.bucket.get(where.name) === entry) where.bucket.delete(where.name);
     }
   }
 
   /** Drops expired entries (called now and then so that dead entries do not wait for eviction). */
   sweep(now: number): number {
     let n = 0;
-    for (const [k, e] of this.map) {
+    for (const [e, where] of this.order) {
       if (now >= e.expiresAt) {
-        this.map.delete(k);
+        this.order.delete(e);
+        if (where.bucket.get(where.name) === e) where.bucket.delete(where.name);
         n++;
       }
     }
+    for (const [k, b] of this.buckets) if (b.size === 0) this.buckets.delete(k);
     return n;
   }
 
   clear(): void {
-    this.map.clear();
+    this.buckets.clear();
+    this.order.clear();
   }
 }

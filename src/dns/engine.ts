@@ -107,11 +107,18 @@ export class QueryEngine {
   private readonly listIds = new Map<string, number>();
   private nextListId = 0;
 
+  private soaFields: SoaFields;
+
   constructor(
     data: DnsData,
     private readonly opts: EngineOptions,
   ) {
     this.data = data;
+    this.soaFields = QueryEngine.soaOf(data);
+  }
+
+  private static soaOf(data: DnsData): SoaFields {
+    return { serial: data.serial, refresh: 3600, retry: 600, expire: 86400, minimum: data.ttl };
   }
 
   get current(): DnsData {
@@ -119,6 +126,7 @@ export class QueryEngine {
   }
 
   setData(d: DnsData): void {
+    this.soaFields = QueryEngine.soaOf(d);
     this.data = d;
   }
 
@@ -172,7 +180,7 @@ export class QueryEngine {
   }
 
   private soa(data: DnsData): SoaFields {
-    return { serial: data.serial, refresh: 3600, retry: 600, expire: 86400, minimum: data.ttl };
+    return data === this.data ? this.soaFields : QueryEngine.soaOf(data);
   }
 
   /** NOERROR with no answer, and the zone's SOA when the name is under one. */

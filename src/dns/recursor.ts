@@ -38,13 +38,14 @@ export class Recursor {
 
   constructor(private readonly opts: RecursorOptions) {}
 
+  /** The in-flight key (misses only: hits never build a string). */
   static key(listId: number, qtype: number, qname: string): string {
     return `${listId}:${qtype}:${qname}`;
   }
 
   /** A live cached answer (counted as a hit), or undefined (counted as a miss). */
   cached(listId: number, qtype: number, qname: string): CachedAnswer | undefined {
-    const a = this.opts.cache.get(Recursor.key(listId, qtype, qname), this.opts.now());
+    const a = this.opts.cache.get(listId, qtype, qname, this.opts.now());
     if (a) this.opts.metrics.cacheHit();
     else this.opts.metrics.cacheMiss();
     return a;
@@ -56,8 +57,8 @@ export class Recursor {
    */
   resolve(listId: number, qname: string, qtype: number, question: Buffer | undefined, upstreams: readonly Upstream[], cacheable: boolean): Promise<RecursionResult> {
     if (!cacheable) return this.fetch(listId, qname, qtype, question, upstreams, false);
+    const hit = this.opts.cache.get(listId, qtype, qname, this.opts.now());
     const key = Recursor.key(listId, qtype, qname);
-    const hit = this.opts.cache.get(key, this.opts.now());
     if (hit) return Promise.resolve({ ok: true, answer: hit });
     let p = this.inflight.get(key);
     if (!p) {
@@ -84,7 +85,7 @@ export class Recursor {
       const a = await this.resolve(listId, qname, TYPE.A, undefined, upstreams, cacheable);
       if (a.ok && a.answer.rcode === RCODE.NOERROR && a.answer.aCount > 0) answer = withRcode(answer, RCODE.NOERROR);
     }
-    if (cacheable) this.opts.cache.set(Recursor.key(listId, qtype, qname), answer);
+    if (cacheable) this.opts.cache.set(listId, qtype, qname, answer);
     return { ok: true, answer };
   }
 

@@ -1,17 +1,19 @@
-// The DNS server: dns2 transports around the query engine.
+// The DNS server: UDP and TCP transports around the query engine (engine.ts).
 //
 // Transport choices (the design brief requires dns2; it is used where it serves):
 // - TCP: dns2's TCPServer as is — RFC 7766 framing, pipelining, half-close and idle timeout handling.
 //   It decodes each query into a dns2 Packet (slow, ~20 µs), which does not matter for TCP (only
 //   truncated replies come back over it); the Packet is narrowed from unknown and re-encoded into the
 //   wire form the engine reads.
-// - UDP: a plain dgram socket. dns2's UDPServer is the bottleneck twice over: it decodes every
-//   datagram with its bit-level Packet parser (~20 µs, a ceiling near 15k queries/s — overriding its
-//   `handle` avoids that), and it creates its socket from a type string, so it cannot take socket
-//   options. The option that matters is `lookup`: by default every `send()` to an address string goes
-//   through dns.lookup, which defers the send by a tick; a synchronous lookup for the IP literals we
-//   always send to measured +35% replies/s on this machine (echo server, dnsperf). Parsing and reply
-//   sizing (512 bytes or the EDNS size, additional dropped first, then TC=1) are wire.ts's.
+// - UDP: a plain dgram socket, because dns2's UDPServer is the bottleneck twice over: it decodes
+//   every datagram with its bit-level Packet parser (~20 µs; with its encoder, a ceiling near 15k
+//   queries/s), and it creates its socket from a type string, so it cannot take socket options. The
+//   option that matters is `lookup`: by default every `send()` to an address string goes through
+//   dns.lookup, which defers the send by a tick; a synchronous lookup for the IP literals we always
+//   send to measured +35% replies/s on this machine (echo server under dnsperf, one core). Parsing
+//   and reply sizing (512 bytes or the EDNS size, additional dropped first, then TC=1) are wire.ts's.
+// dns2 also serves as the independent encoder/decoder in the codec tests and as the upstream server
+// in the integration tests.
 //
 // Recursion loop guard: never asks 169.254.169.250, nor any address:port this server listens on
 // (for a wildcard listener: loopback and local addresses on its port). Loopback upstreams are otherwise

@@ -27,10 +27,11 @@ import {
   type DnsData,
   type LookupPass,
   type NameRecords,
+  type NameTarget,
   type SrvRecords,
   type Upstream,
 } from './data.js';
-import { reverseName } from './wire.js';
+import { ipv4ToInt, reverseName } from './wire.js';
 
 export const RANCHER_ZONE = 'rancher.internal';
 export const METADATA_IP = '169.254.169.250';
@@ -128,16 +129,26 @@ class EnvRenderer {
     }
   }
 
-  ipOf(c: Container, depth = 0): string | undefined {
+  /** A container's IPv4 address (its own, its host's, or its network-mode target's); invalid ones count as none. */
+  ipOf(c: Container): string | undefined {
+    const ip = this.rawIpOf(c, 0);
+    return ip !== undefined && ipv4ToInt(ip) >= 0 ? ip : undefined;
+  }
+
+  private rawIpOf(c: Container, depth: number): string | undefined {
     if (c.primaryIpAddress) return c.primaryIpAddress;
     const mode = c.config.networkMode;
     if (mode === 'host') return c.hostId ? this.state.hosts.get(c.hostId)?.agentIpAddress : undefined;
     if (mode.startsWith('container:') && depth < 4) {
       const ref = mode.slice('container:'.length);
       const target = this.containers.get(ref) ?? [...this.containers.values()].find((x) => x.name === ref);
-      return target ? this.ipOf(target, depth + 1) : undefined;
+      return target ? this.rawIpOf(target, depth + 1) : undefined;
     }
     return undefined;
+  }
+
+  vipOf(s: Service): string | undefined {
+    return s.vip && ipv4ToInt(s.vip) >= 0 ? s.vip : undefined;
   }
 
   stackOf(s: Service): string | undefined {
@@ -178,16 +189,25 @@ class EnvRenderer {
     const memo = this.svcMemo.get(key);
     if (memo) return memo;
     let rec: NameRecords;
+    const vip = this.vipOf(s);
     if (s.kind === 'externalService') {
-      if (s.hostname) rec = { cname: nameTarget(s.hostname, this.ttl) };
-      else {
-        const ips = s.externalIpAddresses.filter((ip) => /^\d+\.\d+\.\d+\.\d+$/.test(ip));
+      if (s.hostname) {
+        // A hostname that is not a valid domain name: the service name exists with no records.
+        let target: NameTarget | undefined;
+        try {
+          target = nameTarget(s.hostname, this.ttl);
+        } catch {
+          target = undefined;
+        }
+        rec = target ? { cname: target } : {};
+      } else {
+        const ips = s.externalIpAddresses.filter((ip) => ipv4ToInt(ip) >= 0);
         rec = ips.length > 0 ? { a: aRecords(ips, this.ttl) } : {};
       }
     } else if (s.kind === 'dnsService') {
       rec = this.aliasRecords(s, seen);
-    } else if (s.vip && lc === '') {
-      rec = { a: aRecords([s.vip], this.ttl) };
+    } else if (vip && lc === '') {
+      rec = { a: aRecords([vip], this.ttl) };
     } else {
       const ips = [...new Set(this.chosen(s, lc).map((c) => this.ipOf(c)!))];
       rec = ips.length > 0 ? { a: aRecords(ips, this.ttl) } : {};
@@ -236,8 +256,9 @@ class EnvRenderer {
     if (memo) return memo;
     let r: SrvRecords;
     const fqdn = this.serviceFqdn(s);
-    if (s.vip && lc === '' && fqdn) {
-      r = { records: [{ priority: 0, weight: 0, port, target: fqdn }], ttl: this.ttl, additional: [{ name: fqdn, a: aRecords([s.vip], this.ttl) }] };
+    const vip = this.vipOf(s);
+    if (vip && lc === '' && fqdn) {
+      r = { records: [{ priority: 0, weight: 0, port, target: fqdn }], ttl: this.ttl, additional: [{ name: fqdn, a: aRecords([vip], this.ttl) }] };
     } else {
       const targets = this.chosen(s, lc).filter((c) => validName(this.containerFqdn(c)));
       r = {

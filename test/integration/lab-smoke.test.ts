@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
-import { labUnavailable, runInContainer, startLab, waitFor, BASE_DIR, type Lab, type LabHost } from '../lab/lab.js';
+import { enableProxyArp, labUnavailable, runInContainer, startLab, waitFor, BASE_DIR, type Lab, type LabHost } from '../lab/lab.js';
 import { startAgent, startControlPlane, waitForHost, type ControlPlane } from '../lab/drover.js';
 import { isAlive, run } from '../lab/proc.js';
 import { readState, type HostState } from '../lab/state.js';
@@ -26,7 +26,7 @@ async function containersOn(h: LabHost, image: string): Promise<void> {
     Name: NET,
     Driver: 'bridge',
     IPAM: { Config: [{ Subnet: `${subnet(h)}.0/24`, Gateway: `${subnet(h)}.1` }] },
-    Options: { 'com.docker.network.bridge.enable_ip_masquerade': 'false' },
+    Options: { 'com.docker.network.bridge.enable_ip_masquerade': 'false', 'com.docker.network.bridge.name': 'br-smoke' },
   });
   const start = async (name: string, ip: string, cmd: string[]) => {
     const c = await h.docker.createContainer({
@@ -105,6 +105,15 @@ describe('lab smoke: 3 hosts with their own dockerd', { skip: unavailable ? `lab
       assert.equal(r.exitCode, 0, r.stderr);
       assert.match(r.stdout, new RegExp(`inet ${clientIp(h).replace(/\./g, '\\.')}/24`));
     }
+    // the proxy-ARP helper (for /16 masks on a host bridge): applies to an existing bridge only
+    const h1 = host(1);
+    assert.equal(await enableProxyArp(h1, 'br-smoke'), true);
+    assert.equal(await enableProxyArp(h1, 'nosuchbr0'), false);
+    const sysctl = await h1.exec(['sysctl', '-n', 'net.ipv4.conf.br-smoke.proxy_arp', 'net.ipv4.neigh.br-smoke.proxy_delay']);
+    assert.equal(sysctl.stdout, '1\n0\n');
+    // a --network host container: dockerd then leaves an nsfs mount (exec/netns/default) that down() must remove
+    const hostNet = await host(2).docker.createContainer({ Image: L().image, Cmd: ['sleep', '3600'], HostConfig: { NetworkMode: 'host', Init: true } });
+    await hostNet.start();
   });
 
   test('a container reaches another on the same host (nc; busybox wget too)', async () => {

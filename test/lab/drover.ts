@@ -212,6 +212,12 @@ export async function startDrover(lab: Lab, opts: { agentLogLevel?: string; wait
   const agents = lab.hosts.map((h) =>
     startAgent(lab, h, { serverUrl: cp.url, token, labels: { hostname: h.name }, ...(opts.agentLogLevel ? { logLevel: opts.agentLogLevel } : {}) }),
   );
-  await Promise.all(lab.hosts.map((h) => waitForHost(cp, h.name, opts.waitMs ?? 60_000)));
+  await Promise.all(
+    agents.map((a) =>
+      waitForHost(cp, a.host.name, opts.waitMs ?? 60_000).catch((err: unknown) => {
+        throw new Error(`${(err as Error).message}; ${a.logPath}:\n${tail(a.logPath)}`);
+      }),
+    ),
+  );
   return { cp, agents };
 }

@@ -182,15 +182,20 @@ export function knownLabs(): LabState[] {
 
 /**
  * Tears down labs whose owner process is dead (and orphans). Labs kept on purpose (`npm run lab -- up`)
- * and labs of live processes are left alone. Returns the ids torn down.
+ * and labs of live processes are left alone. Never throws (failures are logged). Returns the ids torn down.
  */
 export async function reapStaleLabs(log: Log = () => undefined): Promise<string[]> {
   const reaped: string[] = [];
   for (const st of knownLabs()) {
     if (ownerStatus(st) !== 'dead') continue;
     log(`reaping stale lab ${st.id} (${st.dir})`);
-    await teardownLab(st, log);
-    reaped.push(st.id);
+    try {
+      await teardownLab(st, log);
+      reaped.push(st.id);
+    } catch (err) {
+      // e.g. another process reaping it at the same time; its slot stays taken, so a new lab still works
+      log(`reaping ${st.id} failed: ${(err as Error).message}`);
+    }
   }
   return reaped;
 }

@@ -315,3 +315,19 @@ test('answers file: client section, then default with the client search list, th
   assert.deepEqual(lookup(d.fallback, 'top', d.zones)?.a?.ips, ['10.42.9.9']);
   assert.deepEqual(d.zones.map((z) => z.name), ['rancher.internal']);
 });
+
+test('bad data in the state never breaks the render: the name exists without the bad record', () => {
+  const b = new EnvBuilder({ dnsScope: 'environment' });
+  const st = b.stack('s');
+  b.service(st, 'badext', { kind: 'externalService', hostname: 'bad..host' });
+  b.service(st, 'badips', { kind: 'externalService', externalIps: ['300.1.1.1', '192.0.2.1'] });
+  const vip = b.service(st, 'badvip', { vip: 'not-an-ip' });
+  b.container('v1', '10.42.0.2', { stackId: st, serviceId: vip });
+  b.container('weird', '10.42.0.999', { stackId: st });
+  b.container('c', '10.42.0.1', { stackId: st });
+  const names = dumpClientView(buildDnsData(b.state), '10.42.0.1').names;
+  assert.deepEqual(names['badext.s.rancher.internal'], {});
+  assert.deepEqual(names['badips.s.rancher.internal'], { a: ['192.0.2.1'] });
+  assert.deepEqual(names['badvip.s.rancher.internal'], { a: ['10.42.0.2'] });
+  assert.equal(names['weird.rancher.internal'], undefined);
+});

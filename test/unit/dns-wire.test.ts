@@ -248,13 +248,17 @@ test('the LRU cache is bounded and expires entries', () => {
   const buf = upstreamReply('a.test', TYPE.A, [{ type: TYPE.A, ttl: 10, data: '192.0.2.1' }]);
   const entry = answerFromResponse(buf, parseResponse(buf), 0, 300);
   const c = new AnswerCache(3);
-  for (const k of ['a', 'b', 'c']) c.set(k, entry);
-  assert.ok(c.get('a', 1)); // refreshes a
-  c.set('d', entry);
+  for (const k of ['a', 'b', 'c']) c.set(0, 1, k, { ...entry });
+  assert.ok(c.get(0, 1, 'a', 1)); // refreshes a
+  c.set(0, 1, 'd', { ...entry });
   assert.equal(c.size, 3);
-  assert.equal(c.get('b', 1), undefined); // the least recently used went
-  assert.ok(c.get('a', 1));
-  assert.equal(c.get('a', 10_000), undefined); // expired
+  assert.equal(c.get(0, 1, 'b', 1), undefined); // the least recently used went
+  assert.ok(c.get(0, 1, 'a', 1));
+  assert.equal(c.get(1, 1, 'a', 1), undefined); // another upstream list
+  assert.equal(c.get(0, 28, 'a', 1), undefined); // another type
+  c.set(0, 1, 'a', { ...entry }); // replacing does not grow it
+  assert.equal(c.size, 3);
+  assert.equal(c.get(0, 1, 'a', 10_000), undefined); // expired
   assert.equal(c.sweep(10_000), 2);
   assert.equal(c.size, 0);
 });

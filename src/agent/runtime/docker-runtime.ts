@@ -56,6 +56,12 @@ export interface DockerRuntimeOptions {
   /** A container that ran shorter than this before exiting counts towards the crash-loop backoff. */
   quickExitMs?: number;
   maxRestartDelayMs?: number;
+  /**
+   * A container found stopped while desired running is started again only after this long (default
+   * 2 s): when dockerd itself is shutting down it stops every container first, and starting them again
+   * while it goes away leaves containerd tasks behind that block later starts.
+   */
+  restartGraceMs?: number;
   /** Events that trigger a pass wait this long for more (coalescing bursts). */
   eventDebounceMs?: number;
   /**
@@ -113,6 +119,8 @@ export class DockerRuntime {
   private networkReadyFor: string | undefined;
   private closed = false;
   private started = false;
+  /** The event stream is down: dockerd is stopping or away. No container is started meanwhile. */
+  private daemonAway = false;
   private resyncTimer: NodeJS.Timeout | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
   private retryTimer: { at: number; t: NodeJS.Timeout } | undefined;
@@ -140,6 +148,7 @@ export class DockerRuntime {
       pullTimeoutMs: opts.pullTimeoutMs ?? 10 * 60_000,
       quickExitMs: opts.quickExitMs ?? 10_000,
       maxRestartDelayMs: opts.maxRestartDelayMs ?? 60_000,
+      restartGraceMs: opts.restartGraceMs ?? 2_000,
       eventDebounceMs: opts.eventDebounceMs ?? 100,
       applyWaitMs: opts.applyWaitMs ?? 20_000,
     };
@@ -149,8 +158,12 @@ export class DockerRuntime {
       log: this.log,
       onEvent: (ev) => this.onEvent(ev),
       onConnected: ({ reconnect }) => {
+        this.daemonAway = false;
         if (reconnect) this.networkReadyFor = undefined; // dockerd may have restarted: check again
         this.kick();
+      },
+      onDisconnected: () => {
+        this.daemonAway = true;
       },
     });
   }
@@ -403,7 +416,13 @@ export class DockerRuntime {
     const quick = !hasStarted(info) || lastRunMs(info) < this.o.quickExitMs;
     const consecutive = quick ? book.consecutive + 1 : 1;
     const delay = consecutive <= 1 ? 0 : Math.min(this.o.maxRestartDelayMs, 1000 * 2 ** (consecutive - 2));
-    const wait = book.at + delay - Date.now();
+    // Never start while the daemon's event stream is down (it is stopping or restarting; the resync
+    // after it comes back starts what is needed), and give a stop a grace period to show whether the
+    // daemon is going away before starting again.
+    if (this.daemonAway) return;
+    const stoppedFor = hasStarted(info) ? Date.now() - Date.parse(info.State.FinishedAt) : Infinity;
+    const grace = Number.isFinite(stoppedFor) ? this.o.restartGraceMs - stoppedFor : 0;
+    const wait = Math.max(book.at + delay - Date.now(), grace);
     if (wait > 0) {
       this.retryIn(wait);
       this.reportInspected(d, info, `exited (code ${info.State.ExitCode}); restarting in ${Math.ceil(wait / 1000)} s (crash-loop backoff)`);

@@ -20,6 +20,8 @@ export interface EventWatcherOptions {
   onEvent(ev: DockerEvent): void;
   /** After each successful (re)connection; `reconnect` is false the first time. */
   onConnected(info: { reconnect: boolean }): void;
+  /** When the stream ends or cannot be opened (dockerd stopping or away). */
+  onDisconnected?(): void;
   backoff?: { initialMs: number; maxMs: number };
 }
 
@@ -74,8 +76,10 @@ export class DockerEventWatcher {
         this.opts.onConnected({ reconnect });
         await this.consume(stream);
         if (!this.abort.signal.aborted) log.warn('docker event stream ended; reconnecting');
+        this.opts.onDisconnected?.();
       } catch (err) {
         if (this.abort.signal.aborted) break;
+        this.opts.onDisconnected?.();
         if (!failing) log.warn({ err: errorMessage(err) }, 'docker event stream unavailable; retrying');
         failing = true;
       }
