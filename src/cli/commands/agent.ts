@@ -1,25 +1,10 @@
 import type { Command } from 'commander';
-import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import { Agent } from '../../agent/agent.js';
 import { createLogger } from '../../common/log.js';
-import { loadConfig, parseLabels } from '../../config/config.js';
+import { loadConfig } from '../../config/config.js';
 import { ValidationError } from '../../common/errors.js';
 import { onShutdown } from '../shutdown.js';
-import { agentCapabilities } from '../../agent/capabilities/index.js';
-import { Registry, collectDefaultMetrics } from 'prom-client';
-import { startMetricsServer } from '../../agent/metrics-server.js';
-import { hostPort } from '../../config/config.js';
-import { createDockerRuntime } from '../../agent/runtime/docker-runtime.js';
-import { resolveDockerSocket } from '../../agent/runtime/socket.js';
-
-/** The first non-loopback IPv4 address of this machine (what other hosts most likely reach). */
-export function defaultAgentIp(): string {
-  for (const addrs of Object.values(networkInterfaces())) {
-    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
-  }
-  return '127.0.0.1';
-}
+import { startHostAgent } from '../host-agent.js';
 
 /** Splits the original's registration URL (`http://server/v1/scripts/<token>`) into server and token. */
 export function parseRegistrationUrl(url: string): { serverUrl: string; token: string } {
@@ -55,33 +40,12 @@ export function registerAgentCommand(program: Command): void {
         const log = createLogger({ level: o.logLevel ?? cfg.log.level });
         const fromUrl = regUrl ? parseRegistrationUrl(regUrl) : undefined;
         const token = o.token ?? fromUrl?.token ?? process.env.DROVER_REGISTRATION_TOKEN;
-        const hostname = o.hostname ?? (cfg.agent.hostname || undefined);
-        const dockerSocket = resolveDockerSocket(o.dockerSocket, log);
-        const registry = new Registry();
-        collectDefaultMetrics({ register: registry, prefix: 'drover_agent_' });
-        const metricsAt = o.metricsListen ?? cfg.agent.metricsListen;
-        const metrics = metricsAt ? await startMetricsServer(registry, ...hostPort(metricsAt)) : undefined;
-        const dockerRuntime = dockerSocket ? createDockerRuntime({ socketPath: dockerSocket, log }) : undefined;
-        const agent = new Agent({
+        const hostAgent = await startHostAgent(cfg, o, log, {
           dataDir: join(o.data ?? cfg.dataDir, 'agent'),
           serverUrl: o.server ?? fromUrl?.serverUrl ?? cfg.agent.serverUrl,
-          ...(token ? { registrationToken: token } : {}),
-          ...(hostname ? { hostname } : {}),
-          agentIp: o.agentIp ?? (cfg.agent.agentIp || defaultAgentIp()),
-          labels: { ...cfg.agent.labels, ...(o.labels ? parseLabels(o.labels) : {}) },
-          log,
-          capabilities: agentCapabilities({
-          log,
-          registry,
-          metadataListen: o.metadataListen ?? cfg.agent.metadataListen,
-          dnsListen: o.dnsListen ?? cfg.agent.dnsListen,
-          dockerRuntime,
-        }),
-          ...(dockerRuntime ? { containerStates: dockerRuntime.states } : {}),
-          watchTimeoutSec: cfg.agent.watchTimeoutSeconds,
+          registrationToken: token,
         });
-        await agent.start();
-        onShutdown(log, () => agent.stop(), async () => void metrics?.close());
+        onShutdown(log, () => hostAgent.stop());
       },
     );
 }

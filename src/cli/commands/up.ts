@@ -1,20 +1,13 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import { startServer } from '../../server/server.js';
-import { Agent } from '../../agent/agent.js';
 import { createLogger } from '../../common/log.js';
-import { loadConfig, parseHostPort, parseLabels } from '../../config/config.js';
+import { loadConfig, parseHostPort } from '../../config/config.js';
 import { writeFileAtomic } from '../../common/atomic-file.js';
 import { createRegistrationToken } from '../../server/auth/credentials.js';
 import { defaultEnvironment } from '../../server/domain/environments.js';
 import { onShutdown } from '../shutdown.js';
-import { defaultAgentIp } from './agent.js';
-import { agentCapabilities } from '../../agent/capabilities/index.js';
-import { Registry, collectDefaultMetrics } from 'prom-client';
-import { startMetricsServer } from '../../agent/metrics-server.js';
-import { hostPort } from '../../config/config.js';
-import { createDockerRuntime } from '../../agent/runtime/docker-runtime.js';
-import { resolveDockerSocket } from '../../agent/runtime/socket.js';
+import { startHostAgent } from '../host-agent.js';
 import { existsSync } from 'node:fs';
 
 export function registerUpCommand(program: Command): void {
@@ -60,36 +53,13 @@ export function registerUpCommand(program: Command): void {
       }
       const agentDir = join(dataDir, 'agent');
       const needsToken = !existsSync(join(agentDir, 'agent.json'));
-      const dockerSocket = resolveDockerSocket(o.dockerSocket, log);
-      const registry = new Registry();
-      collectDefaultMetrics({ register: registry, prefix: 'drover_agent_' });
-      const metricsAt = o.metricsListen ?? cfg.agent.metricsListen;
-      const metrics = metricsAt ? await startMetricsServer(registry, ...hostPort(metricsAt)) : undefined;
-      const dockerRuntime = dockerSocket ? createDockerRuntime({ socketPath: dockerSocket, log }) : undefined;
       const token = needsToken ? createRegistrationToken(srv.store, defaultEnvironment(srv.store).id).token : undefined;
-      const agent = new Agent({
-        dataDir: agentDir,
-        serverUrl: srv.url,
-        ...(token ? { registrationToken: token } : {}),
-        agentIp: o.agentIp ?? (cfg.agent.agentIp || defaultAgentIp()),
-        labels: { ...cfg.agent.labels, ...(o.labels ? parseLabels(o.labels) : {}) },
-        log,
-        capabilities: agentCapabilities({
-          log,
-          registry,
-          metadataListen: o.metadataListen ?? cfg.agent.metadataListen,
-          dnsListen: o.dnsListen ?? cfg.agent.dnsListen,
-          dockerRuntime,
-        }),
-        ...(dockerRuntime ? { containerStates: dockerRuntime.states } : {}),
-        watchTimeoutSec: cfg.agent.watchTimeoutSeconds,
-      });
-      await agent.start();
+      const hostAgent = await startHostAgent(cfg, o, log, { dataDir: agentDir, serverUrl: srv.url, registrationToken: token });
       process.stdout.write(
         `drover is up: control plane ${srv.url}, agent data ${agentDir}\n` +
           `  API key in ${cliFile}; try: ./bin/drover stack up -f docker-compose.yml --data ${dataDir}\n` +
           `  metrics: ${srv.url}/metrics   API: ${srv.url}/v1   stop with Ctrl-C\n`,
       );
-      onShutdown(log, () => agent.stop(), () => srv.close(), async () => void metrics?.close());
+      onShutdown(log, () => hostAgent.stop(), () => srv.close());
     });
 }

@@ -1,0 +1,77 @@
+// Assembles a production agent from configuration and flags: metrics endpoint, capabilities (metadata,
+// DNS, the Docker runtime) and the Agent itself. Shared by `drover agent` and `drover up`.
+import type { Server } from 'node:http';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { Agent } from '../agent/agent.js';
+import { agentCapabilities } from '../agent/capabilities/index.js';
+import { startMetricsServer } from '../agent/metrics-server.js';
+import { createDockerRuntime } from '../agent/runtime/docker-runtime.js';
+import { resolveDockerSocket } from '../agent/runtime/socket.js';
+import type { Logger } from '../common/log.js';
+import { hostPort, parseLabels, type Config } from '../config/config.js';
+import { networkInterfaces } from 'node:os';
+
+/** The first non-loopback IPv4 address of this machine (what other hosts most likely reach). */
+export function defaultAgentIp(): string {
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
+}
+
+export interface HostAgentFlags {
+  agentIp?: string;
+  hostname?: string;
+  labels?: string;
+  dockerSocket?: string;
+  metadataListen?: string;
+  dnsListen?: string;
+  metricsListen?: string;
+}
+
+export interface HostAgent {
+  agent: Agent;
+  /** Stops the agent (and its capabilities) and the metrics endpoint. */
+  stop(): Promise<void>;
+}
+
+export async function startHostAgent(
+  cfg: Config,
+  flags: HostAgentFlags,
+  log: Logger,
+  where: { dataDir: string; serverUrl: string; registrationToken?: string | undefined },
+): Promise<HostAgent> {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'drover_agent_' });
+  const metricsAt = flags.metricsListen ?? cfg.agent.metricsListen;
+  const metrics: Server | undefined = metricsAt ? await startMetricsServer(registry, ...hostPort(metricsAt)) : undefined;
+  const dockerSocket = resolveDockerSocket(flags.dockerSocket, log);
+  const dockerRuntime = dockerSocket ? createDockerRuntime({ socketPath: dockerSocket, log }) : undefined;
+  const hostname = flags.hostname ?? (cfg.agent.hostname || undefined);
+  const agent = new Agent({
+    dataDir: where.dataDir,
+    serverUrl: where.serverUrl,
+    ...(where.registrationToken ? { registrationToken: where.registrationToken } : {}),
+    ...(hostname ? { hostname } : {}),
+    agentIp: flags.agentIp ?? (cfg.agent.agentIp || defaultAgentIp()),
+    labels: { ...cfg.agent.labels, ...(flags.labels ? parseLabels(flags.labels) : {}) },
+    log,
+    capabilities: agentCapabilities({
+      log,
+      registry,
+      metadataListen: flags.metadataListen ?? cfg.agent.metadataListen,
+      dnsListen: flags.dnsListen ?? cfg.agent.dnsListen,
+      dockerRuntime,
+    }),
+    ...(dockerRuntime ? { containerStates: dockerRuntime.states } : {}),
+    watchTimeoutSec: cfg.agent.watchTimeoutSeconds,
+  });
+  await agent.start();
+  return {
+    agent,
+    async stop() {
+      await agent.stop();
+      await new Promise<void>((resolve) => (metrics ? metrics.close(() => resolve()) : resolve()));
+    },
+  };
+}
