@@ -9,7 +9,7 @@
 // Options (env): BENCH_CONTAINERS (10000), BENCH_WAITERS (10000), BENCH_DURATION (seconds per run, 10),
 // BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1), BENCH_REPEAT (3: best of N runs per figure).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, type ServerResponse } from 'node:http';
 import { connect, createServer, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -50,7 +50,8 @@ async function serverChild(): Promise<void> {
   let t = performance.now();
   const answers = buildMetadataAnswers(st, { hostId: 'h0' });
   const buildMs = performance.now() - t;
-  const server = new MetadataServer({ log: silentLogger(), answers });
+  const spread = process.env.BENCH_SPREAD_MS;
+  const server = new MetadataServer({ log: silentLogger(), answers, ...(spread ? { wakeSpreadMs: Number(spread) } : {}) });
   const addr = await server.listen('127.0.0.1', 0);
   const send = (m: Msg): void => void process.send?.(m);
   // Event-loop delay of the server during a measurement: stalls of the server itself, as opposed to noise
@@ -245,15 +246,26 @@ function spawnChild(mode: string, cpu: string, nofile: number, env: Record<strin
 
 function nextMessage(child: ChildProcess, type: string, timeoutMs = 180_000): Promise<Msg> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${type}`)), timeoutMs);
-    const on = (m: Msg): void => {
-      if (m.type !== type) return;
+    const done = (): void => {
       clearTimeout(timer);
       child.off('message', on);
+      child.off('exit', onExit);
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`timed out waiting for ${type}`));
+    }, timeoutMs);
+    const on = (m: Msg): void => {
+      if (m.type !== type) return;
+      done();
       resolve(m);
     };
+    const onExit = (code: number | null): void => {
+      done();
+      reject(new Error(`child exited (${String(code)}) while waiting for ${type}`));
+    };
     child.on('message', on);
-    child.once('exit', (code) => reject(new Error(`child exited (${String(code)}) while waiting for ${type}`)));
+    child.on('exit', onExit);
   });
 }
 
@@ -411,17 +423,22 @@ async function main(): Promise<void> {
   );
   server.send({ type: 'exit' });
 
-  // Context: the same wake-up with a bare TCP server writing a canned response to every socket (no HTTP
-  // stack): the floor of one core of this machine for pushing N responses through the kernel.
-  const floor = spawnChild('floor', SERVER_CPU, nofile);
-  const floorReady = await nextMessage(floor, 'ready');
-  console.log(`  floor run (${await quiesce()})`);
-  const fw = await wakeRun(floor, Number(floorReady.port), 'x', nofile);
-  report(
-    `(floor) raw TCP write of a canned response to ${WAITERS} sockets from one core: p50 ${f1(percentile(fw.latencies, 50))} ms, ` +
-      `p99 ${f1(percentile(fw.latencies, 99))} ms (write loop ${f1(fw.drainedMs)} ms)`,
-  );
-  floor.send({ type: 'exit' });
+  // Context: the same wake-up answered by bare node http (no metadata logic), and by a bare TCP server
+  // writing a canned response to every socket (no HTTP stack): what one core of this machine can do.
+  for (const [kind, label] of [
+    ['http', `(reference) bare node http answering ${WAITERS} held requests at once`],
+    ['tcp', `(floor) raw TCP write of a canned response to ${WAITERS} sockets`],
+  ] as const) {
+    const floor = spawnChild('floor', SERVER_CPU, nofile, { BENCH_FLOOR: kind });
+    const floorReady = await nextMessage(floor, 'ready');
+    console.log(`  ${kind} reference run (${await quiesce()})`);
+    const fw = await wakeRun(floor, Number(floorReady.port), 'x', nofile);
+    report(
+      `${label}: p50 ${f1(percentile(fw.latencies, 50))} ms, p99 ${f1(percentile(fw.latencies, 99))} ms ` +
+        `(write loop ${f1(fw.drainedMs)} ms)`,
+    );
+    floor.send({ type: 'exit' });
+  }
 
   console.log('\nsummary');
   for (const r of results) console.log(`  ${r}`);
@@ -472,26 +489,42 @@ async function bareChild(): Promise<void> {
   else console.log(`bare server on port ${port}`);
 }
 
-/** A bare TCP server that, on `change`, writes a canned HTTP response to every connection that sent data. */
+/**
+ * Wake-up references. `BENCH_FLOOR=tcp`: a bare TCP server that, on `change`, writes a canned HTTP response
+ * to every connection that sent a request (no HTTP stack at all). `BENCH_FLOOR=http`: a bare node http
+ * server holding every request and answering them all on `change` (node's HTTP stack, nothing else).
+ */
 async function floorChild(): Promise<void> {
-  const sockets: Socket[] = [];
   const body = '"2-0000000000000000"';
+  const headers = ['ETag', '"abcdefghijklmnopqrstuv"', 'Content-Type', 'text/plain; charset=utf-8', 'Content-Length', String(body.length)];
   const response = Buffer.from(
     `HTTP/1.1 200 OK\r\nETag: "abcdefghijklmnopqrstuv"\r\nContent-Type: text/plain; charset=utf-8\r\n` +
       `Content-Length: ${body.length}\r\nDate: ${new Date().toUTCString()}\r\nConnection: keep-alive\r\n\r\n${body}`,
   );
-  const server = createServer((s) => {
-    s.once('data', () => sockets.push(s));
-    s.on('error', () => undefined);
-  });
+  const sockets: Socket[] = [];
+  const held: ServerResponse[] = [];
+  const http = process.env.BENCH_FLOOR === 'http';
+  const server = http
+    ? createHttpServer((_req, res) => void held.push(res))
+    : createServer((s) => {
+        s.once('data', () => sockets.push(s));
+        s.on('error', () => undefined);
+      });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const send = (m: Msg): void => void process.send?.(m);
   send({ type: 'ready', port: (server.address() as { port: number }).port });
   process.on('message', (m: Msg) => {
-    if (m.type === 'waiting') send({ type: 'waiting', n: sockets.length });
+    if (m.type === 'waiting') send({ type: 'waiting', n: http ? held.length : sockets.length });
     else if (m.type === 'change') {
       const at = now();
-      for (const s of sockets) s.write(response);
+      if (http) {
+        for (const res of held) {
+          res.writeHead(200, headers);
+          res.end(body);
+        }
+      } else {
+        for (const s of sockets) s.write(response);
+      }
       const ms = now() - at;
       send({ type: 'changed', at });
       send({ type: 'drained', ms });

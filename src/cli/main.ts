@@ -5,6 +5,8 @@ import { registerServerCommand } from './commands/server.js';
 import { registerAgentCommand } from './commands/agent.js';
 import { registerUpCommand } from './commands/up.js';
 import { registerStackCommand } from './commands/stack.js';
+import { registerMetadataCommand } from './commands/metadata.js';
+import { registerDnsCommand } from './commands/dns.js';
 import { DroverError } from '../common/errors.js';
 
 const program = new Command();
@@ -18,6 +20,8 @@ registerUpCommand(program);
 registerServerCommand(program);
 registerAgentCommand(program);
 registerStackCommand(program);
+registerMetadataCommand(program);
+registerDnsCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof DroverError) {

@@ -1,13 +1,13 @@
 // Capability: the DNS server on 169.254.169.250:53 (UDP and TCP), answering per asking container from
 // the synced state. Render = prepared per-client views (pure); apply = start once, swap the data.
-import { readFile } from 'node:fs/promises';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../common/log.js';
 import { DnsServer } from '../../dns/server.js';
 import { buildDnsData } from '../../dns/view.js';
 import type { DnsData } from '../../dns/data.js';
 import type { Capability } from './capability.js';
-import { AGENT_SERVICE_IP, listenWithAddress, splitHostPort } from './listen-address.js';
+import { listenWithAddress, splitHostPort } from './listen-address.js';
+import { readResolvConf } from '../../dns/resolvconf.js';
 
 export interface DnsCapabilityOptions {
   log: Logger;
@@ -18,14 +18,6 @@ export interface DnsCapabilityOptions {
   ttl?: number;
   /** The host's resolv.conf, for recursion (default /etc/resolv.conf). */
   resolvConf?: string;
-}
-
-/** Nameservers of a resolv.conf, minus our own address (never recurse to ourselves). */
-export function nameserversOf(text: string): string[] {
-  return text
-    .split('\n')
-    .map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1])
-    .filter((x): x is string => !!x && x !== AGENT_SERVICE_IP);
 }
 
 export function dnsCapability(opts: DnsCapabilityOptions): Capability<DnsData> & { server: DnsServer } {
@@ -43,11 +35,9 @@ export function dnsCapability(opts: DnsCapabilityOptions): Capability<DnsData> &
       async apply(data) {
         server.setData(data);
         if (!listening) {
-          try {
-            server.setHostResolvers(nameserversOf(await readFile(opts.resolvConf ?? '/etc/resolv.conf', 'utf8')));
-          } catch (err) {
-            log.warn({ err: (err as Error).message }, 'no host resolvers: names outside rancher.internal will get SERVFAIL');
-          }
+          const resolvers = await readResolvConf(opts.resolvConf);
+          if (resolvers.length === 0) log.warn('no host resolvers: names outside rancher.internal will get SERVFAIL');
+          server.setHostResolvers(resolvers);
           await listenWithAddress(host, () => server.listen(host, port), log);
           listening = true;
           log.info({ address: opts.listen }, 'DNS listening');
