@@ -26,10 +26,6 @@ export const LATEST_VERSION = 'latest';
 /** Deeper trees than this are refused (they would only come from a broken or hostile file). */
 const MAX_DEPTH = 256;
 
-export function isJsonMap(v: JsonValue | undefined): v is JsonMap {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /**
  * Why `value` is not a plain JSON value (finite numbers, strings, booleans, null, arrays, plain objects;
  * no cycles), as `<path>: <problem>`; `undefined` when it is one. Shared sub-trees (YAML aliases) are fine.

@@ -37,6 +37,8 @@ export interface MetadataServerOptions {
 
 const DEFAULT_WAIT_S = 60;
 const MAX_WAIT_S = 120;
+/** Bound of the per-generation memo of wait conditions. */
+const MEMO_MAX = 100_000;
 /** How long close() lets in-flight responses finish before dropping connections. */
 const CLOSE_GRACE_MS = 2000;
 
@@ -240,6 +242,8 @@ export class MetadataServer {
       let v = this.memo.get(key);
       if (v === undefined) {
         v = compute();
+        // Bounded: only waiters' keys go in, but keep it small whatever the clients send.
+        if (this.memo.size >= MEMO_MAX) this.memo.clear();
         this.memo.set(key, v);
       }
       return v;
@@ -288,29 +292,32 @@ export class MetadataServer {
 
     if (qi >= 0 && !this.closing && Object.hasOwn(this.answers, version) && r.status !== 400) {
       const params = new URLSearchParams(url.slice(qi + 1));
-      let changed: (() => boolean) | undefined;
+      // `check` answers "has it changed?" now; the waiter re-checks through a memo shared by every waiter on
+      // the same key and value (see memoized).
+      let check: (() => boolean) | undefined;
+      let memoKey = '';
       let timeoutMs = 0;
       const value = params.get('value');
       if (params.get('wait') === 'true' && value !== null) {
         // rancher-metadata long poll: return once the value, printed as text, differs from `value`.
         const old = Buffer.from(value, 'utf8');
-        changed = this.memoized(`v\u0000${version}\u0000${ip}\u0000${pathKey}\u0000${value}`, () => {
+        check = () => {
           const t = this.entry(version, ip, raw, pathKey, 'text');
           return t.status === 200 && !t.body.equals(old);
-        });
+        };
+        memoKey = `v\u0000${version}\u0000${ip}\u0000${pathKey}\u0000${value}`;
         timeoutMs = waitMs(params.get('maxWait'));
       } else if (params.get('wait_for_change') === 'true') {
         // GCE/Consul style: return once the ETag of this response differs from `last_etag` (or, without one,
         // from the current ETag).
         const lastParam = params.get('last_etag');
         const last = lastParam !== null ? bareEtag(lastParam) : bareEtag(r.etag);
-        changed = this.memoized(
-          `e\u0000${version}\u0000${ip}\u0000${format}\u0000${pathKey}\u0000${last}`,
-          () => bareEtag(this.entry(version, ip, raw, pathKey, format).etag) !== last,
-        );
+        check = () => bareEtag(this.entry(version, ip, raw, pathKey, format).etag) !== last;
+        memoKey = `e\u0000${version}\u0000${ip}\u0000${format}\u0000${pathKey}\u0000${last}`;
         timeoutMs = waitMs(params.get('timeout_sec'));
       }
-      if (changed !== undefined && !changed()) {
+      const changed = check && this.memoized(memoKey, check);
+      if (check !== undefined && changed !== undefined && !check()) {
         const reason = await this.waitFor(ctx, changed, timeoutMs);
         if (reason === 'aborted') {
           ctx.respond = false;

@@ -34,6 +34,22 @@ export interface MetadataTreeOptions {
   tokenKey?: string;
 }
 
+// Shared, frozen empty values: most containers have no links, dns or ports; one object serves them all
+// (the answers are immutable once built).
+const EMPTY_LIST: JsonValue[] = Object.freeze([]) as unknown as JsonValue[];
+const EMPTY_MAP: JsonMap = Object.freeze({}) as JsonMap;
+
+/** A copy of a list of strings (the shared empty list when empty). */
+function listOf(xs: readonly string[]): JsonValue[] {
+  return xs.length > 0 ? [...xs] : EMPTY_LIST;
+}
+
+/** A copy of a string map (the shared empty map when empty). */
+function mapOf(m: Readonly<Record<string, string>>): JsonMap {
+  for (const _k in m) return { ...m };
+  return EMPTY_MAP;
+}
+
 const GONE_STATES = new Set(['removed', 'removing', 'purged', 'purging']);
 
 /** Whether a container appears in metadata: not being removed and not kept back for a rollback. */
@@ -175,7 +191,7 @@ export function buildMetadataAnswers(state: EnvState, opts: MetadataTreeOptions)
     };
     if (f === 'old') o.hostId = h.id;
     o.hostname = h.hostname;
-    o.labels = { ...h.labels };
+    o.labels = mapOf(h.labels);
     o.local_storage_mb = h.localStorageMb ?? null;
     o.memory = h.memory ?? null;
     o.milli_cpu = h.milliCpu ?? null;
@@ -202,21 +218,21 @@ export function buildMetadataAnswers(state: EnvState, opts: MetadataTreeOptions)
     const managed = c.config.networkMode === 'managed';
     return {
       create_index: service ? c.createIndex : null,
-      dns: [...c.config.dns],
-      dns_search: [...c.config.dnsSearch],
+      dns: listOf(c.config.dns),
+      dns_search: listOf(c.config.dnsSearch),
       environment_uuid: env.uuid,
       external_id: c.externalId,
       health_state: c.healthState,
       host_uuid: host?.uuid ?? null,
       hostname: c.config.hostname ?? c.name,
       ips: c.primaryIpAddress ? [c.primaryIpAddress] : [],
-      labels: { ...c.config.labels },
-      links,
+      labels: mapOf(c.config.labels),
+      links: Object.keys(links).length > 0 ? links : EMPTY_MAP,
       memory_reservation: c.config.memoryReservation ?? null,
       milli_cpu_reservation: c.config.milliCpuReservation ?? null,
       name: nm(c.name),
       network_uuid: managed ? managedNetworkUuid : null,
-      ports,
+      ports: ports.length > 0 ? ports : EMPTY_LIST,
       primary_ip: c.primaryIpAddress,
       primary_mac_address: null,
       service_index: c.serviceIndex !== null ? String(c.serviceIndex) : null,
@@ -275,8 +291,8 @@ export function buildMetadataAnswers(state: EnvState, opts: MetadataTreeOptions)
           : e.containers.map((c) => objs.get(c.id) as JsonMap),
       create_index: s.createIndex,
       environment_uuid: env.uuid,
-      expose: exposeStrings(lc),
-      external_ips: [...s.externalIpAddresses],
+      expose: listOf(exposeStrings(lc)),
+      external_ips: listOf(s.externalIpAddresses),
       fqdn: s.fqdn ?? null,
       health_check: hc
         ? {
@@ -290,7 +306,7 @@ export function buildMetadataAnswers(state: EnvState, opts: MetadataTreeOptions)
         : null,
       hostname: s.hostname ?? null,
       kind: s.kind,
-      labels: { ...(lc?.labels ?? {}) },
+      labels: mapOf(lc?.labels ?? {}),
       lb_config:
         s.kind === 'loadBalancerService' && lb
           ? {
@@ -301,13 +317,13 @@ export function buildMetadataAnswers(state: EnvState, opts: MetadataTreeOptions)
               stickiness_policy: { ...(lb.stickinessPolicy ?? {}) },
             }
           : null,
-      links,
+      links: Object.keys(links).length > 0 ? links : EMPTY_MAP,
       metadata: userMetadata(s),
       name: nm(e.lcName || s.name),
-      ports: servicePorts(lc),
+      ports: listOf(servicePorts(lc)),
       primary_service_name: nm(s.name),
       scale: s.scale,
-      sidekicks: e.lcName === '' ? s.secondaryLaunchConfigs.flatMap((x) => (x.name ? [nm(x.name)] : [])) : [],
+      sidekicks: e.lcName === '' ? listOf(s.secondaryLaunchConfigs.flatMap((x) => (x.name ? [nm(x.name)] : []))) : EMPTY_LIST,
       stack_name: nm(stack.name),
       stack_uuid: stack.uuid,
       state: s.state,
