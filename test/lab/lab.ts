@@ -2,6 +2,7 @@
 // dockerd, reachable from the root netns (test code, control plane) over 198.18.<slot>.0/24.
 // See test/lab/README.md for the topology, the teardown order and what each piece is for.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { eventually } from '../helpers/wait.js';
 import { randomBytes } from 'node:crypto';
 import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -406,19 +407,8 @@ export async function runInContainer(host: LabHost, container: string, cmd: stri
 }
 
 /** Polls `fn` until it returns a truthy value; throws after `ms` with the last error. */
-export async function waitFor<T>(fn: () => T | Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+export function waitFor<T>(fn: () => T | Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
+  return eventually(fn, ms, what, 100);
 }
 
 /** proxy_arp + proxy_delay=0 on a bridge of a lab host, if it exists (e.g. the runtime's drover0). */
