@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ComposeError } from '../../src/common/errors.js';
-import type { LaunchConfig } from '../../src/model/resources.js';
+import { LaunchConfig } from '../../src/model/resources.js';
 import { interpolateString, parseCompose, type ComposeInput, type ServiceSpec, type StackSpec } from '../../src/server/compose/index.js';
 
 const FIXTURES = new URL('../fixtures/compose/', import.meta.url);
@@ -20,20 +20,7 @@ function service(spec: StackSpec, name: string): ServiceSpec {
 
 /** A launch config with the model's defaults, plus `fields`. */
 function lc(fields: Partial<LaunchConfig> & { image: string }): LaunchConfig {
-  return {
-    environment: {},
-    labels: {},
-    ports: [],
-    expose: [],
-    volumes: [],
-    dataVolumesFromLaunchConfigs: [],
-    dns: [],
-    dnsSearch: [],
-    networkMode: 'managed',
-    startOnce: false,
-    pullPolicy: 'missing',
-    ...fields,
-  };
+  return LaunchConfig.parse(fields);
 }
 
 /** Asserts that parsing fails with a ComposeError whose message contains `text` (and has `code`). */

@@ -1,6 +1,6 @@
 // One docker-compose service → a launch config, plus the references (links, volumes_from, depends_on,
 // sidekicks) that parse.ts checks once every service of the file is known.
-import type { LaunchConfig } from '../../model/resources.js';
+import { LaunchConfig } from '../../model/resources.js';
 import type { ServiceLinkSpec } from './spec.js';
 import {
   checkVolume,
@@ -282,21 +282,8 @@ export function parseComposeService(where: Where, name: string, raw: unknown): C
   }
   if (d.lc.image === undefined) fail(where, 'image', 'is required (drover runs images; "build" is not supported)');
   if (d.logOpt !== undefined && d.logDriver === undefined) fail(where, 'log_opt', 'needs "log_driver"');
-  const launchConfig: LaunchConfig = {
-    image: d.lc.image,
-    environment: {},
-    labels: {},
-    ports: [],
-    expose: [],
-    volumes: [],
-    dataVolumesFromLaunchConfigs: [],
-    dns: [],
-    dnsSearch: [],
-    networkMode: 'managed',
-    startOnce: false,
-    pullPolicy: 'missing',
-    ...d.lc,
-  };
+  // The model's schema supplies the defaults (empty lists, managed network, pull when missing).
+  const launchConfig: LaunchConfig = LaunchConfig.parse({ ...d.lc, image: d.lc.image });
   if (d.logDriver !== undefined) launchConfig.logConfig = { driver: d.logDriver, config: d.logOpt ?? {} };
   applyLabels(where, launchConfig);
   const global = launchConfig.labels[LABEL_GLOBAL];
