@@ -10,10 +10,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import { Agent } from '../src/agent/agent.js';
 import { silentLogger } from '../src/common/log.js';
 import { parseCompose } from '../src/server/compose/index.js';
+import { freePort } from '../test/helpers/ports.js';
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -25,14 +25,6 @@ const ROOT = new URL('..', import.meta.url).pathname;
 const ADMIN = { accessKey: 'BENCHADMINKEY', secretKey: 'bench-admin-secret-0123456789' };
 const auth = 'Basic ' + Buffer.from(`${ADMIN.accessKey}:${ADMIN.secretKey}`).toString('base64');
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 function memKb(pid: number): { rss: number; hwm: number } {
   const st = readFileSync(`/proc/${pid}/status`, 'utf8');

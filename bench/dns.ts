@@ -15,14 +15,13 @@
 // Options (env): BENCH_DURATION (s per throughput run, 5), BENCH_ROUNDS (3), BENCH_SERVER_CPU (0),
 // BENCH_CLIENT_CPU (1).
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import dgram from 'node:dgram';
-import net from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { benchEnv, CLIENT_IP, RECURSED_NAMES } from './dns-fixture.js';
+import { freePort } from '../test/helpers/ports.js';
 
 const run = promisify(execFile);
 const DURATION = Number(process.env.BENCH_DURATION ?? 5);
@@ -76,21 +75,6 @@ function need(cmd: string, pkg: string): void {
   }
 }
 
-/** A port free for both UDP and TCP on 127.0.0.1 (other processes may hold many TCP ports). */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const t = net.createServer();
-    const port = await new Promise<number>((r) => t.listen(0, '127.0.0.1', () => r((t.address() as net.AddressInfo).port)));
-    const u = dgram.createSocket('udp4');
-    const ok = await new Promise<boolean>((r) => {
-      u.once('error', () => r(false));
-      u.bind(port, '127.0.0.1', () => r(true));
-    });
-    if (ok) await new Promise<void>((r) => u.close(() => r()));
-    await new Promise<void>((r) => t.close(() => r()));
-    if (ok) return port;
-  }
-}
 
 function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;

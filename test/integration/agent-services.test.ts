@@ -6,7 +6,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { createServer } from 'node:net';
 import { Agent } from '../../src/agent/agent.js';
 import { metadataCapability } from '../../src/agent/capabilities/metadata.js';
 import { dnsCapability } from '../../src/agent/capabilities/dns.js';
@@ -15,17 +14,10 @@ import { silentLogger } from '../../src/common/log.js';
 import { createRegistrationToken } from '../../src/server/auth/credentials.js';
 import { defaultEnvironment } from '../../src/server/domain/environments.js';
 import { cleanup, eventually, startTestServer, tempDir } from '../helpers/server.js';
+import { freePort } from '../helpers/ports.js';
 
 const run = promisify(execFile);
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 const DC = `
 web:

@@ -4,21 +4,13 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import { cleanup, eventually, tempDir } from '../helpers/server.js';
+import { freePort } from '../helpers/ports.js';
 
 const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 const drover = (args: string[], env: NodeJS.ProcessEnv = {}) =>
   spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 test('every command has a --help that explains its flags', () => {
   const top = drover(['--help']);

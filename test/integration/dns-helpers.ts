@@ -1,9 +1,9 @@
 // Helpers of the DNS integration tests: dig as the client, small upstream servers on loopback.
 import { execFile } from 'node:child_process';
-import dgram from 'node:dgram';
-import net from 'node:net';
 import { promisify } from 'node:util';
 import dns2 from 'dns2';
+export { freePort } from '../helpers/ports.js';
+import { freePort } from '../helpers/ports.js';
 
 const run = promisify(execFile);
 
@@ -214,21 +214,6 @@ export async function startUpstream(address = '127.0.0.1', port = 0): Promise<Fa
   });
 }
 
-/** A port free for both UDP and TCP on 127.0.0.1 (other processes may hold many TCP ports). */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const t = net.createServer();
-    const port = await new Promise<number>((r) => t.listen(0, '127.0.0.1', () => r((t.address() as net.AddressInfo).port)));
-    const u = dgram.createSocket('udp4');
-    const ok = await new Promise<boolean>((r) => {
-      u.once('error', () => r(false));
-      u.bind(port, '127.0.0.1', () => r(true));
-    });
-    if (ok) await new Promise<void>((r) => u.close(() => r()));
-    await new Promise<void>((r) => t.close(() => r()));
-    if (ok) return port;
-  }
-}
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -3,10 +3,10 @@
 // and tracked by the lab for teardown.
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { REPO_ROOT, waitFor, type Lab, type LabHost } from './lab.js';
 import { isAlive, procRef } from './proc.js';
+import { freePort } from '../helpers/ports.js';
 
 /** The control plane's first admin key in the lab (DROVER_ADMIN_ACCESS_KEY / _SECRET_KEY). */
 export const LAB_ADMIN = { accessKey: 'LABADMINKEY', secretKey: 'lab-admin-secret-0123456789' };
@@ -39,17 +39,6 @@ export interface LabAgent {
   restart(): Promise<void>;
 }
 
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, host, () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function tail(file: string, lines = 15): string {
   try {
