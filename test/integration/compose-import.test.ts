@@ -206,3 +206,24 @@ test('a duplicate stack name is a conflict and changes nothing', async () => {
   assert.equal(r.status, 409);
   assert.equal(dump(), before);
 });
+
+test('a global service follows its hosts: one container per matching host, also for hosts that join later', async () => {
+  const r = await t.api<{ id: string }>('POST', '/v1/stacks', {
+    name: 'monitor',
+    dockerCompose: 'agent:\n  image: busybox\n  labels:\n    io.rancher.scheduler.global: "true"\n    io.rancher.scheduler.affinity:host_label: role=edge\n',
+  });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  const onHosts = async () => (await containersOf(r.body.id)).map((c) => c.hostId).sort();
+  assert.deepEqual(await onHosts(), [], 'no host has role=edge yet');
+  const e1 = await t.register('edge1', { role: 'edge' }, '192.0.2.41');
+  const e2 = await t.register('edge2', { role: 'edge' }, '192.0.2.42');
+  assert.deepEqual(await onHosts(), [e1.hostId, e2.hostId].sort());
+  const svc = (await t.api<Coll<Svc>>('GET', `/v1/services?stackId=${r.body.id}`)).body.data[0] as Svc;
+  assert.equal(svc.scale, 2, 'the scale of a global service is its number of hosts');
+  await t.api('POST', `/v1/hosts/${e2.hostId}?action=deactivate`);
+  assert.deepEqual(await onHosts(), [e1.hostId]);
+  await t.api('DELETE', `/v1/hosts/${e1.hostId}`);
+  await t.api('DELETE', `/v1/hosts/${e2.hostId}`);
+  assert.deepEqual(await onHosts(), []);
+  await t.api('DELETE', `/v1/stacks/${r.body.id}`);
+});

@@ -1,9 +1,9 @@
 // Environments (the original's "projects") and hosts.
 import { randomBytes } from 'node:crypto';
-import type { Store } from '../db/store.js';
+import type { Store, Tx } from '../db/store.js';
 import { newUuid, nowIso } from '../db/store.js';
 import { EnvironmentNetwork, type Environment, type Host } from '../../model/resources.js';
-import { ConflictError, ValidationError } from '../../common/errors.js';
+import { ConflictError, SchedulingError, ValidationError } from '../../common/errors.js';
 import { parseSubnet } from '../ipam/cidr.js';
 import { loadDeployContext, reconcileService, removeContainerRecord } from './deploy.js';
 
@@ -120,8 +120,7 @@ export function registerHost(store: Store, envId: string, reg: HostRegistration)
     };
     tx.put('host', host);
     tx.store.db.prepare('INSERT OR IGNORE INTO host_status (host_id) VALUES (?)').run(host.id);
-    placePending(tx, env.id);
-    reconcileGlobalServices(tx, env.id);
+    reconcileAfterHostChange(tx, env.id);
     return host;
   });
 }
@@ -139,7 +138,7 @@ export function updateHost(store: Store, id: string, patch: { name?: string; lab
       ...(patch.name !== undefined ? { name: patch.name } : {}),
       ...(patch.labels !== undefined ? { labels: patch.labels } : {}),
     });
-    reconcileGlobalServices(tx, h.environmentId);
+    reconcileAfterHostChange(tx, h.environmentId);
     return host;
   });
 }
@@ -148,8 +147,7 @@ export function setHostActive(store: Store, id: string, active: boolean): Host {
   return store.tx((tx) => {
     const h = store.mustGet('host', id);
     const host = tx.put('host', { ...h, state: active ? 'active' : 'inactive' });
-    if (active) placePending(tx, h.environmentId);
-    reconcileGlobalServices(tx, h.environmentId);
+    reconcileAfterHostChange(tx, h.environmentId);
     return host;
   });
 }
@@ -161,25 +159,16 @@ export function removeHost(store: Store, id: string): void {
     for (const c of store.list('container', { host_id: id })) removeContainerRecord(tx, null, c);
     tx.store.db.prepare('DELETE FROM api_keys WHERE host_id = ?').run(id);
     tx.remove('host', id);
-    reconcileAllServices(tx, h.environmentId, { skipUnplaceable: true });
+    reconcileAfterHostChange(tx, h.environmentId);
   });
 }
 
-function reconcileGlobalServices(tx: Parameters<Parameters<Store['tx']>[0]>[0], envId: string): void {
-  const env = tx.store.mustGet('environment', envId);
-  for (const stack of tx.store.list('stack', { env_id: envId })) {
-    const ctx = loadDeployContext(tx, env, stack);
-    for (const s of tx.store.list('service', { stack_id: stack.id })) {
-      if (s.global && s.state !== 'removed') reconcileService(tx, ctx, s);
-    }
-  }
-}
-
-function reconcileAllServices(
-  tx: Parameters<Parameters<Store['tx']>[0]>[0],
-  envId: string,
-  opts: { skipUnplaceable: boolean },
-): void {
+/**
+ * After any change of the hosts (join, labels, activation, removal): every service of the environment
+ * is reconciled — global services follow their eligible hosts, units waiting for a host or left without
+ * one are placed. A unit that still fits no host keeps waiting instead of failing the host change.
+ */
+function reconcileAfterHostChange(tx: Tx, envId: string): void {
   const env = tx.store.mustGet('environment', envId);
   for (const stack of tx.store.list('stack', { env_id: envId })) {
     const ctx = loadDeployContext(tx, env, stack);
@@ -187,25 +176,7 @@ function reconcileAllServices(
       try {
         reconcileService(tx, ctx, s);
       } catch (err) {
-        if (!opts.skipUnplaceable) throw err;
-      }
-    }
-  }
-}
-
-/** Places the units that waited for a host (services imported before any host joined). */
-function placePending(tx: Parameters<Parameters<Store['tx']>[0]>[0], envId: string): void {
-  const pending = new Set(tx.store.list('container', { env_id: envId }).filter((c) => c.hostId === null && c.serviceId).map((c) => c.serviceId));
-  if (pending.size === 0) return;
-  const env = tx.store.mustGet('environment', envId);
-  for (const stack of tx.store.list('stack', { env_id: envId })) {
-    const ctx = loadDeployContext(tx, env, stack);
-    for (const s of tx.store.list('service', { stack_id: stack.id })) {
-      if (!pending.has(s.id)) continue;
-      try {
-        reconcileService(tx, ctx, s);
-      } catch {
-        // Still no host that fits: the units keep waiting (the API shows them as pending).
+        if (!(err instanceof SchedulingError)) throw err;
       }
     }
   }
