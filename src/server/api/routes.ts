@@ -35,15 +35,13 @@ import {
 import { addToStack, createStack, exportStack, removeStack } from '../domain/stacks.js';
 import {
   finishUpgradeService,
-  insertService,
   removeService,
   rollback,
   setServiceActive,
   setServiceLinks,
   updateService,
   upgrade,
-  deployServices,
-  insertServiceLink,
+  createService,
 } from '../domain/services.js';
 import {
   adoptContainer,
@@ -278,39 +276,8 @@ export function buildRouter(deps: RouteDeps): Router {
     ctx.body = collection(ctx, R.SERVICE, listOf(ctx, store, 'service'), R.FIELDS.service);
   });
   r.post('/services', (ctx) => {
-    const b = parseBody(ctx, S.ServiceCreate);
-    const stack = store.mustGet('stack', b.stackId);
-    if (b.kind === 'service' || b.kind === 'loadBalancerService') {
-      if (!b.launchConfig) throw new ValidationError('MissingRequired', `a ${b.kind} needs a launchConfig`, 'launchConfig');
-    }
-    if (b.kind === 'externalService' && !b.externalIpAddresses.length && !b.hostname) {
-      throw new ValidationError('MissingRequired', 'an externalService needs externalIpAddresses or hostname', 'externalIpAddresses');
-    }
-    const svc = store.tx((tx) => {
-      const s = insertService(tx, stack, {
-        name: b.name,
-        kind: b.kind,
-        scale: b.scale,
-        global: (b.launchConfig?.labels['io.rancher.scheduler.global'] ?? '') === 'true',
-        ...(b.launchConfig ? { launchConfig: b.launchConfig } : {}),
-        secondaryLaunchConfigs: b.secondaryLaunchConfigs,
-        metadata: b.metadata,
-        ...(b.healthCheck ? { healthCheck: b.healthCheck } : {}),
-        ...(b.lbConfig ? { lbConfig: b.lbConfig } : {}),
-        ...(b.upgradeStrategy ? { upgradeStrategy: b.upgradeStrategy } : {}),
-        externalIpAddresses: b.externalIpAddresses,
-        ...(b.hostname ? { hostname: b.hostname } : {}),
-        links: [],
-      });
-      for (const l of b.serviceLinks) {
-        const t = tx.store.get('service', l.serviceId);
-        if (!t || t.environmentId !== s.environmentId) throw new NotFoundError('service', l.serviceId);
-        insertServiceLink(tx, s, t, l.name);
-      }
-      deployServices(tx, stack, [s]);
-      return tx.store.mustGet('service', s.id);
-    });
-    send(ctx, R.SERVICE, svc, 201);
+    const { stackId, ...input } = parseBody(ctx, S.ServiceCreate);
+    send(ctx, R.SERVICE, createService(store, stackId, input), 201);
   });
   r.get('/services/:id', (ctx) => send(ctx, R.SERVICE, store.mustGet('service', pid(ctx))));
   r.put('/services/:id', (ctx) => send(ctx, R.SERVICE, updateService(store, pid(ctx), parseBody(ctx, S.ServiceUpdate))));

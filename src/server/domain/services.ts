@@ -22,6 +22,7 @@ import {
   upgradeService,
 } from './deploy.js';
 import { releaseOwnersWithPrefix } from '../ipam/allocate.js';
+import { isGlobal } from '../scheduling/constraints.js';
 
 export const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$/;
 
@@ -208,22 +209,42 @@ export function removeService(store: Store, id: string): void {
   store.tx((tx) => removeServiceTx(tx, store.mustGet('service', id)));
 }
 
-export function setServiceLinks(
-  store: Store,
-  id: string,
-  links: { serviceId: string; name?: string }[],
-): ServiceLink[] {
-  return withService(store, id, (tx, s) => {
-    const want = new Map<string, string | undefined>();
-    for (const l of links) {
-      const target = tx.store.get('service', l.serviceId);
-      if (!target || target.environmentId !== s.environmentId) throw new NotFoundError('service', l.serviceId);
-      if (target.id === s.id) throw new ValidationError('SelfLink', 'a service cannot link to itself', 'serviceLinks');
-      want.set(target.id, l.name);
-    }
-    for (const l of tx.store.list('serviceLink', { service_id: s.id })) {
-      if (!want.has(l.consumedServiceId)) tx.remove('serviceLink', l.id);
-    }
-    return [...want].map(([tid, alias]) => insertServiceLink(tx, s, tx.store.mustGet('service', tid), alias));
+/** Validates link targets (same environment, not itself) and makes the service's links exactly these. */
+function replaceServiceLinks(tx: Tx, s: Service, links: { serviceId: string; name?: string }[]): ServiceLink[] {
+  const want = new Map<string, string | undefined>();
+  for (const l of links) {
+    const target = tx.store.get('service', l.serviceId);
+    if (!target || target.environmentId !== s.environmentId) throw new NotFoundError('service', l.serviceId);
+    if (target.id === s.id) throw new ValidationError('SelfLink', 'a service cannot link to itself', 'serviceLinks');
+    want.set(target.id, l.name);
+  }
+  for (const l of tx.store.list('serviceLink', { service_id: s.id })) {
+    if (!want.has(l.consumedServiceId)) tx.remove('serviceLink', l.id);
+  }
+  return [...want].map(([tid, alias]) => insertServiceLink(tx, s, tx.store.mustGet('service', tid), alias));
+}
+
+export function setServiceLinks(store: Store, id: string, links: { serviceId: string; name?: string }[]): ServiceLink[] {
+  return withService(store, id, (tx, s) => replaceServiceLinks(tx, s, links));
+}
+
+export type ServiceInput = Omit<ServiceSpec, 'global' | 'links'> & { serviceLinks: { serviceId: string; name?: string }[] };
+
+/** Creates a service through the API (one transaction): record, links, containers. */
+export function createService(store: Store, stackId: string, input: ServiceInput): Service {
+  const runs = input.kind === 'service' || input.kind === 'loadBalancerService';
+  if (runs && !input.launchConfig) {
+    throw new ValidationError('MissingRequired', `a ${input.kind} needs a launchConfig`, 'launchConfig');
+  }
+  if (input.kind === 'externalService' && !input.externalIpAddresses.length && !input.hostname) {
+    throw new ValidationError('MissingRequired', 'an externalService needs externalIpAddresses or hostname', 'externalIpAddresses');
+  }
+  return store.tx((tx) => {
+    const stack = store.mustGet('stack', stackId);
+    const { serviceLinks, ...spec } = input;
+    const s = insertService(tx, stack, { ...spec, global: isGlobal(input.launchConfig?.labels ?? {}), links: [] });
+    replaceServiceLinks(tx, s, serviceLinks);
+    deployServices(tx, stack, [s]);
+    return tx.store.mustGet('service', s.id);
   });
 }
