@@ -83,11 +83,11 @@ export class Tx {
     const rec = parsed as unknown as Record<string, unknown>;
     const cols = Object.keys(def.columns);
     const values = cols.map((c) => (def.columns[c] as (d: Record<string, unknown>) => unknown)(rec));
-    const sql =
+    this.store.statement(`upsert:${kind}`, () =>
       `INSERT INTO ${def.table} (id, ${cols.join(', ')}${cols.length ? ', ' : ''}data) ` +
       `VALUES (?, ${cols.map(() => '?').join(', ')}${cols.length ? ', ' : ''}?) ` +
-      `ON CONFLICT(id) DO UPDATE SET ${[...cols, 'data'].map((c) => `${c} = excluded.${c}`).join(', ')}`;
-    this.store.db.prepare(sql).run(rec.id, ...values, JSON.stringify(parsed));
+      `ON CONFLICT(id) DO UPDATE SET ${[...cols, 'data'].map((c) => `${c} = excluded.${c}`).join(', ')}`,
+    ).run(rec.id, ...values, JSON.stringify(parsed));
     this.touch(kind === 'environment' ? (rec.id as string) : (rec.environmentId as string), kind, rec.id as string);
     return parsed;
   }
@@ -139,6 +139,7 @@ export class Tx {
 export class Store extends EventEmitter<{ commit: [CommitEvent] }> {
   readonly db: Database.Database;
   readonly schemaVersion: number;
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(readonly path: string) {
     super();
@@ -175,8 +176,15 @@ export class Store extends EventEmitter<{ commit: [CommitEvent] }> {
     return result;
   }
 
+  /** A prepared statement, compiled once per key (the hot paths run the same few statements). */
+  statement(key: string, sql: () => string): Database.Statement {
+    let st = this.statements.get(key);
+    if (!st) this.statements.set(key, (st = this.db.prepare(sql())));
+    return st;
+  }
+
   get<K extends StoredKind>(kind: K, id: string): StoredTypes[K] | undefined {
-    const row = this.db.prepare(`SELECT data FROM ${TABLES[kind].table} WHERE id = ?`).get(id) as
+    const row = this.statement(`get:${kind}`, () => `SELECT data FROM ${TABLES[kind].table} WHERE id = ?`).get(id) as
       | { data: string }
       | undefined;
     return row ? (JSON.parse(row.data) as StoredTypes[K]) : undefined;
