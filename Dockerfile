@@ -5,7 +5,7 @@
 # There is no Docker Hub on the machines this is built on: BASE is a Debian 12 image imported locally
 # (debootstrap --variant=minbase bookworm DIR && tar -C DIR -c . | docker import - local/debian:bookworm),
 # and Node.js ≥ 20.6 (Debian 12 ships 18) is copied from the build machine into the context as
-# `node` (cp "$(command -v node)" ./node). Build after `npm run build`:
+# `node` (cp "$(command -v node)" ./node). Build after `npm run build` and `npm run build:native`:
 #   docker build --build-arg BASE=local/debian:bookworm -t drover/agent:latest .
 ARG BASE=local/debian:bookworm
 FROM ${BASE}
@@ -19,6 +19,7 @@ WORKDIR /opt/drover
 COPY package.json package-lock.json ./
 COPY node_modules ./node_modules
 COPY dist ./dist
+COPY native/udp-batch/build/Release/udp_batch.node ./native/udp-batch/build/Release/udp_batch.node
 COPY config ./config
 COPY rootfs/ /
 ENV DROVER_DATA_DIR=/var/lib/drover

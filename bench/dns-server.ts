@@ -18,6 +18,7 @@ console.log(
   JSON.stringify({
     ready: true,
     port: addr.port,
+    udp: server.udpTransport,
     stateMs: Math.round(t1 - t0),
     renderMs: Math.round(t2 - t1),
     heapMb: Math.round(mem.heapUsed / 1048576),

@@ -47,6 +47,15 @@ function compileServer(dir: string): string {
   return join(out, 'bench/dns-server.js');
 }
 
+interface Ready {
+  port: number;
+  udp: string;
+  stateMs: number;
+  renderMs: number;
+  heapMb: number;
+  rssMb: number;
+}
+
 interface Perf {
   qps: number;
   lost: number;
@@ -190,22 +199,34 @@ async function main(): Promise<void> {
       ),
     );
     const entry = compileServer(dir);
-    const ours = spawn('taskset', ['-c', SERVER_CPU, process.execPath, entry, '0', `127.0.0.1:${upPort}`], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    children.push(ours);
-    const ready = await new Promise<{ port: number; stateMs: number; renderMs: number; heapMb: number; rssMb: number }>((resolve, reject) => {
-      let buf = '';
-      ours.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        const line = buf.split('\n').find((l) => l.startsWith('{'));
-        if (line) resolve(JSON.parse(line) as { port: number; stateMs: number; renderMs: number; heapMb: number; rssMb: number });
+    // Ours twice: with the batched UDP transport (what the agent uses) and with node's dgram socket (the
+    // fallback when the addon is not built), measured in the same run.
+    const startOurs = async (transport: 'batched' | 'dgram'): Promise<{ ready: Ready; pid: number }> => {
+      const env = { ...process.env, DROVER_DNS_UDP: transport, DROVER_UDP_BATCH_ADDON: join(ROOT, 'native/udp-batch/build/Release/udp_batch.node') };
+      const child = spawn('taskset', ['-c', SERVER_CPU, process.execPath, entry, '0', `127.0.0.1:${upPort}`], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env,
       });
-      ours.on('exit', (code) => reject(new Error(`our server exited (${code})`)));
-    });
+      children.push(child);
+      const ready = await new Promise<Ready>((resolve, reject) => {
+        let buf = '';
+        child.stdout!.on('data', (d: Buffer) => {
+          buf += d.toString();
+          const line = buf.split('\n').find((l) => l.startsWith('{'));
+          if (line) resolve(JSON.parse(line) as Ready);
+        });
+        child.on('exit', (code) => reject(new Error(`our server (${transport}) exited (${code})`)));
+      });
+      if (ready.udp !== transport) throw new Error(`our server runs UDP over ${ready.udp}, not ${transport}`);
+      return { ready, pid: child.pid! };
+    };
+    const batched = await startOurs('batched');
+    const dgram = await startOurs('dgram');
+    const ready = batched.ready;
     const targets = [
       { name: 'dnsmasq', port: refPort, pid: children[1]!.pid! },
-      { name: 'drover', port: ready.port, pid: ours.pid! },
+      { name: 'drover', port: ready.port, pid: batched.pid },
+      { name: 'dgram', port: dgram.ready.port, pid: dgram.pid },
     ] as const;
     for (const t of targets) {
       await waitAnswer(t.port, 'r0.example.test');
@@ -213,7 +234,7 @@ async function main(): Promise<void> {
     }
     // Same answers from both (sanity), then warm-up: caches filled, JIT warm.
     const probe = names.services[7]!.fqdn;
-    if (digSet(refPort, probe) !== digSet(ready.port, probe)) throw new Error(`answers differ for ${probe}`);
+    for (const t of targets.slice(1)) if (digSet(refPort, probe) !== digSet(t.port, probe)) throw new Error(`answers differ for ${probe} (${t.name})`);
     for (const t of targets) {
       await dnsperf(t.port, files.recursed, ['-n', '1']);
       await dnsperf(t.port, files.local, ['-l', '3', '-c', '8', '-q', '500']);
@@ -225,7 +246,7 @@ async function main(): Promise<void> {
     const rows: string[] = [];
     const ratios: number[] = [];
     for (const set of ['local', 'recursed', 'nxdomain'] as const) {
-      const runs: Record<string, Perf[]> = { dnsmasq: [], drover: [] };
+      const runs: Record<string, Perf[]> = { dnsmasq: [], drover: [], dgram: [] };
       for (let round = 0; round < ROUNDS; round++) {
         for (const t of targets) runs[t.name]!.push(await throughput(t.port, t.pid, files[set]));
       }
@@ -237,7 +258,7 @@ async function main(): Promise<void> {
         perf[t.name] = sorted[Math.floor(sorted.length / 2)]!;
         perCpu[t.name] = median(runs[t.name]!.map((r) => r.perCpu));
       }
-      const rate = Math.max(1000, Math.floor(Math.min(perf.dnsmasq!.qps, perf.drover!.qps) / 2));
+      const rate = Math.max(1000, Math.floor(Math.min(...targets.map((t) => perf[t.name]!.qps)) / 2));
       const lat: Record<string, Latency> = {};
       for (const t of targets) lat[t.name] = await latency(t.port, files[set], rate);
       const ratio = perf.drover!.qps / perf.dnsmasq!.qps;
@@ -253,6 +274,10 @@ async function main(): Promise<void> {
         );
       }
       rows.push(`${set.padEnd(9)} ratio    ${ratio.toFixed(2)}× dnsmasq q/s, ${cpuRatio.toFixed(2)}× dnsmasq q/CPU-s (target ≥ ${TARGET_RATIO})`);
+      rows.push(
+        `${set.padEnd(9)} (dgram)  ${(perf.dgram!.qps / perf.dnsmasq!.qps).toFixed(2)}× dnsmasq q/s, ${(perCpu.dgram! / perCpu.dnsmasq!).toFixed(2)}× q/CPU-s ` +
+          `(node dgram transport, reference; batched is ${(perf.drover!.qps / perf.dgram!.qps).toFixed(2)}× it)`,
+      );
     }
     console.log(rows.join('\n'));
     const worst = Math.min(...ratios);

@@ -54,4 +54,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sha" ]; then
 fi
 echo "setup.sh: building"
 npm run --silent build
+# The batched UDP transport of the DNS server (C, N-API; needs python3, make and g++ from above).
+if ! out=$(npm run --silent build:native 2>&1); then
+  echo "$out" >&2
+  echo "setup.sh: building native/udp-batch failed (see above)" >&2
+  exit 1
+fi
 echo "setup.sh: ready"

@@ -8,6 +8,13 @@ const KNOWN_TYPES: readonly string[] = [...Object.keys(TYPE), 'OTHER'];
 const TYPE_INDEX: ReadonlyMap<number, number> = new Map(Object.values(TYPE).map((v, i) => [v, i]));
 const OTHER_INDEX = KNOWN_TYPES.length - 1;
 
+export interface UdpTotals {
+  batches: number;
+  received: number;
+  sendErrors: number;
+  truncated: number;
+}
+
 /**
  * Hot-path counts are plain numbers, added to the prom-client metrics when they are collected (a
  * prom-client `inc` hashes its labels on every call, which costs more than answering a cached name).
@@ -20,6 +27,10 @@ export class DnsMetrics {
   private misses = 0;
   readonly upstreamDuration: Histogram<'transport' | 'outcome'>;
   readonly dropped: Counter<'reason'>;
+
+  /** Totals of the batched UDP sockets (cumulative, from the addon), read at scrape time. */
+  private udpTotals: () => UdpTotals = () => ({ batches: 0, received: 0, sendErrors: 0, truncated: 0 });
+  private readonly udpSeen: UdpTotals = { batches: 0, received: 0, sendErrors: 0, truncated: 0 };
 
   constructor(registry?: Registry, cacheSize: () => number = () => 0) {
     this.registry = registry ?? new Registry();
@@ -60,9 +71,39 @@ export class DnsMetrics {
     });
     this.dropped = new Counter({
       name: 'drover_dns_dropped_total',
-      help: 'Messages not answered (not a query, or unparseable)',
+      help: 'Messages not answered or replies not sent, by reason (not-a-query, udp-oversized, udp-send-failed)',
       labelNames: ['reason'],
       registers,
+      collect() {
+        const sendErrors = udpDelta('sendErrors');
+        if (sendErrors > 0) this.labels('udp-send-failed').inc(sendErrors);
+        const truncated = udpDelta('truncated');
+        if (truncated > 0) this.labels('udp-oversized').inc(truncated);
+      },
+    });
+    const udpDelta = (key: keyof UdpTotals): number => {
+      const now = this.udpTotals()[key];
+      const d = now - this.udpSeen[key];
+      this.udpSeen[key] = now;
+      return d > 0 ? d : 0; // a closed listener takes its counts with it
+    };
+    new Counter({
+      name: 'drover_dns_udp_batches_total',
+      help: 'Reads of the batched UDP transport that returned datagrams (datagrams / batches = mean batch size)',
+      registers,
+      collect() {
+        const d = udpDelta('batches');
+        if (d > 0) this.inc(d);
+      },
+    });
+    new Counter({
+      name: 'drover_dns_udp_datagrams_total',
+      help: 'Datagrams received by the batched UDP transport',
+      registers,
+      collect() {
+        const d = udpDelta('received');
+        if (d > 0) this.inc(d);
+      },
     });
     new Gauge({
       name: 'drover_dns_cache_entries',
@@ -72,6 +113,11 @@ export class DnsMetrics {
         this.set(cacheSize());
       },
     });
+  }
+
+  /** Where the batched UDP transport's counts come from (the server's listeners, summed). */
+  setUdpSource(totals: () => UdpTotals): void {
+    this.udpTotals = totals;
   }
 
   private flushCache(which: 'hits' | 'misses'): void {

@@ -8,7 +8,7 @@ import { Registry } from 'prom-client';
 import { errorMessage, ValidationError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { loadAnswersFile } from './answers.js';
-import { DnsServer, type ListenAddress } from './server.js';
+import { DnsServer, type ListenAddress, type UdpTransport } from './server.js';
 import { buildDnsDataFromAnswers } from './view.js';
 
 /** Parses `host:port`, `[v6]:port`, `:port` (all IPv4 addresses) or a bare host (port dflt). */
@@ -48,6 +48,7 @@ export interface StandaloneOptions {
   cacheMaxEntries?: number;
   cacheMaxTtl?: number;
   rejectLoopbackUpstreams?: boolean;
+  udpTransport?: UdpTransport;
 }
 
 export interface ReloadResult {
@@ -87,6 +88,7 @@ export class StandaloneDns {
       cacheMaxEntries: opts.cacheMaxEntries,
       cacheMaxTtl: opts.cacheMaxTtl,
       rejectLoopbackUpstreams: opts.rejectLoopbackUpstreams,
+      ...(opts.udpTransport ? { udpTransport: opts.udpTransport } : {}),
     });
     const self = new StandaloneDns(opts, server, registry);
     self.reloading = Promise.resolve({ ok: true, serial: data.serial, clients: data.clients.size });

@@ -28,6 +28,7 @@ const DnsOpts = z.object({
   cacheSize: z.number().int().min(0),
   cacheMaxTtl: z.number().int().min(0),
   rejectLoopbackUpstreams: z.boolean().default(false),
+  udpTransport: z.enum(['auto', 'batched', 'dgram']),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
 });
 
@@ -65,6 +66,12 @@ export function registerDnsCommand(program: Command): void {
       300,
     )
     .option('--reject-loopback-upstreams', 'never recurse to 127.0.0.0/8 or ::1 (by default only this server\'s own addresses and 169.254.169.250 are refused)')
+    .option(
+      '--udp-transport <kind>',
+      'batched (recvmmsg/sendmmsg through native/udp-batch: ~1.8x the queries per CPU), dgram (node\'s socket), ' +
+        'or auto (batched when the addon is built, else dgram)',
+      process.env.DROVER_DNS_UDP ?? 'auto',
+    )
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', process.env.DROVER_LOG_LEVEL ?? 'info')
     .addHelpText(
       'after',
@@ -72,6 +79,9 @@ export function registerDnsCommand(program: Command): void {
 Lookups try the client's section (by source address) with its search list, then "default" with the
 client's search list, then "default" with its own. Names under default's "authoritative" suffixes that
 do not exist get NXDOMAIN; anything else is recursed to the client's "recurse" list, then default's.
+
+Environment: DROVER_DNS_UDP sets the default of --udp-transport; DROVER_UDP_BATCH_ADDON the path of
+the built addon (default: native/udp-batch/build/Release/udp_batch.node in the checkout or image).
 
 Signals: SIGHUP reloads the answers file; SIGTERM and SIGINT stop gracefully.
 
@@ -102,6 +112,7 @@ Example:
           cacheMaxEntries: o.cacheSize,
           cacheMaxTtl: o.cacheMaxTtl,
           rejectLoopbackUpstreams: o.rejectLoopbackUpstreams,
+          udpTransport: o.udpTransport,
         });
       } catch (err) {
         log.fatal({ err: errorMessage(err) }, 'drover dns could not start');
