@@ -162,4 +162,32 @@ describe('agent adoption and container reports', () => {
     assert.equal(got.body.state, 'removed');
     assert.equal(got.body.transitioningMessage, 'gone by hand');
   });
+
+  it('frees an adopted member’s address when its service, or its host, is removed', async () => {
+    const st = await t.api<{ id: string }>('POST', '/v1/stacks', { name: 'tmp', dockerCompose: 'job:\n  image: busybox\n' });
+    assert.equal(st.status, 201);
+    const member = (ip: string, n: string) => ({
+      externalId: n.repeat(64),
+      name: `member-${n}`,
+      image: 'busybox:1',
+      labels: { 'io.rancher.container.requested_ip': ip, 'io.rancher.stack_service.name': 'tmp/job' },
+    });
+    const a = await adopt(h1, member('10.42.9.1', '5'));
+    assert.ok(a.body.serviceId, `adopted into tmp/job: ${JSON.stringify(a.body)}`);
+    assert.equal(a.body.primaryIpAddress, '10.42.9.1');
+    const job = (await t.api<{ data: { id: string; name: string }[] }>('GET', `/v1/services?stackId=${st.body.id}`)).body.data.find((s) => s.name === 'job');
+    assert.ok(job);
+    assert.equal((await t.api('DELETE', `/v1/services/${job.id}`)).status, 204);
+    // The address is free again: another container can ask for it.
+    const reuse = await adopt(h2, { externalId: '6'.repeat(64), name: 'reuse-9-1', image: 'busybox:1', labels: { 'io.rancher.container.requested_ip': '10.42.9.1' } });
+    assert.equal(reuse.body.primaryIpAddress, '10.42.9.1');
+
+    // A host going away takes its adopted containers' records and addresses with it.
+    const h3 = await t.register('h3');
+    const onH3 = await adopt(h3, { externalId: '7'.repeat(64), name: 'on-h3', image: 'busybox:1', labels: { 'io.rancher.container.requested_ip': '10.42.9.2' } });
+    assert.equal(onH3.body.primaryIpAddress, '10.42.9.2');
+    assert.equal((await t.api('DELETE', `/v1/hosts/${h3.hostId}`)).status, 204);
+    const after3 = await adopt(h1, { externalId: '8'.repeat(64), name: 'after-h3', image: 'busybox:1', labels: { 'io.rancher.container.requested_ip': '10.42.9.2' } });
+    assert.equal(after3.body.primaryIpAddress, '10.42.9.2');
+  });
 });

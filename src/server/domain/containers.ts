@@ -3,7 +3,7 @@ import type { Store } from '../db/store.js';
 import { newUuid, nowIso } from '../db/store.js';
 import { LaunchConfig, type Container, type ContainerLink, type LaunchConfigInput } from '../../model/resources.js';
 import { NotFoundError, SchedulingError, ValidationError } from '../../common/errors.js';
-import { allocateIp, containerOwner, releaseIp } from '../ipam/allocate.js';
+import { allocateIp, containerOwner } from '../ipam/allocate.js';
 import { constraintsFromLabels } from '../scheduling/constraints.js';
 import { placeUnit } from '../scheduling/place.js';
 import { removeContainerRecord } from './deploy.js';
@@ -107,7 +107,6 @@ export function removeContainer(store: Store, id: string): void {
       );
     }
     removeContainerRecord(tx, null, c);
-    if (!c.serviceId) releaseIp(tx, c.environmentId, containerOwner(c.id));
   });
 }
 
@@ -147,7 +146,6 @@ export function applyContainerReports(store: Store, hostId: string, reports: Con
       if (r.state === 'removed' && c.adopted) {
         // The hand-started container is gone: so is its record, and its address is free again.
         removeContainerRecord(tx, null, c);
-        releaseIp(tx, c.environmentId, containerOwner(c.id));
         changed++;
         continue;
       }

@@ -5,7 +5,7 @@ import { newUuid, nowIso } from '../db/store.js';
 import type { Container, Environment, Host, LaunchConfig, Service, Stack } from '../../model/resources.js';
 import { constraintsFromLabels } from '../scheduling/constraints.js';
 import { eligibleHosts, placeUnit, type PlacedContainer, type PlacementHost } from '../scheduling/place.js';
-import { allocateIp, releaseIp, slotOwner } from '../ipam/allocate.js';
+import { allocateIp, containerOwner, releaseIp, slotOwner } from '../ipam/allocate.js';
 import { SchedulingError } from '../../common/errors.js';
 import { ipToInt, parseSubnet } from '../ipam/cidr.js';
 
@@ -229,7 +229,12 @@ function removeUnit(tx: Tx, ctx: DeployContext, s: Service, u: Unit, releaseAddr
   }
 }
 
+/**
+ * Removes a container's record and its links. An address of its own (a standalone or adopted container's
+ * `ctr:` allocation) is released with it; a scheduled container's address belongs to its service slot.
+ */
 export function removeContainerRecord(tx: Tx, ctx: DeployContext | null, c: Container): void {
+  releaseIp(tx, c.environmentId, containerOwner(c.id));
   for (const l of tx.store.list('containerLink', { container_id: c.id })) tx.remove('containerLink', l.id);
   for (const l of tx.store.list('containerLink', { env_id: c.environmentId })) {
     if (l.targetContainerId === c.id) tx.remove('containerLink', l.id);
