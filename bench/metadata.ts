@@ -8,10 +8,12 @@
 //     the setAnswers call; the tree build time is reported separately).
 // Options (env): BENCH_CONTAINERS (10000), BENCH_WAITERS (10000), BENCH_DURATION (seconds per run, 10),
 // BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1), BENCH_REPEAT (3: best of N runs per figure).
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer as createHttpServer, type ServerResponse } from 'node:http';
 import { connect, createServer, type Socket } from 'node:net';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { promisify } from 'node:util';
@@ -411,9 +413,12 @@ async function main(): Promise<void> {
     bare.kill();
   }
 
-  // Wake-ups of the metadata server (one run: the change is applied once to the parked clients).
+  // Wake-ups of the metadata server (one run: the change is applied once to the parked clients), after a
+  // warm-up round of up to 1,000 waiters so that the wake path is compiled, as in a server that has been
+  // answering requests (the throughput runs above do not go through it).
+  const warm = await wakeRun(server, port, String(ready.version), nofile, Math.min(1000, WAITERS));
   console.log(`  wake-up run (${await quiesce()})`);
-  const wake = await wakeRun(server, port, String(ready.version), nofile);
+  const wake = await wakeRun(server, port, String(warm.changed.version), nofile);
   const lat = wake.latencies;
   report(
     `wake-up of ${WAITERS} long polls after one change: p50 ${f1(percentile(lat, 50))} ms, p99 ${f1(percentile(lat, 99))} ms, ` +
@@ -431,6 +436,7 @@ async function main(): Promise<void> {
   ] as const) {
     const floor = spawnChild('floor', SERVER_CPU, nofile, { BENCH_FLOOR: kind });
     const floorReady = await nextMessage(floor, 'ready');
+    await wakeRun(floor, Number(floorReady.port), 'x', nofile, Math.min(1000, WAITERS));
     console.log(`  ${kind} reference run (${await quiesce()})`);
     const fw = await wakeRun(floor, Number(floorReady.port), 'x', nofile);
     report(
@@ -438,6 +444,15 @@ async function main(): Promise<void> {
         `(write loop ${f1(fw.drainedMs)} ms)`,
     );
     floor.send({ type: 'exit' });
+  }
+
+  // The machine's floor without Node at all: the same wake-up from a C server (bench/floor/tcp-wake-floor.c),
+  // when a C compiler is present.
+  const cFloor = await cWakeFloor(nofile);
+  if (cFloor) {
+    report(
+      `(floor) the same from a C server, no Node: p50 ${f1(cFloor.p50)} ms, p99 ${f1(cFloor.p99)} ms (write loop ${f1(cFloor.writeLoop)} ms)`,
+    );
   }
 
   console.log('\nsummary');
@@ -449,13 +464,14 @@ async function wakeRun(
   port: number,
   value: string,
   nofile: number,
+  n = WAITERS,
 ): Promise<{ latencies: number[]; bad: number; changed: Msg; drainedMs: number }> {
-  const waiters = spawnChild('waiters', CLIENT_CPU, nofile, { BENCH_PORT: String(port), BENCH_VALUE: value });
+  const waiters = spawnChild('waiters', CLIENT_CPU, nofile, { BENCH_PORT: String(port), BENCH_VALUE: value, BENCH_WAITERS: String(n) });
   await nextMessage(waiters, 'connected');
   for (;;) {
     server.send({ type: 'waiting' });
     const w = await nextMessage(server, 'waiting');
-    if (Number(w.n) >= WAITERS) break;
+    if (Number(w.n) >= n) break;
     await new Promise((r) => setTimeout(r, 100));
   }
   await new Promise((r) => setTimeout(r, 500));
@@ -473,6 +489,28 @@ async function wakeRun(
     changed,
     drainedMs: Number(drained.ms),
   };
+}
+
+/** Compiles and runs bench/floor/tcp-wake-floor.c (undefined when there is no C compiler). */
+async function cWakeFloor(nofile: number): Promise<{ p50: number; p99: number; writeLoop: number } | undefined> {
+  const cc = ['cc', 'gcc'].find((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status === 0);
+  if (!cc) {
+    console.log('  (no C compiler: the C floor is skipped)');
+    return undefined;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'drover-wake-floor-'));
+  try {
+    const bin = join(dir, 'tcp-wake-floor');
+    const src = fileURLToPath(new URL('./floor/tcp-wake-floor.c', import.meta.url));
+    const built = spawnSync(cc, ['-O2', '-o', bin, src], { encoding: 'utf8' });
+    if (built.status !== 0) throw new Error(`${cc} failed: ${built.stderr}`);
+    console.log(`  C floor run (${await quiesce()})`);
+    const r = spawnSync('prlimit', [`--nofile=${nofile}:${nofile}`, bin, String(WAITERS), SERVER_CPU, CLIENT_CPU], { encoding: 'utf8', timeout: 120_000 });
+    if (r.status !== 0) throw new Error(`C floor failed: ${r.stderr}`);
+    return JSON.parse(r.stdout) as { p50: number; p99: number; writeLoop: number };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** A bare node http server answering every request with a canned body (throughput reference). */
@@ -525,6 +563,8 @@ async function floorChild(): Promise<void> {
       } else {
         for (const s of sockets) s.write(response);
       }
+      held.length = 0;
+      sockets.length = 0;
       const ms = now() - at;
       send({ type: 'changed', at });
       send({ type: 'drained', ms });
