@@ -175,6 +175,37 @@ test('certificates: parsed and checked against the key; the key is never returne
   assert.ok(listed.body.data.every((c) => c.key === undefined));
 });
 
+test('balancers through the API: port rule services and certificates by name resolve to ids; unknown ones are refused by field', async () => {
+  const st = await t.api<{ id: string }>('POST', '/v1/stacks', { name: 'lbstack' });
+  const app = await t.api<{ id: string }>('POST', '/v1/services', { stackId: st.body.id, name: 'app', scale: 1, launchConfig: { image: 'nginx' } });
+  assert.equal(app.status, 201, JSON.stringify(app.body));
+  const cert = (await t.api<Coll<{ id: string; name: string }>>('GET', '/v1/certificates')).body.data.find((c) => c.name === 'www');
+  assert.ok(cert, 'the certificate of the previous test');
+  const lb = (lbConfig: unknown, name = 'lb') =>
+    t.api<{ lbConfig: { portRules: { service?: string; serviceId?: string }[]; certificateIds: string[]; defaultCertificateId?: string } } & Err>(
+      'POST',
+      '/v1/services',
+      { stackId: st.body.id, name, kind: 'loadBalancerService', scale: 1, launchConfig: { image: 'drover/lb', ports: [{ publicPort: 80, privatePort: 80, protocol: 'tcp' }] }, lbConfig },
+    );
+  const ok = await lb({ portRules: [{ sourcePort: 80, protocol: 'http', service: 'app', targetPort: 8080 }], certificateIds: ['www'], defaultCertificateId: 'www' });
+  assert.equal(ok.status, 201, JSON.stringify(ok.body));
+  assert.equal(ok.body.lbConfig.portRules[0]?.serviceId, app.body.id);
+  assert.deepEqual(ok.body.lbConfig.certificateIds, [cert.id]);
+  assert.equal(ok.body.lbConfig.defaultCertificateId, cert.id);
+  const cases: [unknown, string][] = [
+    [{ portRules: [{ sourcePort: 80, protocol: 'http' }, { sourcePort: 81, protocol: 'http', service: 'lbstack/nope' }] }, 'lbConfig.portRules[1].service'],
+    [{ portRules: [{ sourcePort: 80, protocol: 'http', serviceId: '1s999' }] }, 'lbConfig.portRules[0].service'],
+    [{ certificateIds: ['nocert'] }, 'lbConfig.certificateIds'],
+    [{ defaultCertificateId: 'nocert' }, 'lbConfig.defaultCertificateId'],
+  ];
+  for (const [i, [cfg, field]] of cases.entries()) {
+    const bad = await lb(cfg, `bad${i}`);
+    assert.equal(bad.status, 422, JSON.stringify(bad.body));
+    assert.equal(bad.body.fieldName, field);
+    assert.equal((await t.api<Coll<unknown>>('GET', `/v1/services?name=bad${i}`)).body.data.length, 0, 'nothing half-created');
+  }
+});
+
 test('registration: a token shows the docker run command, registers a host, and stops working once revoked', async () => {
   const tok = await t.api<{ id: string; token: string; command: string; registrationUrl: string }>('POST', '/v1/registrationtokens', {});
   assert.equal(tok.status, 201);

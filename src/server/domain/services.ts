@@ -23,17 +23,11 @@ import {
 } from './deploy.js';
 import { releaseOwnersWithPrefix } from '../ipam/allocate.js';
 import { isGlobal } from '../scheduling/constraints.js';
+import { API_LB_FIELDS, resolveLbConfig } from './lb-config.js';
 
 export const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$/;
 
 /** Resolves link/port-rule targets written as `svc` (this stack) or `stack/svc`. */
-export function findService(tx: Tx, stack: Stack, ref: string): Service | undefined {
-  const [stackName, svcName] = ref.includes('/') ? (ref.split('/', 2) as [string, string]) : [stack.name, ref];
-  const target = stackName === stack.name ? stack : tx.store.list('stack', { env_id: stack.environmentId, name: stackName })[0];
-  if (!target) return undefined;
-  return tx.store.list('service', { stack_id: target.id, name: svcName })[0];
-}
-
 /** Creates a service record from a spec; containers are created by `deployServices`. */
 export function insertService(tx: Tx, stack: Stack, spec: ServiceSpec): Service {
   if (!SERVICE_NAME.test(spec.name)) {
@@ -242,6 +236,9 @@ export function createService(store: Store, stackId: string, input: ServiceInput
   return store.tx((tx) => {
     const stack = store.mustGet('stack', stackId);
     const { serviceLinks, ...spec } = input;
+    if (spec.lbConfig) {
+      spec.lbConfig = resolveLbConfig(tx, stack, spec.lbConfig, API_LB_FIELDS, (field, message) => new ValidationError('InvalidReference', message, field));
+    }
     const s = insertService(tx, stack, { ...spec, global: isGlobal(input.launchConfig?.labels ?? {}), links: [] });
     replaceServiceLinks(tx, s, serviceLinks);
     deployServices(tx, stack, [s]);

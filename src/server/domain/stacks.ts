@@ -1,12 +1,13 @@
 // Stacks: import from compose files (all or nothing), export back, remove.
 import type { Store, Tx } from '../db/store.js';
 import { newUuid, nowIso } from '../db/store.js';
-import type { LbConfig, Service, Stack } from '../../model/resources.js';
+import type { Service, Stack } from '../../model/resources.js';
 import { ComposeError, ConflictError, SchedulingError, ValidationError } from '../../common/errors.js';
 import { exportCompose, parseCompose } from '../compose/index.js';
 import type { ComposeFiles, ServiceSpec, StackSpec } from '../compose/spec.js';
-import { findService, insertService, insertServiceLink, removeServiceTx, SERVICE_NAME } from './services.js';
+import { insertService, insertServiceLink, removeServiceTx, SERVICE_NAME } from './services.js';
 import { loadDeployContext, reconcileService } from './deploy.js';
+import { COMPOSE_LB_FIELDS, findService, resolveLbConfig } from './lb-config.js';
 
 export interface StackInput {
   environmentId: string;
@@ -72,7 +73,7 @@ export function addServicesFromSpec(tx: Tx, stack: Stack, specs: ServiceSpec[]):
       insertServiceLink(tx, from, target, link.alias);
     }
     if (spec.lbConfig) {
-      from.lbConfig = resolveLbConfig(tx, stack, spec.name, spec.lbConfig);
+      from.lbConfig = resolveLbConfig(tx, stack, spec.lbConfig, COMPOSE_LB_FIELDS, (field, message) => new ComposeError(RC, spec.name, field, message));
       tx.put('service', from);
     }
   });
@@ -89,28 +90,6 @@ export function addServicesFromSpec(tx: Tx, stack: Stack, specs: ServiceSpec[]):
     }
   }
   return services.map((s) => tx.store.mustGet('service', s.id));
-}
-
-function resolveLbConfig(tx: Tx, stack: Stack, svc: string, lb: LbConfig): LbConfig {
-  const certs = tx.store.list('certificate', { env_id: stack.environmentId });
-  const certId = (ref: string, field: string) => {
-    const c = certs.find((x) => x.id === ref || x.name === ref);
-    if (!c) throw new ComposeError(RC, svc, field, `certificate "${ref}" does not exist (create it first: POST /v1/certificates)`);
-    return c.id;
-  };
-  return {
-    ...lb,
-    portRules: lb.portRules.map((r, i) => {
-      if (!r.service) return r;
-      const target = findService(tx, stack, r.service);
-      if (!target) {
-        throw new ComposeError(RC, svc, `lb_config.port_rules[${i}].service`, `service "${r.service}" does not exist`);
-      }
-      return { ...r, serviceId: target.id };
-    }),
-    certificateIds: lb.certificateIds.map((c) => certId(c, 'lb_config.certs')),
-    ...(lb.defaultCertificateId ? { defaultCertificateId: certId(lb.defaultCertificateId, 'lb_config.default_cert') } : {}),
-  };
 }
 
 export function removeStack(store: Store, id: string): void {

@@ -1,0 +1,66 @@
+// Balancer references: port rules name their target service (`<service>` in the balancer's stack, or
+// `<stack>/<service>`) and certificates go by name or id. Both are resolved to ids when a balancer is
+// created, from compose files or through the API; only the wording of the errors differs (the field
+// as the user wrote it: `lb_config.port_rules[0].service` in rancher-compose.yml, `lbConfig.portRules[0].service`
+// in an API body).
+import type { Tx } from '../db/store.js';
+import type { LbConfig, Service, Stack } from '../../model/resources.js';
+
+/** A service by reference: `<service>` in `stack`, or `<stack>/<service>` in the same environment. */
+export function findService(tx: Tx, stack: Stack, ref: string): Service | undefined {
+  const [stackName, svcName] = ref.includes('/') ? (ref.split('/', 2) as [string, string]) : [stack.name, ref];
+  const target = stackName === stack.name ? stack : tx.store.list('stack', { env_id: stack.environmentId, name: stackName })[0];
+  if (!target) return undefined;
+  return tx.store.list('service', { stack_id: target.id, name: svcName })[0];
+}
+
+export interface LbFieldNames {
+  portRuleService(index: number): string;
+  certificates: string;
+  defaultCertificate: string;
+}
+
+export const COMPOSE_LB_FIELDS: LbFieldNames = {
+  portRuleService: (i) => `lb_config.port_rules[${i}].service`,
+  certificates: 'lb_config.certs',
+  defaultCertificate: 'lb_config.default_cert',
+};
+
+export const API_LB_FIELDS: LbFieldNames = {
+  portRuleService: (i) => `lbConfig.portRules[${i}].service`,
+  certificates: 'lbConfig.certificateIds',
+  defaultCertificate: 'lbConfig.defaultCertificateId',
+};
+
+/**
+ * The config with every port rule's `serviceId` and every certificate as an id. A rule that gives a
+ * `serviceId` without a name must point at a service of the same environment. `fail(field, message)`
+ * makes the error to throw.
+ */
+export function resolveLbConfig(tx: Tx, stack: Stack, lb: LbConfig, fields: LbFieldNames, fail: (field: string, message: string) => Error): LbConfig {
+  const certs = tx.store.list('certificate', { env_id: stack.environmentId });
+  const certId = (ref: string, field: string): string => {
+    const c = certs.find((x) => x.id === ref || x.name === ref);
+    if (!c) throw fail(field, `certificate "${ref}" does not exist (create it first: POST /v1/certificates)`);
+    return c.id;
+  };
+  return {
+    ...lb,
+    portRules: lb.portRules.map((r, i) => {
+      if (r.service) {
+        const target = findService(tx, stack, r.service);
+        if (!target) throw fail(fields.portRuleService(i), `service "${r.service}" does not exist`);
+        return { ...r, serviceId: target.id };
+      }
+      if (r.serviceId) {
+        const target = tx.store.get('service', r.serviceId);
+        if (!target || target.environmentId !== stack.environmentId) {
+          throw fail(fields.portRuleService(i), `service ${r.serviceId} does not exist in this environment`);
+        }
+      }
+      return r;
+    }),
+    certificateIds: lb.certificateIds.map((c) => certId(c, fields.certificates)),
+    ...(lb.defaultCertificateId ? { defaultCertificateId: certId(lb.defaultCertificateId, fields.defaultCertificate) } : {}),
+  };
+}
