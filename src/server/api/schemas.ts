@@ -3,11 +3,9 @@ import { z } from 'zod';
 import { AdoptRequest, ContainerReport } from '../../model/reports.js';
 import {
   EnvironmentNetwork,
-  HealthCheck,
   LaunchConfig,
-  LbConfig,
+  Service,
   ServiceKind,
-  UpgradeStrategy,
 } from '../../model/resources.js';
 
 const labels = z.record(z.string().min(1), z.string());
@@ -54,19 +52,25 @@ export const StackAddServices = z.strictObject({
   answers: z.record(z.string(), z.string()).optional(),
 });
 
+/**
+ * POST /v1/services: the service's own fields as the model defines them, plus what only input has
+ * (stricter names and addresses, links to create with it).
+ */
 export const ServiceCreate = z.strictObject({
+  ...Service.pick({
+    launchConfig: true,
+    secondaryLaunchConfigs: true,
+    metadata: true,
+    healthCheck: true,
+    lbConfig: true,
+    upgradeStrategy: true,
+    hostname: true,
+  }).shape,
   stackId: z.string().min(1),
   name: z.string().min(1),
   kind: ServiceKind.default('service'),
   scale: z.number().int().min(0).default(1),
-  launchConfig: LaunchConfig.optional(),
-  secondaryLaunchConfigs: z.array(LaunchConfig).default([]),
-  metadata: z.record(z.string(), z.unknown()).default({}),
-  healthCheck: HealthCheck.optional(),
-  lbConfig: LbConfig.optional(),
-  upgradeStrategy: UpgradeStrategy.optional(),
   externalIpAddresses: z.array(z.ipv4()).default([]),
-  hostname: z.string().optional(),
   serviceLinks: z.array(z.strictObject({ serviceId: z.string(), name: z.string().optional() })).default([]),
 });
 
