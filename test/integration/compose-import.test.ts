@@ -137,6 +137,28 @@ test('upgrade then rollback keeps the allocated address; finish-upgrade removes 
   assert.equal(again.status, 409);
 });
 
+test('an upgrade that drops a sidekick frees its address once finished (kept for a rollback until then)', async () => {
+  const svc = (await t.api<Coll<Svc>>('GET', '/v1/services?name=cdb2')).body.data[0] as Svc;
+  const stackId = (await t.api<Coll<{ id: string }>>('GET', '/v1/stacks?name=cassandra')).body.data[0]?.id as string;
+  const sidekick = (await containersOf(stackId)).find((c) => c.serviceId === svc.id && c.launchConfigName === 'cdb2-data');
+  assert.ok(sidekick?.primaryIpAddress);
+  const allocated = () => (t.srv.store.db.prepare('SELECT ip FROM ip_allocations').all() as { ip: string }[]).map((r) => r.ip);
+  const primary = (await containersOf(stackId)).find((c) => c.serviceId === svc.id && c.launchConfigName === '');
+  assert.ok(primary);
+  const up = await t.api<Svc>('POST', `/v1/services/${svc.id}?action=upgrade`, {
+    inServiceStrategy: {
+      launchConfig: { ...primary.config, labels: { 'io.rancher.scheduler.affinity:host_label': 'hostname=cassandra2' }, dataVolumesFromLaunchConfigs: [] },
+      secondaryLaunchConfigs: [],
+    },
+  });
+  assert.equal(up.status, 200, JSON.stringify(up.body));
+  assert.ok(allocated().includes(sidekick.primaryIpAddress), 'still held: a rollback would bring the sidekick back');
+  const fin = await t.api<Svc>('POST', `/v1/services/${svc.id}?action=finishupgrade`);
+  assert.equal(fin.status, 200, JSON.stringify(fin.body));
+  assert.ok(!allocated().includes(sidekick.primaryIpAddress), 'the dropped sidekick’s address is free');
+  assert.ok(allocated().includes(primary.primaryIpAddress as string), 'the primary keeps its slot address');
+});
+
 test('Jenkins catalog stack: answers substituted, defaults applied, sidekicks start once', async () => {
   const r = await t.api<{ id: string; answers: Record<string, string> }>('POST', '/v1/stacks', {
     name: 'jenkins',

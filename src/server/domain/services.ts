@@ -27,7 +27,6 @@ import { API_LB_FIELDS, resolveLbConfig } from './lb-config.js';
 
 export const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$/;
 
-/** Resolves link/port-rule targets written as `svc` (this stack) or `stack/svc`. */
 /** Creates a service record from a spec; containers are created by `deployServices`. */
 export function insertService(tx: Tx, stack: Stack, spec: ServiceSpec): Service {
   if (!SERVICE_NAME.test(spec.name)) {
@@ -170,6 +169,12 @@ export function finishUpgradeService(store: Store, id: string): Service {
     if (!s.upgrade) throw new ConflictError('NotUpgraded', `"${s.name}" has no upgrade to finish`);
     const env = tx.store.mustGet('environment', s.environmentId);
     finishUpgrade(tx, loadDeployContext(tx, env, stack), s);
+    // Sidekicks the upgrade dropped are gone for good now: so are their slots' addresses.
+    const kept = new Set(s.secondaryLaunchConfigs.map((lc) => lc.name ?? ''));
+    for (const old of s.upgrade.previousSecondaryLaunchConfigs) {
+      const name = old.name ?? '';
+      if (!kept.has(name)) releaseOwnersWithPrefix(tx, s.environmentId, `svc:${s.id}:${name}:`);
+    }
     delete s.upgrade;
     s.state = 'active';
     return tx.put('service', s);
