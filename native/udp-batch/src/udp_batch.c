@@ -355,12 +355,21 @@ static udp_sock *unwrap(napi_env env, napi_value v) {
   return (udp_sock *)p;
 }
 
+/* The arguments of a call whose first argument is a handle: fills argv (argc slots), returns the socket. */
+static udp_sock *handle_call(napi_env env, napi_callback_info info, size_t argc, napi_value *argv) {
+  size_t got = argc;
+  if (napi_get_cb_info(env, info, &got, argv, NULL, NULL) != napi_ok) return NULL;
+  if (got < argc) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", "missing arguments");
+    return NULL;
+  }
+  return unwrap(env, argv[0]);
+}
+
 /* port(handle) → the bound port */
 static napi_value js_port(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  udp_sock *s = unwrap(env, argv[0]);
+  udp_sock *s = handle_call(env, info, 1, argv);
   if (!s) return NULL;
   struct sockaddr_in6 sa;
   socklen_t len = sizeof sa;
@@ -372,10 +381,8 @@ static napi_value js_port(napi_env env, napi_callback_info info) {
 
 /* sendOne(handle, data, length, meta) → true when the kernel took it. meta: a u32 array laid out as one slot's. */
 static napi_value js_send_one(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  udp_sock *s = unwrap(env, argv[0]);
+  udp_sock *s = handle_call(env, info, 4, argv);
   if (!s) return NULL;
   void *data, *meta;
   size_t dlen, mlen;
@@ -402,10 +409,8 @@ static napi_value js_send_one(napi_env env, napi_callback_info info) {
 
 /* stats(handle) → [batches, datagrams received, send errors, truncated datagrams] */
 static napi_value js_stats(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  udp_sock *s = unwrap(env, argv[0]);
+  udp_sock *s = handle_call(env, info, 1, argv);
   if (!s) return NULL;
   napi_value arr, v;
   CHECK(napi_create_array_with_length(env, 4, &arr));
@@ -419,10 +424,8 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
 
 /* close(handle): stops reading; the socket is closed and the memory released once libuv lets go of it. */
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  udp_sock *s = unwrap(env, argv[0]);
+  udp_sock *s = handle_call(env, info, 1, argv);
   if (!s) return NULL;
   if (!s->closed) {
     s->closed = 1;
