@@ -46,8 +46,8 @@ int main(int argc, char **argv) {
   }
   int n = atoi(argv[1]);
   int server_cpu = atoi(argv[2]), client_cpu = atoi(argv[3]);
-  /* Shared with the client: the start time, a ready flag, and the per-connection arrival times. */
-  double *shared = mmap(NULL, sizeof(double) * (size_t)(n + 2), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  /* Shared with the client: a ready flag (shared[0]), then the per-connection arrival times. */
+  double *shared = mmap(NULL, sizeof(double) * (size_t)(n + 1), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (shared == MAP_FAILED) return perror("mmap"), 1;
   int ls = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {0};
@@ -73,7 +73,7 @@ int main(int argc, char **argv) {
       struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
       epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
     }
-    shared[1] = 1; /* all requests sent */
+    shared[0] = 1; /* all requests sent */
     int got = 0;
     struct epoll_event evs[256];
     char buf[512];
@@ -83,8 +83,8 @@ int main(int argc, char **argv) {
       double t = now_ms();
       for (int j = 0; j < k; j++) {
         uint32_t i = evs[j].data.u32;
-        if (read(fds[i], buf, sizeof buf) > 0 && shared[2 + i] == 0) {
-          shared[2 + i] = t;
+        if (read(fds[i], buf, sizeof buf) > 0 && shared[1 + i] == 0) {
+          shared[1 + i] = t;
           got++;
         }
         epoll_ctl(ep, EPOLL_CTL_DEL, fds[i], NULL);
@@ -100,7 +100,7 @@ int main(int argc, char **argv) {
     conns[i] = accept(ls, NULL, NULL);
     if (conns[i] < 0 || read(conns[i], buf, sizeof buf) <= 0) return perror("accept/read"), 1;
   }
-  while (shared[1] == 0) usleep(1000);
+  while (shared[0] == 0) usleep(1000);
   usleep(200000); /* let the client settle into epoll_wait */
   double t0 = now_ms();
   for (int i = 0; i < n; i++)
@@ -110,7 +110,7 @@ int main(int argc, char **argv) {
   waitpid(child, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return fprintf(stderr, "client failed (%d)\n", status), 1;
   double *lat = calloc((size_t)n, sizeof(double));
-  for (int i = 0; i < n; i++) lat[i] = shared[2 + i] - t0;
+  for (int i = 0; i < n; i++) lat[i] = shared[1 + i] - t0;
   qsort(lat, (size_t)n, sizeof(double), cmp);
   int p99 = (int)(0.99 * n + 0.999999) - 1;
   printf("{\"p50\":%.2f,\"p99\":%.2f,\"max\":%.2f,\"writeLoop\":%.2f}\n", lat[(n + 1) / 2 - 1], lat[p99 < 0 ? 0 : p99], lat[n - 1], loop);

@@ -6,8 +6,8 @@
 //   truncated replies come back over it); the Packet is narrowed from unknown and re-encoded into the
 //   wire form the engine reads.
 // - UDP: the batched transport (udp-batch.ts, native/udp-batch: recvmmsg/sendmmsg, one call into
-//   JavaScript per batch of up to 64 datagrams; 1.8–2.2× the queries per CPU-second of the dgram
-//   socket in bench/dns.ts), with a plain dgram socket as the fallback when the addon is not built.
+//   JavaScript per batch of up to 64 datagrams; in bench/dns.ts 1.8–2.2× the queries/s and 2.4–2.7×
+//   the queries per CPU-second of the dgram socket), with a plain dgram socket as the fallback when the addon is not built.
 //   Not dns2's UDPServer, which is the bottleneck twice over: it decodes
 //   every datagram with its bit-level Packet parser (~20 µs; with its encoder, a ceiling near 15k
 //   queries/s), and it creates its socket from a type string, so it cannot take socket options. The

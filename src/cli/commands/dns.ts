@@ -68,7 +68,7 @@ export function registerDnsCommand(program: Command): void {
     .option('--reject-loopback-upstreams', 'never recurse to 127.0.0.0/8 or ::1 (by default only this server\'s own addresses and 169.254.169.250 are refused)')
     .option(
       '--udp-transport <kind>',
-      'batched (recvmmsg/sendmmsg through native/udp-batch: ~1.8x the queries per CPU), dgram (node\'s socket), ' +
+      'batched (recvmmsg/sendmmsg through native/udp-batch: ~2x the queries/s), dgram (node\'s socket), ' +
         'or auto (batched when the addon is built, else dgram)',
       process.env.DROVER_DNS_UDP ?? 'auto',
     )
