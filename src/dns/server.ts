@@ -70,10 +70,11 @@ export interface DnsServerOptions {
   udpTransport?: UdpTransport;
 }
 
-export type UdpTransport = 'auto' | 'batched' | 'dgram';
+export const UDP_TRANSPORTS = ['auto', 'batched', 'dgram'] as const;
+export type UdpTransport = (typeof UDP_TRANSPORTS)[number];
 
 export function isUdpTransport(v: string): v is UdpTransport {
-  return v === 'auto' || v === 'batched' || v === 'dgram';
+  return (UDP_TRANSPORTS as readonly string[]).includes(v);
 }
 
 export interface ListenAddress {
@@ -223,7 +224,7 @@ export class DnsServer {
 
   private chooseBatched(transport: string): boolean {
     if (!isUdpTransport(transport)) {
-      throw new ValidationError('InvalidUdpTransport', `unknown UDP transport "${transport}" (DROVER_DNS_UDP / udpTransport): use auto, batched or dgram`);
+      throw new ValidationError('InvalidUdpTransport', `unknown UDP transport "${transport}" (DROVER_DNS_UDP / udpTransport): use ${UDP_TRANSPORTS.join(', ')}`);
     }
     if (transport === 'dgram') return false;
     const addon = batchedUdpAddon();

@@ -9,10 +9,10 @@
 import { createRequire } from 'node:module';
 import { isIPv6 } from 'node:net';
 import { errorMessage } from '../common/errors.js';
+import type { Reply } from './engine.js';
 
-/** What the transport hands the engine: a reply now, none, or a reply later. */
-export type BatchReply = Buffer | null | Promise<Buffer | null>;
-export type QueryHandler = (msg: Buffer, clientIp: string) => BatchReply;
+/** The engine's answer to one query: a reply now, none, or a reply later. */
+export type QueryHandler = (msg: Buffer, clientIp: string) => Reply | Promise<Reply>;
 
 interface Addon {
   readonly BATCH: number;
@@ -199,7 +199,7 @@ export class BatchedUdpSocket {
       const off = i * SLOT;
       const msg = Buffer.from(this.inData.subarray(off, off + len));
       const ip = this.clientIp(m);
-      let r: BatchReply;
+      let r: Reply | Promise<Reply>;
       try {
         r = this.handler(msg, ip);
       } catch (err) {

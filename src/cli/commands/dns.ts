@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { z } from 'zod';
 import { errorMessage } from '../../common/errors.js';
 import { createLogger } from '../../common/log.js';
+import { UDP_TRANSPORTS } from '../../dns/server.js';
 import { parseListenAddress, StandaloneDns } from '../../dns/standalone.js';
 
 function collect(value: string, previous: string[] | undefined): string[] {
@@ -28,7 +29,7 @@ const DnsOpts = z.object({
   cacheSize: z.number().int().min(0),
   cacheMaxTtl: z.number().int().min(0),
   rejectLoopbackUpstreams: z.boolean().default(false),
-  udpTransport: z.enum(['auto', 'batched', 'dgram']),
+  udpTransport: z.enum(UDP_TRANSPORTS),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
 });
 
