@@ -1,5 +1,6 @@
 // Assembles a production agent from configuration and flags: metrics endpoint, capabilities (metadata,
 // DNS, the Docker runtime) and the Agent itself. Shared by `drover agent` and `drover up`.
+import type { Command } from 'commander';
 import type { Server } from 'node:http';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { Agent } from '../agent/agent.js';
@@ -27,6 +28,19 @@ export interface HostAgentFlags {
   metadataListen?: string;
   dnsListen?: string;
   metricsListen?: string;
+}
+
+/** The agent flags `drover agent` and `drover up` share (with --config and --log-level), worded once. */
+export function withHostAgentOptions(cmd: Command): Command {
+  return cmd
+    .option('--agent-ip <ip>', "this host's address as other hosts reach it (default: first non-loopback IPv4)")
+    .option('--labels <k=v,...>', 'host labels for scheduling, e.g. hostname=cassandra1,zone=a')
+    .option('--docker-socket <path>', 'Docker socket the agent runs containers through (default: DOCKER_HOST=unix://…, else /var/run/docker.sock if it exists, else no container runtime)')
+    .option('--metadata-listen <host:port>', "rancher-metadata address, '' for none (default: config agent.metadataListen, 169.254.169.250:80)")
+    .option('--dns-listen <host:port>', "DNS address (UDP and TCP), '' for none (default: config agent.dnsListen, 169.254.169.250:53)")
+    .option('--metrics-listen <host:port>', "the agent's Prometheus /metrics address, '' for none (default: 127.0.0.1:9109)")
+    .option('--config <file>', 'JSON config file merged over config/default.json')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent');
 }
 
 export interface HostAgent {

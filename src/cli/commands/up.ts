@@ -7,28 +7,21 @@ import { writeFileAtomic } from '../../common/atomic-file.js';
 import { createRegistrationToken } from '../../server/auth/credentials.js';
 import { defaultEnvironment } from '../../server/domain/environments.js';
 import { onShutdown } from '../shutdown.js';
-import { startHostAgent } from '../host-agent.js';
+import { startHostAgent, withHostAgentOptions, type HostAgentFlags } from '../host-agent.js';
 import { existsSync } from 'node:fs';
 
 export function registerUpCommand(program: Command): void {
-  program
+  const cmd = program
     .command('up')
     .description('run a control plane and an agent for this host in one process (embedded defaults)')
     .option('--data <dir>', 'data directory for both (default: config dataDir, ".drover")')
-    .option('--listen <host:port>', 'control plane address (default: 127.0.0.1:8080)')
-    .option('--agent-ip <ip>', "this host's address (default: first non-loopback IPv4)")
-    .option('--labels <k=v,...>', 'labels of this host')
-    .option('--docker-socket <path>', 'Docker socket the agent runs containers through (default: DOCKER_HOST=unix://…, else /var/run/docker.sock if it exists, else no container runtime)')
-    .option('--metadata-listen <host:port>', "rancher-metadata address, '' for none (default: config agent.metadataListen, 169.254.169.250:80)")
-    .option('--dns-listen <host:port>', "DNS address (UDP and TCP), '' for none (default: config agent.dnsListen, 169.254.169.250:53)")
-    .option('--metrics-listen <host:port>', "the agent's Prometheus /metrics address, '' for none (default: 127.0.0.1:9109)")
-    .option('--config <file>', 'JSON config file merged over config/default.json')
-    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
+    .option('--listen <host:port>', 'control plane address (default: 127.0.0.1:8080)');
+  withHostAgentOptions(cmd)
     .addHelpText(
       'after',
       '\nWrites <data>/cli.json (mode 0600) with the admin key, so `drover stack …` works from the same directory.',
     )
-    .action(async (o: { data?: string; listen?: string; agentIp?: string; labels?: string; config?: string; logLevel?: string; dockerSocket?: string; metadataListen?: string; dnsListen?: string; metricsListen?: string }) => {
+    .action(async (o: HostAgentFlags & { data?: string; listen?: string; config?: string; logLevel?: string }) => {
       const cfg = loadConfig(o.config ? { file: o.config } : {});
       const log = createLogger({ level: o.logLevel ?? cfg.log.level });
       const dataDir = o.data ?? cfg.dataDir;
