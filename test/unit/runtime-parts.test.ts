@@ -1,5 +1,6 @@
 // The Docker runtime's plumbing without a daemon: the event watcher's resync (since + dedupe) against a
-// scripted fake daemon, the pass coalescer, the report book, and Docker socket resolution.
+// scripted fake daemon, the pass coalescer, the report book, Docker socket resolution and the line splitter of
+// its streaming endpoints.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
@@ -7,6 +8,7 @@ import type Dockerode from 'dockerode';
 import { DockerEventWatcher } from '../../src/agent/runtime/events.js';
 import { parseEventLine, type DockerEvent } from '../../src/agent/runtime/docker-api.js';
 import { Coalescer } from '../../src/agent/runtime/coalesce.js';
+import { lineSplitter } from '../../src/agent/runtime/lines.js';
 import { ReportBook } from '../../src/agent/runtime/report-book.js';
 import { DEFAULT_DOCKER_SOCKET, resolveDockerSocket } from '../../src/agent/runtime/socket.js';
 import { silentLogger } from '../../src/common/log.js';
@@ -146,5 +148,18 @@ describe('resolveDockerSocket', () => {
     assert.equal(resolveDockerSocket(undefined, log, {}, (p) => p === DEFAULT_DOCKER_SOCKET), DEFAULT_DOCKER_SOCKET);
     assert.equal(resolveDockerSocket(undefined, log, {}, () => false), undefined);
     assert.throws(() => resolveDockerSocket(undefined, log, { DOCKER_HOST: 'tcp://10.0.0.1:2375' }), /unix:\/\/PATH/);
+  });
+});
+
+describe('lineSplitter (Docker streaming endpoints)', () => {
+  it('gives whole trimmed lines, however the chunks split lines and UTF-8 characters', () => {
+    const lines: string[] = [];
+    const onData = lineSplitter((l) => lines.push(l));
+    const bytes = Buffer.from('{"status":"Pulling … layer"}\n\n  {"id":"é"}\r\n{"tail"', 'utf8');
+    // One byte at a time: every multi-byte character is split.
+    for (let i = 0; i < bytes.length; i++) onData(bytes.subarray(i, i + 1));
+    assert.deepEqual(lines, ['{"status":"Pulling … layer"}', '{"id":"é"}']);
+    onData('}\n');
+    assert.deepEqual(lines.at(-1), '{"tail"}');
   });
 });

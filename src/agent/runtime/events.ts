@@ -10,6 +10,7 @@ import type { Logger } from '../../common/log.js';
 import { errorMessage } from '../../common/errors.js';
 import { Backoff } from '../sync/backoff.js';
 import { parseEventLine, type DockerEvent } from './docker-api.js';
+import { lineSplitter } from './lines.js';
 
 /** The container actions the runtime acts on. */
 export const WATCHED_ACTIONS = ['create', 'start', 'restart', 'die', 'stop', 'kill', 'oom', 'destroy', 'pause', 'unpause', 'rename', 'update'];
@@ -90,20 +91,11 @@ export class DockerEventWatcher {
 
   private consume(stream: NodeJS.ReadableStream): Promise<void> {
     return new Promise((resolve) => {
-      let buf = '';
       const done = () => {
         stream.removeListener('data', onData);
         resolve();
       };
-      const onData = (chunk: Buffer | string) => {
-        buf += chunk.toString();
-        let i: number;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, i).trim();
-          buf = buf.slice(i + 1);
-          if (line) this.handleLine(line);
-        }
-      };
+      const onData = lineSplitter((line) => this.handleLine(line));
       stream.on('data', onData);
       stream.once('end', done);
       stream.once('close', done);

@@ -7,6 +7,7 @@ import type { Logger } from '../../common/log.js';
 import type { LaunchConfig } from '../../model/resources.js';
 import { dockerMessage, dockerStatus } from './docker-api.js';
 import { ImageUnavailableError } from './errors.js';
+import { lineSplitter } from './lines.js';
 
 export type PullPolicy = LaunchConfig['pullPolicy'];
 
@@ -31,7 +32,6 @@ export async function hasImage(docker: Dockerode, image: string): Promise<boolea
 export async function pullImage(docker: Dockerode, image: string, timeoutMs: number): Promise<void> {
   const stream = await docker.pull(withDefaultTag(image));
   await new Promise<void>((resolve, reject) => {
-    let buf = '';
     let failure: string | undefined;
     const timer = setTimeout(() => finish(new Error(`pull did not finish within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
     const finish = (err?: Error) => {
@@ -43,21 +43,14 @@ export async function pullImage(docker: Dockerode, image: string, timeoutMs: num
       } else if (failure) reject(new Error(failure));
       else resolve();
     };
-    const onData = (chunk: Buffer | string) => {
-      buf += chunk.toString();
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i).trim();
-        buf = buf.slice(i + 1);
-        if (!line) continue;
-        try {
-          const j = JSON.parse(line) as unknown;
-          if (j && typeof j === 'object' && 'error' in j) failure = String((j as { error: unknown }).error);
-        } catch {
-          /* progress lines we cannot read are not errors */
-        }
+    const onData = lineSplitter((line) => {
+      try {
+        const j = JSON.parse(line) as unknown;
+        if (j && typeof j === 'object' && 'error' in j) failure = String((j as { error: unknown }).error);
+      } catch {
+        /* progress lines we cannot read are not errors */
       }
-    };
+    });
     stream.on('data', onData);
     stream.once('end', () => finish());
     stream.once('error', (e: Error) => finish(e));
