@@ -2,58 +2,18 @@
 // a bad file keeping the last good answers, graceful stop, --help.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dig, ips, sleep } from './dns-helpers.js';
+import { startLoggingChild, type LoggingChild } from '../helpers/child.js';
+import { eventually } from '../helpers/wait.js';
+import { dig, ips } from './dns-helpers.js';
 
 const CLI = ['--import', 'tsx', 'test/fixtures/dns-cli.ts', 'dns'];
 
-interface Child {
-  proc: ChildProcess;
-  logs: Record<string, unknown>[];
-  waitLog(pred: (l: Record<string, unknown>) => boolean, ms?: number): Promise<Record<string, unknown>>;
-  exited: Promise<number | null>;
-}
-
-function start(args: string[]): Child {
-  const proc = spawn(process.execPath, [...CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs: Record<string, unknown>[] = [];
-  let buf = '';
-  proc.stderr!.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      try {
-        logs.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        logs.push({ msg: line });
-      }
-    }
-  });
-  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
-  const waitLog = async (pred: (l: Record<string, unknown>) => boolean, ms = 15_000): Promise<Record<string, unknown>> => {
-    const until = Date.now() + ms;
-    for (;;) {
-      const l = logs.find(pred);
-      if (l) return l;
-      if (Date.now() > until) throw new Error(`log line not seen; got: ${JSON.stringify(logs)}`);
-      await sleep(50);
-    }
-  };
-  return { proc, logs, waitLog, exited };
-}
-
-/** Polls dig until pred holds (reload is asynchronous), bounded. */
-async function eventually(fn: () => Promise<boolean>, ms = 5000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > until) throw new Error('condition not reached');
-    await sleep(100);
-  }
+function start(args: string[]): LoggingChild {
+  return startLoggingChild([...CLI, ...args]);
 }
 
 const answers = (ip: string): string => `

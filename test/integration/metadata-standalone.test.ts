@@ -2,7 +2,6 @@
 // real command), a bad file keeping the last good answers, graceful shutdown.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -11,6 +10,8 @@ import { silentLogger } from '../../src/common/log.js';
 import { ValidationError } from '../../src/common/errors.js';
 import { parseHeaderSpec, parseListenAddress, runStandalone, type StandaloneHandle } from '../../src/metadata/standalone.js';
 import { curl } from '../fixtures/metadata/http.js';
+import { startLoggingChild, type LoggingChild } from '../helpers/child.js';
+import { eventually } from '../helpers/wait.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ENTRY = join(ROOT, 'test', 'fixtures', 'metadata', 'cli-entry.ts');
@@ -30,14 +31,6 @@ function answersJson(version: string, extra = ''): string {
   },
   "2015-07-25": {"default": {"version": "old-${version}"}}
 }`;
-}
-
-async function until(cond: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const t0 = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 describe('standalone: addresses and flags', () => {
@@ -111,7 +104,7 @@ describe('standalone: in process', () => {
 
   it('reloads on POST /v1/reload, waking long polls', async () => {
     const poll = curl(`${base}/latest/version?wait=true&value=1&maxWait=20`);
-    await until(() => handle.server.waiting === 1, 'the long poll to wait');
+    await eventually(() => handle.server.waiting === 1, 10_000, 'the long poll to wait');
     writeFileSync(file, answersJson('2', ', "added": true'));
     const r = await curl(`${reloadBase}/v1/reload`, { method: 'POST' });
     assert.equal(r.status, 200);
@@ -179,54 +172,35 @@ describe('standalone: YAML', () => {
 });
 
 describe('standalone: the drover metadata command in a child process', () => {
-  let child: ChildProcessWithoutNullStreams;
-  const logs: Record<string, unknown>[] = [];
+  let child: LoggingChild | undefined;
 
   after(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
+    if (child?.proc.exitCode === null) child.proc.kill('SIGKILL');
   });
 
   it('reloads on SIGHUP, keeps the last good answers and stops on SIGTERM', async () => {
     const file = join(dir, 'child.json');
     writeFileSync(file, answersJson('10'));
-    child = spawn(
-      process.execPath,
-      ['--import', 'tsx', ENTRY, 'metadata', '--answers', file, '--listen', '127.0.0.1:0', '--reload-listen', '127.0.0.1:0'],
-      { cwd: ROOT },
-    );
-    let buf = '';
-    child.stderr.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        try {
-          logs.push(JSON.parse(line) as Record<string, unknown>);
-        } catch {
-          logs.push({ msg: line });
-        }
-      }
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const logged = (msg: string): Record<string, unknown> | undefined => logs.find((l) => l.msg === msg);
+    const c = startLoggingChild(['--import', 'tsx', ENTRY, 'metadata', '--answers', file, '--listen', '127.0.0.1:0', '--reload-listen', '127.0.0.1:0'], { cwd: ROOT });
+    child = c;
+    const { logged, exited } = c;
 
-    await until(() => logged('metadata service listening') !== undefined, 'the child to listen', 30_000);
+    await eventually(() => logged('metadata service listening') !== undefined, 30_000, 'the child to listen');
     const base = `http://127.0.0.1:${String(logged('metadata service listening')?.port)}`;
     assert.equal((await curl(`${base}/latest/version`)).text, '10');
 
     writeFileSync(file, answersJson('11'));
-    process.kill(child.pid as number, 'SIGHUP');
-    await until(async () => (await curl(`${base}/latest/version`)).text === '11', 'the SIGHUP reload');
+    c.proc.kill('SIGHUP');
+    await eventually(async () => (await curl(`${base}/latest/version`)).text === '11', 10_000, 'the SIGHUP reload');
 
     writeFileSync(file, 'not: [valid');
-    process.kill(child.pid as number, 'SIGHUP');
-    await until(() => logged('metadata answers not reloaded; still serving the last good answers') !== undefined, 'the failed reload to be logged');
+    c.proc.kill('SIGHUP');
+    await eventually(() => logged('metadata answers not reloaded; still serving the last good answers') !== undefined, 10_000, 'the failed reload to be logged');
     const failure = logged('metadata answers not reloaded; still serving the last good answers');
     assert.match(String(failure?.reason), /child\.json: not valid JSON|child\.json: not valid YAML/);
     assert.equal((await curl(`${base}/latest/version`)).text, '11');
 
-    child.kill('SIGTERM');
+    c.proc.kill('SIGTERM');
     assert.equal(await exited, 0);
     assert.ok(logged('metadata service stopped'));
   });
