@@ -128,7 +128,9 @@ export class MetadataServer {
   /** Starts listening; resolves with the bound address (port 0 picks a free one). */
   listen(host: string | undefined, port: number): Promise<AddressInfo> {
     if (this.server) return Promise.reject(new Error('metadata server is already listening'));
-    const server = createServer(this.app.callback());
+    // Koa's handler catches its own errors (ctx.onerror) and its promise never rejects.
+    const handle = this.app.callback();
+    const server = createServer((req, res) => void handle(req, res));
     // Long polls are answered within 120 s; idle keep-alive connections are kept a little longer than
     // typical client pools expect.
     server.keepAliveTimeout = 65_000;

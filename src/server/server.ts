@@ -117,7 +117,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   app.use(router.routes()).use(router.allowedMethods());
 
-  const server: Server = createServer(app.callback());
+  // Koa's handler catches its own errors (ctx.onerror) and its promise never rejects.
+  const handle = app.callback();
+  const server: Server = createServer((req, res) => void handle(req, res));
   server.keepAliveTimeout = 65_000;
   server.requestTimeout = 0; // watches are long polls; they bound themselves
   await new Promise<void>((resolve, reject) => {

@@ -127,7 +127,7 @@ export async function teardownLab(st: LabState, log: Log = () => undefined): Pro
   await step('delete root veth', () => deleteRootLink(st.rootVeth));
   // 5. mounts and files
   await step('unmount', () => unmountUnder(st.dir, log));
-  await step('remove dir', async () => rmSync(st.dir, { recursive: true, force: true, maxRetries: 3 }));
+  await step('remove dir', () => Promise.resolve(rmSync(st.dir, { recursive: true, force: true, maxRetries: 3 })));
   const left = leftovers(st);
   if (left.length > 0) throw new Error(`lab ${st.id} not fully torn down: ${left.join(', ')}${errors.length ? `\n${errors.join('\n')}` : ''}`);
   releaseSlot(st.slot, st.id);

@@ -43,8 +43,9 @@ test('file applier: validation by a real program gates the swap; the last good f
             throw new Error(`validation failed: ${String((err as { stderr?: string }).stderr).trim()}`);
           }
         },
-        afterSwap: async () => {
+        afterSwap: () => {
           swaps++;
+          return Promise.resolve();
         },
       }),
     };
@@ -83,9 +84,9 @@ test('runner: a render error is reported without touching the artefact or other 
     render: () => {
       throw new Error('no host record');
     },
-    applier: { apply: async (a) => void applied.push(`broken:${a}`) },
+    applier: { apply: (a) => Promise.resolve(void applied.push(`broken:${a}`)) },
   };
-  const fine: Capability<number> = { name: 'fine', render: (s) => s.revision, applier: { apply: async (a) => void applied.push(`fine:${a}`) } };
+  const fine: Capability<number> = { name: 'fine', render: (s) => s.revision, applier: { apply: (a) => Promise.resolve(void applied.push(`fine:${a}`)) } };
   const runner = new CapabilityRunner([broken, fine] as Capability<unknown>[], silentLogger());
   const st = await runner.update(stateWith([], 7), { hostId: 'h', host: undefined });
   assert.equal(st.broken?.ok, false);

@@ -107,10 +107,10 @@ describe('Coalescer', () => {
 
   it('starts the follow-up run even when the current one fails', async () => {
     let n = 0;
-    const c = new Coalescer(async () => {
+    const c = new Coalescer(() => {
       n++;
-      if (n === 1) throw new Error('boom');
-      return n;
+      if (n === 1) return Promise.reject(new Error('boom'));
+      return Promise.resolve(n);
     });
     const a = c.trigger();
     const b = c.trigger();
