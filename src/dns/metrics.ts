@@ -25,8 +25,15 @@ export class DnsMetrics {
   private readonly pending = new Float64Array(KNOWN_TYPES.length * 32);
   private hits = 0;
   private misses = 0;
+  private portZero = 0;
   readonly upstreamDuration: Histogram<'transport' | 'outcome'>;
   readonly dropped: Counter<'reason'>;
+  /** TCP connections closed by us (or refused), by reason (see tcp.ts). */
+  readonly tcpClosed: Counter<'reason'>;
+  /** Times a TCP connection stopped being read (backpressure), by the bound it hit. */
+  readonly tcpPaused: Counter<'reason'>;
+  /** Open TCP connections, read at scrape time. */
+  private tcpOpen: () => number = () => 0;
 
   /** Totals of the batched UDP sockets (cumulative, from the addon), read at scrape time. */
   private udpTotals: () => UdpTotals = () => ({ batches: 0, received: 0, sendErrors: 0, truncated: 0 });
@@ -69,9 +76,16 @@ export class DnsMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
       registers,
     });
+    const takePortZero = (): number => {
+      const v = this.portZero;
+      this.portZero = 0;
+      return v;
+    };
     this.dropped = new Counter({
       name: 'drover_dns_dropped_total',
-      help: 'Messages not answered or replies not sent, by reason (not-a-query, udp-oversized, udp-send-failed)',
+      help:
+        'Messages not answered or replies not sent, by reason (not-a-query, udp-oversized, udp-send-failed, udp-port-zero, ' +
+        'tcp-empty-frame, tcp-closed, tcp-oversized)',
       labelNames: ['reason'],
       registers,
       collect() {
@@ -79,6 +93,8 @@ export class DnsMetrics {
         if (sendErrors > 0) this.labels('udp-send-failed').inc(sendErrors);
         const truncated = udpDelta('truncated');
         if (truncated > 0) this.labels('udp-oversized').inc(truncated);
+        const zero = takePortZero();
+        if (zero > 0) this.labels('udp-port-zero').inc(zero);
       },
     });
     const udpDelta = (key: keyof UdpTotals): number => {
@@ -105,6 +121,28 @@ export class DnsMetrics {
         if (d > 0) this.inc(d);
       },
     });
+    this.tcpClosed = new Counter({
+      name: 'drover_dns_tcp_closed_total',
+      help:
+        'TCP connections closed or refused by the server, by reason (idle, frame-timeout, over-cap, client-cap, evicted, shed, shutdown)',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.tcpPaused = new Counter({
+      name: 'drover_dns_tcp_paused_total',
+      help: 'Times reading a TCP connection stopped for backpressure, by the bound reached (in-flight, queued-bytes, global-budget)',
+      labelNames: ['reason'],
+      registers,
+    });
+    const tcpOpen = (): number => this.tcpOpen();
+    new Gauge({
+      name: 'drover_dns_tcp_connections',
+      help: 'Open DNS-over-TCP connections',
+      registers,
+      collect() {
+        this.set(tcpOpen());
+      },
+    });
     new Gauge({
       name: 'drover_dns_cache_entries',
       help: 'Entries in the upstream answer cache',
@@ -120,6 +158,11 @@ export class DnsMetrics {
     this.udpTotals = totals;
   }
 
+  /** Where the open TCP connection count comes from (the server's listeners, summed). */
+  setTcpSource(open: () => number): void {
+    this.tcpOpen = open;
+  }
+
   private flushCache(which: 'hits' | 'misses'): void {
     const c = this.registry.getSingleMetric(`drover_dns_cache_${which}_total`);
     const v = this[which];
@@ -132,6 +175,11 @@ export class DnsMetrics {
     const t = TYPE_INDEX.get(qtype) ?? OTHER_INDEX;
     const i = t * 32 + (rcode < 32 ? rcode : 31);
     this.pending[i] = this.pending[i]! + 1;
+  }
+
+  /** Counts a UDP datagram from source port 0, dropped unanswered (no reply can be addressed to it). */
+  udpPortZero(): void {
+    this.portZero++;
   }
 
   cacheHit(): void {

@@ -1,10 +1,16 @@
 // The DNS server: UDP and TCP transports around the query engine (engine.ts).
 //
-// Transport choices (the design brief requires dns2; it is used where it serves):
-// - TCP: dns2's TCPServer as is — RFC 7766 framing, pipelining, half-close and idle timeout handling.
-//   It decodes each query into a dns2 Packet (slow, ~20 µs), which does not matter for TCP (only
-//   truncated replies come back over it); the Packet is narrowed from unknown and re-encoded into the
-//   wire form the engine reads.
+// Every transport hands the raw bytes of a query to engine.handle (wire.ts's parser, linear in the
+// bytes received) and writes back the bytes it returns; no client byte goes through dns2.
+// - TCP: our own transport (tcp.ts; RFC 7766). Not dns2's TCPServer: it ran dns2's bit-level Packet
+//   parser on every frame (a 14-byte header claiming 0xFFFF records per section blocked the event loop
+//   for ~1.3 s), its `send` returns undefined where its typings promise a Promise, and it has no
+//   backpressure, frame deadline or connection cap. Defaults (DnsServerOptions.tcp, see tcp.ts):
+//   idle timeout 10 s (reset by complete queries only), frame deadline 5 s, 512 connections (64 per
+//   client address; over the cap the connection idle the longest is closed, else the new one is
+//   refused), reading paused at 64 queries in flight or 64 KiB of unread replies per connection,
+//   global budget 2,048 queries in flight and 16 MiB of queued replies (over it: the heaviest
+//   connection is closed). A zero-length frame is skipped without a reply (tcp.ts says why).
 // - UDP: the batched transport (udp-batch.ts, native/udp-batch: recvmmsg/sendmmsg, one call into
 //   JavaScript per batch of up to 64 datagrams; in bench/dns.ts 1.8–2.2× the queries/s and 2.4–2.7×
 //   the queries per CPU-second of the dgram socket), with a plain dgram socket as the fallback when the addon is not built.
@@ -15,8 +21,13 @@
 //   dns.lookup, which defers the send by a tick; a synchronous lookup for the IP literals we always
 //   send to measured +35% replies/s on this machine (echo server under dnsperf, one core). Parsing
 //   and reply sizing (512 bytes or the EDNS size, additional dropped first, then TC=1) are wire.ts's.
-// dns2 also serves as the independent encoder/decoder in the codec tests and as the upstream server
-// in the integration tests.
+//   On both UDP transports a datagram from source port 0 (which only a raw socket can send, and no
+//   reply can be addressed to) is dropped and counted (drover_dns_dropped_total{reason="udp-port-zero"}),
+//   and a send that fails is counted, never thrown.
+// Nothing in a transport throws out of an event handler: calls into the engine, dns2-free sockets and
+// the native addon are wrapped at the edge and their errors logged.
+// dns2 serves as the independent encoder/decoder in the codec tests, as the client of the TCP tests and
+// as the upstream server in the integration tests.
 //
 // Recursion loop guard: never asks 169.254.169.250, nor any address:port this server listens on
 // (for a wildcard listener: loopback and local addresses on its port). Loopback upstreams are otherwise
@@ -26,7 +37,6 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import os from 'node:os';
-import dns2 from 'dns2';
 import type { Registry } from 'prom-client';
 import { errorMessage, ValidationError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/log.js';
@@ -36,10 +46,10 @@ import { QueryEngine, type Reply } from './engine.js';
 import { DnsMetrics } from './metrics.js';
 import { ipLiteralLookup } from './lookup.js';
 import { Recursor } from './recursor.js';
+import { TcpTransport, type TcpLimits } from './tcp.js';
 import { BatchedUdpSocket, batchedUdpAddon } from './udp-batch.js';
 import { UpstreamClient } from './upstream.js';
 import { METADATA_IP } from './view.js';
-import { CLASS_IN, encodeQuestion, FLAG_RD, HEADER_LEN, OUR_UDP_PAYLOAD, TYPE } from './wire.js';
 
 export interface DnsServerOptions {
   data?: DnsData;
@@ -60,8 +70,10 @@ export interface DnsServerOptions {
   maxUdpSize?: number;
   /** Also refuse upstreams on 127.0.0.0/8 and ::1 (default false; see the header comment). */
   rejectLoopbackUpstreams?: boolean;
-  /** Close idle TCP connections after this long (ms, default 10000). */
+  /** Close idle TCP connections after this long (ms, default 10000; same as tcp.idleTimeoutMs). */
   tcpIdleTimeoutMs?: number;
+  /** TCP limits (tcp.ts TCP_DEFAULTS: idle timeout, frame deadline, connection caps, backpressure bounds). */
+  tcp?: Partial<TcpLimits>;
   /**
    * UDP transport: `batched` (native/udp-batch: recvmmsg/sendmmsg, one call into JavaScript per batch),
    * `dgram` (node's socket, one datagram at a time), or `auto` (batched when the addon is built, else
@@ -89,58 +101,7 @@ interface Listener {
   address: string;
   port: number;
   udp: dgram.Socket | BatchedUdpSocket;
-  tcp: dns2.TCPServer;
-  conns: Set<net.Socket>;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null;
-}
-
-function num(v: unknown, dflt = 0): number {
-  return typeof v === 'number' && Number.isFinite(v) ? v : dflt;
-}
-
-/**
- * Re-encodes the query dns2's TCP server decoded (typed by dns2, but produced from untrusted bytes by
- * a lenient parser: narrowed here) into wire form: header, first question, OPT.
- */
-export function wireFromDns2Packet(p: unknown): Buffer {
-  const header = isRecord(p) && isRecord(p.header) ? p.header : {};
-  const id = num(header.id) & 0xffff;
-  const flags = ((num(header.opcode) & 0xf) << 11) | (num(header.rd) ? FLAG_RD : 0);
-  const questions = isRecord(p) && Array.isArray(p.questions) ? (p.questions as unknown[]) : [];
-  const first = questions[0];
-  const bare = (): Buffer => {
-    const b = Buffer.alloc(HEADER_LEN);
-    b.writeUInt16BE(id, 0);
-    b.writeUInt16BE(flags, 2);
-    return b;
-  };
-  if (!isRecord(first) || typeof first.name !== 'string') return bare();
-  let question: Buffer;
-  try {
-    question = encodeQuestion(first.name, num(first.type, TYPE.A) & 0xffff, num(first.class, CLASS_IN) & 0xffff);
-  } catch {
-    return bare();
-  }
-  const additionals = isRecord(p) && Array.isArray(p.additionals) ? (p.additionals as unknown[]) : [];
-  const opt = additionals.find((r): r is Record<string, unknown> => isRecord(r) && r.type === TYPE.OPT);
-  const out = Buffer.alloc(HEADER_LEN + question.length + (opt ? 11 : 0));
-  out.writeUInt16BE(id, 0);
-  out.writeUInt16BE(flags, 2);
-  out.writeUInt16BE(Math.max(1, num(header.qdcount, 1)) & 0xffff, 4);
-  out.writeUInt16BE(opt ? 1 : 0, 10);
-  question.copy(out, HEADER_LEN);
-  if (opt) {
-    const p2 = HEADER_LEN + question.length;
-    out[p2] = 0;
-    out.writeUInt16BE(TYPE.OPT, p2 + 1);
-    out.writeUInt16BE(num(opt.class, OUR_UDP_PAYLOAD) & 0xffff, p2 + 3);
-    out.writeUInt32BE(num(opt.ttl) >>> 0, p2 + 5);
-    out.writeUInt16BE(0, p2 + 9);
-  }
-  return out;
+  tcp: TcpTransport;
 }
 
 function stripV4Mapped(ip: string): string {
@@ -171,9 +132,10 @@ export class DnsServer {
   private hostResolvers: Upstream[] = [];
   private readonly rejectLoopback: boolean;
   private readonly maxUdpSize: number;
-  private readonly tcpIdleTimeoutMs: number;
+  private readonly tcpLimits: Partial<TcpLimits>;
   private readonly batched: boolean;
   private local = new Set<string>();
+  private readonly udpSendFailed: { inc(): void };
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
 
@@ -181,10 +143,11 @@ export class DnsServer {
     this.log = (opts.log ?? silentLogger()).child({ component: 'dns' });
     this.cache = new AnswerCache(opts.cacheMaxEntries ?? 10_000);
     this.metrics = new DnsMetrics(opts.registry, () => this.cache.size);
+    this.udpSendFailed = this.metrics.dropped.labels('udp-send-failed');
     this.client = new UpstreamClient({ timeoutMs: opts.recurserTimeoutMs ?? 2000, log: this.log, metrics: this.metrics });
     this.rejectLoopback = opts.rejectLoopbackUpstreams ?? false;
     this.maxUdpSize = Math.max(512, Math.min(opts.maxUdpSize ?? 4096, 65535));
-    this.tcpIdleTimeoutMs = opts.tcpIdleTimeoutMs ?? 10_000;
+    this.tcpLimits = { ...(opts.tcpIdleTimeoutMs !== undefined ? { idleTimeoutMs: opts.tcpIdleTimeoutMs } : {}), ...opts.tcp };
     this.batched = this.chooseBatched(opts.udpTransport ?? process.env.DROVER_DNS_UDP ?? 'auto');
     const now = (): number => performance.now();
     const recursor = new Recursor({
@@ -218,6 +181,7 @@ export class DnsServer {
       }
       return sum;
     });
+    this.metrics.setTcpSource(() => this.listeners.reduce((n, l) => n + l.tcp.connections, 0));
     this.sweeper = setInterval(() => this.cache.sweep(now()), 30_000);
     this.sweeper.unref();
   }
@@ -299,35 +263,21 @@ export class DnsServer {
     for (let attempt = 0; ; attempt++) {
       const udp = this.batched ? this.openBatched(addr, port) : await this.openDgram(type, addr, port);
       const actual = udp instanceof BatchedUdpSocket ? udp.port : udp.address().port;
-      const conns = new Set<net.Socket>();
-      const tcp = new dns2.TCPServer((request, send, client) => this.onTcp(request, send, client));
-      // dns2 reads its idle timeout from an options object; set it on the instance (same field).
-      (tcp as unknown as { idleTimeout: number }).idleTimeout = this.tcpIdleTimeoutMs;
-      tcp.on('connection', (s: net.Socket) => {
-        conns.add(s);
-        s.on('close', () => conns.delete(s));
-      });
+      const tcp = new TcpTransport((msg, ip) => this.engine.handle(msg, ip, true), this.metrics, this.log, this.tcpLimits);
       try {
-        await new Promise<void>((resolve, reject) => {
-          tcp.once('error', reject);
-          tcp.listen(actual, addr, () => {
-            tcp.off('error', reject);
-            resolve();
-          });
-        });
+        await tcp.listen(addr, actual);
       } catch (err) {
         udp.close();
+        await tcp.close();
         if (port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && attempt < 20) continue;
         throw err;
       }
-      tcp.on('error', (err: Error) => this.log.warn({ err: err.message }, 'TCP server error'));
-      tcp.on('requestError', (err: Error) => this.log.debug({ err: err.message }, 'bad TCP query'));
       if (!(udp instanceof BatchedUdpSocket)) {
         const v6 = type === 'udp6';
         udp.on('error', (err) => this.log.warn({ err: err.message }, 'UDP socket error'));
         udp.on('message', (msg, rinfo) => this.onUdp(udp, v6, msg, rinfo));
       }
-      this.listeners.push({ address: addr, port: actual, udp, tcp, conns });
+      this.listeners.push({ address: addr, port: actual, udp, tcp });
       if (isWildcard(addr)) this.local = localAddresses();
       this.engine.upstreamsChanged();
       this.log.info({ address: addr, port: actual, udp: this.udpTransport }, 'DNS server listening (UDP and TCP)');
@@ -360,10 +310,16 @@ export class DnsServer {
       (msg, ip) => this.engine.handle(msg, ip, false),
       (err, ip) => this.log.error({ err: errorMessage(err), client: ip }, 'query handling failed'),
       UDP_BUFFER_BYTES,
+      () => this.metrics.udpPortZero(),
     );
   }
 
   private onUdp(sock: dgram.Socket, v6: boolean, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    // No reply can go to port 0 (node's send throws on it): only a raw socket sends such a datagram.
+    if (rinfo.port === 0) {
+      this.metrics.udpPortZero();
+      return;
+    }
     const ip = v6 ? stripV4Mapped(rinfo.address) : rinfo.address;
     let r: Reply | Promise<Reply>;
     try {
@@ -374,28 +330,25 @@ export class DnsServer {
     }
     if (r === null) return;
     if (!(r instanceof Promise)) {
-      sock.send(r, rinfo.port, rinfo.address);
+      this.sendUdp(sock, r, rinfo);
       return;
     }
     r.then(
       (buf) => {
-        if (buf && !this.closed) sock.send(buf, rinfo.port, rinfo.address);
+        if (buf && !this.closed) this.sendUdp(sock, buf, rinfo);
       },
       (err: unknown) => this.log.error({ err: errorMessage(err), client: ip }, 'query handling failed'),
     );
   }
 
-  private onTcp(request: unknown, send: (b: Buffer) => Promise<Buffer>, client: unknown): void {
-    const ip = client instanceof net.Socket ? stripV4Mapped(client.remoteAddress ?? '') : '';
-    const reply = (buf: Reply): void => {
-      if (buf) void send(buf).catch(() => undefined);
-    };
+  /** dgram send that cannot throw: a synchronous throw (bad port, closed socket) or a failed send is counted. */
+  private sendUdp(sock: dgram.Socket, buf: Buffer, rinfo: dgram.RemoteInfo): void {
     try {
-      const r = this.engine.handle(wireFromDns2Packet(request), ip, true);
-      if (r instanceof Promise) r.then(reply, (err: unknown) => this.log.error({ err: errorMessage(err), client: ip }, 'query handling failed'));
-      else reply(r);
-    } catch (err) {
-      this.log.error({ err: errorMessage(err), client: ip }, 'query handling failed');
+      sock.send(buf, rinfo.port, rinfo.address, (err) => {
+        if (err) this.udpSendFailed.inc();
+      });
+    } catch {
+      this.udpSendFailed.inc();
     }
   }
 
@@ -410,9 +363,7 @@ export class DnsServer {
         const udp = l.udp;
         if (udp instanceof BatchedUdpSocket) udp.close();
         else await new Promise<void>((resolve) => udp.close(() => resolve()));
-        const closed = new Promise<void>((resolve) => l.tcp.close(() => resolve()));
-        for (const s of l.conns) s.destroy();
-        await closed;
+        await l.tcp.close();
       }),
     );
     this.listeners.length = 0;

@@ -6,6 +6,10 @@
 // a query is copied out of its slot before the engine sees it (the slot is reused by the next batch, and
 // a query waiting for an upstream keeps its bytes), a synchronous reply is copied into the out slot of
 // the same index with the same peer, and a reply that comes later (recursion) is sent on its own.
+//
+// Nothing may throw out of onBatch: the addon turns an exception in its callback into a fatal one (the
+// process ends). Datagrams from source port 0 (only a raw socket can send one) are dropped unanswered
+// and counted; the engine's and the addon's calls are each guarded.
 import { createRequire } from 'node:module';
 import { isIPv6 } from 'node:net';
 import { errorMessage } from '../common/errors.js';
@@ -121,6 +125,8 @@ export class BatchedUdpSocket {
   private readonly outMeta32: Uint32Array;
   private readonly v4Names = new Map<number, string>();
   private closed = false;
+  /** Reply slots filled in the current batch (what is sent if the batch stops half-way). */
+  private filled = 0;
   readonly port: number;
 
   /**
@@ -133,6 +139,7 @@ export class BatchedUdpSocket {
     private readonly handler: QueryHandler,
     private readonly onError: (err: unknown, clientIp: string) => void,
     bufferBytes: number,
+    private readonly onPortZero: () => void = () => undefined,
   ) {
     const a = batchedUdpAddon();
     if ('error' in a) throw new Error(a.error);
@@ -154,7 +161,7 @@ export class BatchedUdpSocket {
       this.inMeta,
       this.outData,
       this.outMeta,
-      (n) => this.onBatch(n),
+      (n) => this.safeBatch(n),
     );
     this.port = this.addon.port(this.handle);
   }
@@ -186,6 +193,27 @@ export class BatchedUdpSocket {
     return formatIPv6(this.inMeta.subarray((m + 3) * 4, (m + 7) * 4));
   }
 
+  /** onBatch, never throwing (an exception in the addon's callback is fatal): replies filled so far are sent. */
+  private safeBatch(n: number): number {
+    this.filled = 0;
+    try {
+      return this.onBatch(n);
+    } catch (err) {
+      this.onError(err, '');
+      return this.filled;
+    }
+  }
+
+  /** sendOne, never throwing. */
+  private sendOne(buf: Buffer, peer: Buffer): void {
+    if (this.closed) return;
+    try {
+      this.addon.sendOne(this.handle, buf, buf.length, peer);
+    } catch (err) {
+      this.onError(err, '');
+    }
+  }
+
   /** One batch: n datagrams in the in slots; returns how many reply slots are filled. */
   private onBatch(n: number): number {
     const { SLOT, META } = this.addon;
@@ -195,7 +223,11 @@ export class BatchedUdpSocket {
     for (let i = 0; i < n; i++) {
       const m = i * META;
       const len = inMeta[m] as number;
-      if (len === 0) continue;
+      if (len === 0 || len > SLOT) continue;
+      if (inMeta[m + 2] === 0) {
+        this.onPortZero();
+        continue;
+      }
       const off = i * SLOT;
       const msg = Buffer.from(this.inData.subarray(off, off + len));
       const ip = this.clientIp(m);
@@ -211,14 +243,14 @@ export class BatchedUdpSocket {
         const peer = Buffer.from(this.inMeta.subarray(m * 4, (m + META) * 4));
         r.then(
           (buf) => {
-            if (buf && !this.closed) this.addon.sendOne(this.handle, buf, buf.length, peer);
+            if (buf) this.sendOne(buf, peer);
           },
           (err: unknown) => this.onError(err, ip),
         );
         continue;
       }
       if (r.length > SLOT) {
-        this.addon.sendOne(this.handle, r, r.length, this.inMeta.subarray(m * 4, (m + META) * 4));
+        this.sendOne(r, this.inMeta.subarray(m * 4, (m + META) * 4));
         continue;
       }
       const o = out * META;
@@ -230,7 +262,7 @@ export class BatchedUdpSocket {
       outMeta[o + 4] = inMeta[m + 4] as number;
       outMeta[o + 5] = inMeta[m + 5] as number;
       outMeta[o + 6] = inMeta[m + 6] as number;
-      out++;
+      this.filled = ++out;
     }
     return out;
   }
