@@ -5,6 +5,23 @@
 // with `type`, `links` and `actions`. Every external edge (sync responses, the persisted agent state)
 // validates with these schemas, so the rest of the code can trust the types.
 import { z } from 'zod';
+import { LIMITS, formatJsonPath, jsonTreeProblem } from './limits.js';
+
+export { LIMITS } from './limits.js';
+
+/** Bounded building blocks (LIMITS): a hostile input is rejected by size, never stored. */
+const Str = z.string().max(LIMITS.maxString);
+const list = <T extends z.ZodType>(item: T) => z.array(item).max(LIMITS.maxList);
+const strList = list(Str);
+const strMap = z
+  .record(Str, Str)
+  .refine((m) => Object.keys(m).length <= LIMITS.maxMap, { message: `at most ${LIMITS.maxMap} entries` });
+
+/** Free-form JSON (service metadata): depth and size bounded, so everything stored can be exported. */
+export const JsonMetadata = z.record(z.string(), z.unknown()).superRefine((m, ctx) => {
+  const p = jsonTreeProblem(m, { maxDepth: LIMITS.maxJsonDepth, maxBytes: LIMITS.maxJsonBytes, forbidProtoKey: true });
+  if (p) ctx.addIssue({ code: 'custom', message: `${formatJsonPath(p.path) || 'the value'} ${p.message}` });
+});
 
 export const PROTOCOLS = ['tcp', 'udp'] as const;
 export const Protocol = z.enum(PROTOCOLS);
@@ -33,26 +50,26 @@ export type NetworkMode = z.infer<typeof NetworkMode>;
 /** One container template: the primary launch config of a service or one of its sidekicks. */
 export const LaunchConfig = z.object({
   /** Sidekick name; absent for the primary launch config. */
-  name: z.string().optional(),
-  image: z.string().min(1),
-  command: z.array(z.string()).optional(),
-  entrypoint: z.array(z.string()).optional(),
-  environment: z.record(z.string(), z.string()).default({}),
-  labels: z.record(z.string(), z.string()).default({}),
-  ports: z.array(PortSpec).default([]),
-  expose: z.array(PortSpec).default([]),
+  name: Str.optional(),
+  image: Str.min(1),
+  command: strList.optional(),
+  entrypoint: strList.optional(),
+  environment: strMap.default({}),
+  labels: strMap.default({}),
+  ports: list(PortSpec).default([]),
+  expose: list(PortSpec).default([]),
   /** Docker-style volume specs: `container`, `host:container[:mode]`, `name:container[:mode]`. */
-  volumes: z.array(z.string()).default([]),
+  volumes: strList.default([]),
   /** Names of sidekicks of the same service whose volumes this container mounts. */
-  dataVolumesFromLaunchConfigs: z.array(z.string()).default([]),
-  dns: z.array(z.string()).default([]),
-  dnsSearch: z.array(z.string()).default([]),
-  hostname: z.string().optional(),
-  domainName: z.string().optional(),
+  dataVolumesFromLaunchConfigs: strList.default([]),
+  dns: strList.default([]),
+  dnsSearch: strList.default([]),
+  hostname: Str.optional(),
+  domainName: Str.optional(),
   networkMode: NetworkMode.default('managed'),
   restartPolicy: RestartPolicy.optional(),
-  requestedIpAddress: z.string().optional(),
-  requestedHostId: z.string().optional(),
+  requestedIpAddress: Str.optional(),
+  requestedHostId: Str.optional(),
   /** `io.rancher.container.start_once`: run to completion once, never restart. */
   startOnce: z.boolean().default(false),
   /** `io.rancher.container.pull_image`: `always` pulls before each create; default pulls when missing. */
@@ -61,22 +78,22 @@ export const LaunchConfig = z.object({
   stdinOpen: z.boolean().optional(),
   privileged: z.boolean().optional(),
   readOnly: z.boolean().optional(),
-  user: z.string().optional(),
-  workingDir: z.string().optional(),
-  capAdd: z.array(z.string()).optional(),
-  capDrop: z.array(z.string()).optional(),
-  devices: z.array(z.string()).optional(),
-  securityOpt: z.array(z.string()).optional(),
-  extraHosts: z.array(z.string()).optional(),
+  user: Str.optional(),
+  workingDir: Str.optional(),
+  capAdd: strList.optional(),
+  capDrop: strList.optional(),
+  devices: strList.optional(),
+  securityOpt: strList.optional(),
+  extraHosts: strList.optional(),
   /** Memory limit in bytes. */
   memory: z.number().int().positive().optional(),
   memoryReservation: z.number().int().positive().optional(),
   cpuShares: z.number().int().positive().optional(),
   milliCpuReservation: z.number().int().positive().optional(),
-  logConfig: z.object({ driver: z.string(), config: z.record(z.string(), z.string()).default({}) }).optional(),
-  stopSignal: z.string().optional(),
+  logConfig: z.object({ driver: Str, config: strMap.default({}) }).optional(),
+  stopSignal: Str.optional(),
   /** Compose `depends_on` (start ordering hint, kept for export). */
-  dependsOn: z.array(z.string()).optional(),
+  dependsOn: strList.optional(),
 });
 export type LaunchConfig = z.infer<typeof LaunchConfig>;
 export type LaunchConfigInput = z.input<typeof LaunchConfig>;
@@ -89,7 +106,7 @@ export const HealthCheck = z.object({
   unhealthyThreshold: z.number().int().positive().default(3),
   initializingTimeout: z.number().int().positive().optional(),
   reinitializingTimeout: z.number().int().positive().optional(),
-  requestLine: z.string().optional(),
+  requestLine: Str.optional(),
   strategy: z.enum(['none', 'recreate', 'recreateOnQuorum']).optional(),
 });
 export type HealthCheck = z.infer<typeof HealthCheck>;
@@ -97,23 +114,23 @@ export type HealthCheck = z.infer<typeof HealthCheck>;
 export const PortRule = z.object({
   sourcePort: z.number().int().min(1).max(65535),
   protocol: z.enum(['http', 'https', 'tcp', 'tls', 'sni', 'udp']),
-  hostname: z.string().optional(),
-  path: z.string().optional(),
+  hostname: Str.optional(),
+  path: Str.optional(),
   /** `<stack>/<service>` or `<service>` (same stack), as written by the user. */
-  service: z.string().optional(),
+  service: Str.optional(),
   /** Resolved target service id (set by the control plane). */
-  serviceId: z.string().optional(),
+  serviceId: Str.optional(),
   targetPort: z.number().int().min(1).max(65535).optional(),
   priority: z.number().int().optional(),
-  backendName: z.string().optional(),
-  selector: z.string().optional(),
+  backendName: Str.optional(),
+  selector: Str.optional(),
 });
 export type PortRule = z.infer<typeof PortRule>;
 
 export const StickinessPolicy = z.object({
-  name: z.string().optional(),
-  cookie: z.string().optional(),
-  domain: z.string().optional(),
+  name: Str.optional(),
+  cookie: Str.optional(),
+  domain: Str.optional(),
   indirect: z.boolean().optional(),
   nocache: z.boolean().optional(),
   postonly: z.boolean().optional(),
@@ -121,10 +138,10 @@ export const StickinessPolicy = z.object({
 });
 
 export const LbConfig = z.object({
-  portRules: z.array(PortRule).default([]),
-  certificateIds: z.array(z.string()).default([]),
-  defaultCertificateId: z.string().optional(),
-  config: z.string().optional(),
+  portRules: list(PortRule).default([]),
+  certificateIds: strList.default([]),
+  defaultCertificateId: Str.optional(),
+  config: Str.optional(),
   stickinessPolicy: StickinessPolicy.optional(),
 });
 export type LbConfig = z.infer<typeof LbConfig>;
@@ -229,14 +246,14 @@ export const Service = z.object({
   /** `io.rancher.scheduler.global`: one container per matching host; `scale` is then derived. */
   global: z.boolean().default(false),
   launchConfig: LaunchConfig.optional(),
-  secondaryLaunchConfigs: z.array(LaunchConfig).default([]),
-  metadata: z.record(z.string(), z.unknown()).default({}),
+  secondaryLaunchConfigs: list(LaunchConfig).default([]),
+  metadata: JsonMetadata.default({}),
   healthCheck: HealthCheck.optional(),
   lbConfig: LbConfig.optional(),
   upgradeStrategy: UpgradeStrategy.optional(),
-  externalIpAddresses: z.array(z.string()).default([]),
+  externalIpAddresses: strList.default([]),
   /** externalService with a hostname: the CNAME target. */
-  hostname: z.string().optional(),
+  hostname: Str.optional(),
   vip: z.string().optional(),
   fqdn: z.string().optional(),
   createIndex: z.number().int().default(0),

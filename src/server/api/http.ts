@@ -4,6 +4,7 @@ import { z, ZodError } from 'zod';
 import { DroverError, ValidationError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { Principal } from '../auth/credentials.js';
+import { LIMITS, formatJsonPath, jsonTreeProblem } from '../../model/limits.js';
 
 export interface ApiState {
   principal?: Principal;
@@ -12,29 +13,79 @@ export interface ApiState {
 
 export type ApiContext = Context & { state: ApiState };
 
-const MAX_BODY = 8 * 1024 * 1024;
+export const MAX_BODY = 8 * 1024 * 1024;
+/** Nesting allowed in a request body: room for the resource's own structure around free-form JSON. */
+export const MAX_BODY_DEPTH = LIMITS.maxJsonDepth + 8;
 
-/** Reads a JSON body (for POST/PUT/PATCH), with a size limit and a clear error for bad JSON. */
+const tooLarge = () =>
+  new DroverError(413, 'BodyTooLarge', `request body is larger than ${MAX_BODY} bytes (${MAX_BODY / 1024 / 1024} MiB); split the request or trim it`);
+
+/**
+ * Reads a JSON body (for POST/PUT/PATCH): at most MAX_BODY bytes (413), valid JSON (400), nested at most
+ * MAX_BODY_DEPTH levels and without `__proto__` keys (422 naming the field). V8's JSON.parse is not
+ * recursive, so any depth parses; the depth check is iterative too, and what passes it can be
+ * serialized again (JSON.stringify is recursive).
+ */
 export async function jsonBody(ctx: Context, next: Next): Promise<void> {
   if (['POST', 'PUT', 'PATCH'].includes(ctx.method)) {
+    const declared = Number(ctx.get('content-length') || 0);
+    if (declared > MAX_BODY) {
+      // Answer before reading; the connection is closed so the client stops sending.
+      ctx.set('Connection', 'close');
+      throw tooLarge();
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
       size += chunk.length;
-      if (size > MAX_BODY) throw new DroverError(413, 'BodyTooLarge', `request body over ${MAX_BODY} bytes`);
+      if (size > MAX_BODY) {
+        ctx.set('Connection', 'close');
+        throw tooLarge();
+      }
       chunks.push(chunk);
     }
     const text = Buffer.concat(chunks).toString('utf8');
     if (text.trim() === '') ctx.state.body = {};
     else {
+      let body: unknown;
       try {
-        ctx.state.body = JSON.parse(text) as unknown;
+        body = JSON.parse(text) as unknown;
       } catch (err) {
         throw new DroverError(400, 'InvalidJson', `request body is not valid JSON: ${(err as Error).message}`);
       }
+      const p = jsonTreeProblem(body, { maxDepth: MAX_BODY_DEPTH, forbidProtoKey: true });
+      if (p) {
+        const field = formatJsonPath(p.path);
+        throw new ValidationError(
+          p.kind === 'depth' ? 'NestedTooDeep' : 'InvalidKey',
+          `${field || 'the request body'} ${p.message}${p.kind === 'depth' ? ` (free-form fields such as metadata take at most ${LIMITS.maxJsonDepth})` : ''}`,
+          typeof p.path[0] === 'string' ? p.path[0] : undefined,
+        );
+      }
+      ctx.state.body = body;
     }
   }
   await next();
+}
+
+/** The store's constraint errors (better-sqlite3's SqliteError): a conflict with what exists, never a 500. */
+function storeConflict(err: unknown): DroverError | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (!(err instanceof Error) || typeof code !== 'string') return undefined;
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
+    return new DroverError(503, 'StoreBusy', 'the store is busy with another change; retry in a moment');
+  }
+  if (!code.startsWith('SQLITE_CONSTRAINT')) return undefined;
+  // "UNIQUE constraint failed: api_keys.access_key" → the column, in the API's spelling.
+  const column = /constraint failed: \w+\.(\w+)/.exec(err.message)?.[1];
+  const field = column?.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase());
+  if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
+    return new DroverError(409, 'NotUnique', `${field ? `${field}: ` : ''}a resource with this value already exists`, field);
+  }
+  if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
+    return new DroverError(409, 'InUse', 'the change conflicts with resources that refer to this one (or that it refers to)');
+  }
+  return new DroverError(409, 'Conflict', `the change conflicts with the stored state (${code})`);
 }
 
 export function zodToError(err: ZodError): ValidationError {
@@ -56,6 +107,7 @@ export function errorHandler(log: Logger) {
       let e: DroverError;
       if (err instanceof DroverError) e = err;
       else if (err instanceof ZodError) e = zodToError(err);
+      else if (storeConflict(err)) e = storeConflict(err) as DroverError;
       else {
         log.error({ err, method: ctx.method, path: ctx.path }, 'request failed');
         e = new DroverError(500, 'ServerError', 'internal error (see the server log)');

@@ -26,7 +26,7 @@ import {
   createEnvironment,
   defaultEnvironment,
   deleteEnvironment,
-  registerHost,
+  registerAgent,
   removeHost,
   setHostActive,
   updateEnvironment,
@@ -390,11 +390,11 @@ export function buildRouter(deps: RouteDeps): Router {
   r.post('/agent/register', (ctx) => {
     const b = parseBody(ctx, S.AgentRegister);
     const { envId } = verifyRegistrationToken(store, b.token);
+    // Re-registering an existing host (its uuid) must prove it is that host: its current agent key.
+    const creds = parseBasicAuth(ctx.get('authorization'));
+    const caller = creds ? authenticate(store, creds.accessKey, creds.secretKey) : undefined;
     const { token: _t, ...reg } = b;
-    const host = registerHost(store, envId, reg);
-    // One credential per host: a re-registering agent replaces its old key.
-    store.db.prepare("DELETE FROM api_keys WHERE role = 'agent' AND host_id = ?").run(host.id);
-    const key = createApiKey(store, { name: `agent ${host.name}`, role: 'agent', envId, hostId: host.id });
+    const { host, key } = registerAgent(store, envId, reg, caller);
     ctx.status = 201;
     ctx.body = {
       type: 'agentRegistration',

@@ -3,53 +3,73 @@ import { z } from 'zod';
 import { AdoptRequest, ContainerReport } from '../../model/reports.js';
 import {
   EnvironmentNetwork,
+  JsonMetadata,
+  LIMITS,
   LaunchConfig,
   Service,
   ServiceKind,
 } from '../../model/resources.js';
 
-const labels = z.record(z.string().min(1), z.string());
+// Every field is bounded (LIMITS): hostile sizes get a 422 naming the field, never reach the store.
+const name = z.string().min(1).max(LIMITS.maxName);
+const text = z.string().max(LIMITS.maxString);
+const id = z.string().min(1).max(LIMITS.maxName);
+const labels = z
+  .record(z.string().min(1).max(LIMITS.maxString), text)
+  .refine((m) => Object.keys(m).length <= LIMITS.maxMap, { message: `at most ${LIMITS.maxMap} labels` });
+const answerValues = z
+  .record(z.string().max(LIMITS.maxName), z.union([text, z.number(), z.boolean()]).transform(String))
+  .refine((m) => Object.keys(m).length <= LIMITS.maxMap, { message: `at most ${LIMITS.maxMap} answers` });
+/** A service's scale: the documented maximum is LIMITS.maxScale (DROVER_MAX_SCALE). */
+export const Scale = z
+  .number()
+  .int()
+  .min(0)
+  .max(LIMITS.maxScale, { message: `at most ${LIMITS.maxScale} containers per service (the limit is DROVER_MAX_SCALE)` });
+const serviceLinkList = z.array(z.strictObject({ serviceId: id, name: name.optional() })).max(LIMITS.maxList);
+/** Compose file text: the body limit bounds it (8 MiB). */
+const composeText = z.string();
 
 export const EnvironmentCreate = z.strictObject({
   name: z.string().min(1).max(128),
-  description: z.string().optional(),
+  description: text.optional(),
   network: EnvironmentNetwork.partial().omit({ ipsecPsk: true }).strict().optional(),
 });
 
 export const EnvironmentUpdate = EnvironmentCreate.partial();
 
 export const HostUpdate = z.strictObject({
-  name: z.string().min(1).optional(),
+  name: name.optional(),
   labels: labels.optional(),
 });
 
 export const ApiKeyCreate = z.strictObject({
-  name: z.string().min(1).default('api key'),
-  accessKey: z.string().min(8).optional(),
-  secretKey: z.string().min(16).optional(),
+  name: name.default('api key'),
+  accessKey: z.string().min(8).max(LIMITS.maxName).optional(),
+  secretKey: z.string().min(16).max(1024).optional(),
 });
 
 export const RegistrationTokenCreate = z.strictObject({
-  environmentId: z.string().optional(),
+  environmentId: id.optional(),
 });
 
 export const StackCreate = z.strictObject({
-  environmentId: z.string().optional(),
-  name: z.string().min(1),
-  description: z.string().optional(),
-  dockerCompose: z.string().optional(),
-  rancherCompose: z.string().optional(),
+  environmentId: id.optional(),
+  name,
+  description: text.optional(),
+  dockerCompose: composeText.optional(),
+  rancherCompose: composeText.optional(),
   /** Catalog answers; `environment` is the original API's name for them. */
-  answers: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).optional(),
-  environment: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).optional(),
-  externalId: z.string().optional(),
+  answers: answerValues.optional(),
+  environment: answerValues.optional(),
+  externalId: z.string().max(LIMITS.maxName).optional(),
   startOnCreate: z.boolean().optional(),
 });
 
 export const StackAddServices = z.strictObject({
-  dockerCompose: z.string().min(1),
-  rancherCompose: z.string().optional(),
-  answers: z.record(z.string(), z.string()).optional(),
+  dockerCompose: composeText.min(1),
+  rancherCompose: composeText.optional(),
+  answers: answerValues.optional(),
 });
 
 /**
@@ -66,75 +86,75 @@ export const ServiceCreate = z.strictObject({
     upgradeStrategy: true,
     hostname: true,
   }).shape,
-  stackId: z.string().min(1),
-  name: z.string().min(1),
+  stackId: id,
+  name,
   kind: ServiceKind.default('service'),
-  scale: z.number().int().min(0).default(1),
-  externalIpAddresses: z.array(z.ipv4()).default([]),
-  serviceLinks: z.array(z.strictObject({ serviceId: z.string(), name: z.string().optional() })).default([]),
+  scale: Scale.default(1),
+  externalIpAddresses: z.array(z.ipv4()).max(LIMITS.maxList).default([]),
+  serviceLinks: serviceLinkList.default([]),
 });
 
 export const ServiceUpdate = z.strictObject({
-  name: z.string().optional(),
-  scale: z.number().int().min(0).optional(),
-  metadata: z.record(z.string(), z.unknown()).optional(),
+  name: name.optional(),
+  scale: Scale.optional(),
+  metadata: JsonMetadata.optional(),
 });
 
 export const ServiceUpgrade = z.strictObject({
   inServiceStrategy: z.strictObject({
     launchConfig: LaunchConfig.optional(),
-    secondaryLaunchConfigs: z.array(LaunchConfig).optional(),
+    secondaryLaunchConfigs: z.array(LaunchConfig).max(LIMITS.maxList).optional(),
     startFirst: z.boolean().optional(),
-    batchSize: z.number().int().positive().optional(),
-    intervalMillis: z.number().int().min(0).optional(),
+    batchSize: z.number().int().positive().max(LIMITS.maxScale).optional(),
+    intervalMillis: z.number().int().min(0).max(86_400_000).optional(),
   }),
 });
 
 export const ServiceLinksSet = z.strictObject({
-  serviceLinks: z.array(z.strictObject({ serviceId: z.string(), name: z.string().optional() })),
+  serviceLinks: serviceLinkList,
 });
 
 export const ContainerCreate = z.strictObject({
-  environmentId: z.string().optional(),
-  name: z.string().min(1),
-  hostId: z.string().optional(),
+  environmentId: id.optional(),
+  name,
+  hostId: id.optional(),
   launchConfig: LaunchConfig,
   strictRequestedIp: z.boolean().optional(),
 });
 
 export const ContainerLinkCreate = z.strictObject({
-  containerId: z.string(),
-  targetContainerId: z.string(),
-  name: z.string().min(1),
+  containerId: id,
+  targetContainerId: id,
+  name,
 });
 
 export const CertificateCreate = z.strictObject({
-  environmentId: z.string().optional(),
-  name: z.string().min(1),
-  description: z.string().optional(),
-  cert: z.string().min(1),
-  key: z.string().min(1),
-  certChain: z.string().optional(),
+  environmentId: id.optional(),
+  name,
+  description: text.optional(),
+  cert: z.string().min(1).max(1 << 20),
+  key: z.string().min(1).max(1 << 20),
+  certChain: z.string().max(1 << 20).optional(),
 });
 
 export const AgentRegister = z.strictObject({
-  token: z.string().min(1),
+  token: z.string().min(1).max(1024),
   uuid: z.uuid().optional(),
-  name: z.string().optional(),
-  hostname: z.string().min(1),
+  name: name.optional(),
+  hostname: name,
   agentIpAddress: z.ipv4(),
   labels: labels.optional(),
-  milliCpu: z.number().int().optional(),
-  memory: z.number().int().optional(),
-  localStorageMb: z.number().int().optional(),
+  milliCpu: z.number().int().min(0).optional(),
+  memory: z.number().int().min(0).optional(),
+  localStorageMb: z.number().int().min(0).optional(),
 });
 
 export const AgentReport = z.strictObject({
-  containers: z.array(ContainerReport).default([]),
+  containers: z.array(ContainerReport).max(LIMITS.maxContainersPerEnvironment).default([]),
   applied: z
     .record(
-      z.string(),
-      z.strictObject({ revision: z.number().int(), ok: z.boolean(), error: z.string().optional() }),
+      z.string().max(LIMITS.maxName),
+      z.strictObject({ revision: z.number().int(), ok: z.boolean(), error: text.optional() }),
     )
     .default({}),
 });

@@ -6,6 +6,7 @@ import { EnvironmentNetwork, type Environment, type Host } from '../../model/res
 import { ConflictError, SchedulingError, ValidationError } from '../../common/errors.js';
 import { parseSubnet } from '../ipam/cidr.js';
 import { loadDeployContext, reconcileService, removeContainerRecord } from './deploy.js';
+import { createApiKey, type IssuedKey, type Principal } from '../auth/credentials.js';
 
 export interface EnvironmentInput {
   name: string;
@@ -94,34 +95,69 @@ export interface HostRegistration {
   localStorageMb?: number;
 }
 
-/** Creates the host, or updates it when an agent with a known uuid registers again. */
-export function registerHost(store: Store, envId: string, reg: HostRegistration): Host {
+/** Creates the host, or updates it when an agent with a known uuid registers again (the caller checked it may). */
+function putRegisteredHost(tx: Tx, envId: string, reg: HostRegistration, existing: Host | undefined): Host {
+  const env = tx.store.mustGet('environment', envId);
+  const host: Host = {
+    id: existing?.id ?? tx.newId('host'),
+    uuid: existing?.uuid ?? reg.uuid ?? newUuid(),
+    environmentId: envId,
+    name: reg.name ?? existing?.name ?? reg.hostname,
+    hostname: reg.hostname,
+    agentIpAddress: reg.agentIpAddress,
+    labels: { ...(existing?.labels ?? {}), ...(reg.labels ?? {}) },
+    state: 'active',
+    agentState: 'active',
+    ...(reg.milliCpu !== undefined ? { milliCpu: reg.milliCpu } : {}),
+    ...(reg.memory !== undefined ? { memory: reg.memory } : {}),
+    ...(reg.localStorageMb !== undefined ? { localStorageMb: reg.localStorageMb } : {}),
+    applied: {},
+    created: existing?.created ?? nowIso(),
+  };
+  tx.put('host', host);
+  tx.store.db.prepare('INSERT OR IGNORE INTO host_status (host_id) VALUES (?)').run(host.id);
+  reconcileAfterHostChange(tx, env.id);
+  return host;
+}
+
+export interface AgentRegistration {
+  host: Host;
+  /** The host's one agent credential (any earlier one is gone). */
+  key: IssuedKey;
+}
+
+/**
+ * An agent joins with a registration token (checked by the caller): a new host, or, for a `uuid` that
+ * is already registered, that host again — but only when the request is authenticated as that host
+ * (its current agent key, HTTP basic). A registration token alone cannot take over a host: anyone with
+ * a token can see the hosts' uuids. An agent that lost its identity registers without a uuid and
+ * becomes a new host (the old record stays, inactive in practice, until removed). Host, status row and
+ * credential are written in one transaction.
+ */
+export function registerAgent(store: Store, envId: string, reg: HostRegistration, caller: Principal | undefined): AgentRegistration {
   return store.tx((tx) => {
-    const env = store.mustGet('environment', envId);
+    store.mustGet('environment', envId);
     const existing = reg.uuid ? store.list('host', { uuid: reg.uuid })[0] : undefined;
     if (existing && existing.environmentId !== envId) {
-      throw new ConflictError('HostInOtherEnvironment', `host ${reg.uuid} is registered in another environment`);
+      throw new ConflictError('HostInOtherEnvironment', `host ${reg.uuid} is registered in another environment`, 'uuid');
     }
-    const host: Host = {
-      id: existing?.id ?? tx.newId('host'),
-      uuid: existing?.uuid ?? reg.uuid ?? newUuid(),
-      environmentId: envId,
-      name: reg.name ?? existing?.name ?? reg.hostname,
-      hostname: reg.hostname,
-      agentIpAddress: reg.agentIpAddress,
-      labels: { ...(existing?.labels ?? {}), ...(reg.labels ?? {}) },
-      state: 'active',
-      agentState: 'active',
-      ...(reg.milliCpu !== undefined ? { milliCpu: reg.milliCpu } : {}),
-      ...(reg.memory !== undefined ? { memory: reg.memory } : {}),
-      ...(reg.localStorageMb !== undefined ? { localStorageMb: reg.localStorageMb } : {}),
-      applied: {},
-      created: existing?.created ?? nowIso(),
-    };
-    tx.put('host', host);
-    tx.store.db.prepare('INSERT OR IGNORE INTO host_status (host_id) VALUES (?)').run(host.id);
-    reconcileAfterHostChange(tx, env.id);
-    return host;
+    if (existing && !(caller?.role === 'agent' && caller.hostId === existing.id)) {
+      throw new ConflictError(
+        'HostAlreadyRegistered',
+        `host ${existing.uuid} is already registered; registering it again needs its current agent credentials (HTTP basic with the ` +
+          'access key and secret issued at registration). An agent that lost them registers without a uuid, as a new host ' +
+          `(remove the old one with DELETE /v1/hosts/${existing.id})`,
+        'uuid',
+      );
+    }
+    if (!existing && caller?.role === 'agent') {
+      throw new ConflictError('AlreadyRegistered', 'these agent credentials belong to a registered host: register again with its uuid, or without credentials as a new host', 'uuid');
+    }
+    const host = putRegisteredHost(tx, envId, reg, existing);
+    // One credential per host: a re-registering agent replaces its old key.
+    tx.store.db.prepare("DELETE FROM api_keys WHERE role = 'agent' AND host_id = ?").run(host.id);
+    const key = createApiKey(store, { name: `agent ${host.name}`, role: 'agent', envId, hostId: host.id });
+    return { host, key };
   });
 }
 
