@@ -8,6 +8,7 @@
 import {
   decodeRecords,
   FLAG_AA,
+  FLAG_CD,
   FLAG_QR,
   FLAG_RA,
   FLAG_RD,
@@ -36,6 +37,8 @@ export interface CachedAnswer {
   readonly ttls: Uint32Array;
   /** A records in the answer section. */
   readonly aCount: number;
+  /** The upstream set AA (passed on in the reply to the query that fetched it, never from the cache). */
+  readonly aa: boolean;
   /** When it was received (ms, the server's clock). */
   readonly storedAt: number;
   /** How long it may be served from the cache (s); 0: not cacheable. */
@@ -43,6 +46,8 @@ export interface CachedAnswer {
   readonly expiresAt: number;
   /** Answer records decoded on first need (CNAME chains merge them into a local reply). */
   decoded?: DecodedRecord[];
+  /** Authority records decoded on first need (a CNAME chain ending in an upstream NXDOMAIN/NODATA). */
+  decodedAuthority?: DecodedRecord[];
   /** When the LRU order was last refreshed (ms). */
   touched?: number;
 }
@@ -68,6 +73,7 @@ export function answerFromResponse(buf: Buffer, p: ParsedResponse, now: number, 
     ttlOffsets: p.ttlOffsets,
     ttls: p.ttls,
     aCount: p.aCount,
+    aa: (p.flags & FLAG_AA) !== 0,
     storedAt: now,
     ttl,
     expiresAt: now + ttl * 1000,
@@ -76,7 +82,7 @@ export function answerFromResponse(buf: Buffer, p: ParsedResponse, now: number, 
 
 /** The same answer with another rcode (AAAA NXDOMAIN for a name with A records → NODATA). */
 export function withRcode(a: CachedAnswer, rcode: number): CachedAnswer {
-  const { decoded: _decoded, touched: _touched, ...rest } = a;
+  const { decoded: _decoded, decodedAuthority: _decodedAuthority, touched: _touched, ...rest } = a;
   return { ...rest, rcode };
 }
 
@@ -91,11 +97,22 @@ export function decodedAnswers(a: CachedAnswer): DecodedRecord[] {
   return (a.decoded ??= decodeRecords(a.msg, a.questionEnd, a.an));
 }
 
+/** The authority records (the SOA of a negative answer), decoded on first need. */
+export function decodedAuthority(a: CachedAnswer): DecodedRecord[] {
+  return (a.decodedAuthority ??= decodeRecords(a.msg, a.answerEnd, a.ns));
+}
+
 /**
  * The reply to q from a cached (or just received) answer, within limit bytes: over it, the additional
  * section goes first, then everything but the question with TC=1.
+ *
+ * Flags (spec "Query handling" 1): drover is not authoritative for forwarded names, so AA is the
+ * upstream's on the reply to the query that fetched the answer (fresh) and clear on replies from the
+ * cache (as Unbound and dnsmasq do: a cached copy whose TTLs we count down is not the authority's
+ * answer). RD and CD come from the query, RA=1; AD is never set (we do not validate DNSSEC, and our
+ * queries to upstreams ask for no DNSSEC data).
  */
-export function replyFromAnswer(q: Query, a: CachedAnswer, now: number, limit: number): Buffer {
+export function replyFromAnswer(q: Query, a: CachedAnswer, now: number, limit: number, fresh: boolean): Buffer {
   const optLen = q.edns ? 11 : 0;
   const max = Math.min(limit, MAX_MESSAGE);
   let end = a.msg.length;
@@ -116,7 +133,8 @@ export function replyFromAnswer(q: Query, a: CachedAnswer, now: number, limit: n
   const out = Buffer.allocUnsafe(end + optLen);
   a.msg.copy(out, 0, 0, end);
   out.writeUInt16BE(q.id, 0);
-  out.writeUInt16BE(FLAG_QR | FLAG_AA | (q.flags & FLAG_RD) | FLAG_RA | (tc ? FLAG_TC : 0) | (a.rcode & 0xf), 2);
+  const aa = fresh && a.aa ? FLAG_AA : 0;
+  out.writeUInt16BE(FLAG_QR | aa | (q.flags & (FLAG_RD | FLAG_CD)) | FLAG_RA | (tc ? FLAG_TC : 0) | (a.rcode & 0xf), 2);
   if (q.questionEnd === a.questionEnd) q.msg.copy(out, HEADER_LEN, HEADER_LEN, q.questionEnd);
   out.writeUInt16BE(1, 4);
   out.writeUInt16BE(an, 6);

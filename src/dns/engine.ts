@@ -4,7 +4,7 @@
 // Local answers are built synchronously (no promise on the hot path); only recursion that misses the
 // cache returns a promise.
 import type { Logger } from '../common/log.js';
-import { decodedAnswers, remainingTtl, replyFromAnswer, type CachedAnswer } from './cache.js';
+import { decodedAnswers, decodedAuthority, remainingTtl, replyFromAnswer, type CachedAnswer } from './cache.js';
 import type { ClientView, DnsData, NameRecords, NameTarget, SuffixEntry, Upstream, Zone } from './data.js';
 import type { DnsMetrics } from './metrics.js';
 import { Recursor } from './recursor.js';
@@ -175,7 +175,7 @@ export class QueryEngine {
   }
 
   private error(q: Query, rcode: number, limit: number): Buffer {
-    this.b.begin(q, rcode);
+    this.b.begin(q, rcode).nonAuthoritative();
     return this.finish(q, limit);
   }
 
@@ -310,10 +310,20 @@ export class QueryEngine {
     return owner;
   }
 
+  /**
+   * A local CNAME chain followed by the upstream's answer for its last target. AA stays set: it speaks
+   * for the question's name, the first owner (RFC 1035 4.1.1), which is ours. A negative upstream
+   * answer (NXDOMAIN, or NODATA) keeps its rcode and its authority section (the SOA), per RFC 6604.
+   */
   private chainReply(q: Query, chain: readonly NameTarget[], a: CachedAnswer, now: number, limit: number): Buffer {
     this.writeChain(q, chain);
-    for (const rr of decodedAnswers(a)) this.b.rawRecord(rr.name, rr.type, rr.cls, remainingTtl(a, rr.ttl, now), rr.rdata);
-    this.b.setRcode(a.rcode);
+    const b = this.b;
+    for (const rr of decodedAnswers(a)) b.rawRecord(rr.name, rr.type, rr.cls, remainingTtl(a, rr.ttl, now), rr.rdata);
+    if (a.ns > 0 && (a.rcode === RCODE.NXDOMAIN || a.an === 0)) {
+      b.authority();
+      for (const rr of decodedAuthority(a)) b.rawRecord(rr.name, rr.type, rr.cls, remainingTtl(a, rr.ttl, now), rr.rdata);
+    }
+    b.setRcode(a.rcode);
     return this.finish(q, limit);
   }
 
@@ -344,11 +354,11 @@ export class QueryEngine {
     const cacheable = !q.exotic;
     if (cacheable) {
       const a = this.opts.recursor.cached(ups.id, q.qtype, q.qname);
-      if (a) return this.done(q, replyFromAnswer(q, a, this.opts.now(), limit), a.rcode);
+      if (a) return this.done(q, replyFromAnswer(q, a, this.opts.now(), limit, false), a.rcode);
     }
     return this.opts.recursor.resolve(ups.id, q.qname, q.qtype, questionOf(q), ups.list, cacheable).then((r) => {
       if (!r.ok) return this.error(q, RCODE.SERVFAIL, limit);
-      return this.done(q, replyFromAnswer(q, r.answer, this.opts.now(), limit), r.answer.rcode);
+      return this.done(q, replyFromAnswer(q, r.answer, this.opts.now(), limit, r.fresh), r.answer.rcode);
     });
   }
 }

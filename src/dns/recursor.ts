@@ -13,7 +13,10 @@ import type { DnsMetrics } from './metrics.js';
 import { UpstreamClient, type Exchange } from './upstream.js';
 import { CLASS_IN, encodeQuestion, RCODE, TYPE } from './wire.js';
 
-export type RecursionResult = { readonly ok: true; readonly answer: CachedAnswer } | { readonly ok: false; readonly reason: string };
+/** fresh: the answer was received for this resolution (not taken from the cache). */
+export type RecursionResult =
+  | { readonly ok: true; readonly answer: CachedAnswer; readonly fresh: boolean }
+  | { readonly ok: false; readonly reason: string };
 
 export interface RecursorOptions {
   client: UpstreamClient;
@@ -59,7 +62,7 @@ export class Recursor {
     if (!cacheable) return this.fetch(listId, qname, qtype, question, upstreams, false);
     const hit = this.opts.cache.get(listId, qtype, qname, this.opts.now());
     const key = Recursor.key(listId, qtype, qname);
-    if (hit) return Promise.resolve({ ok: true, answer: hit });
+    if (hit) return Promise.resolve({ ok: true, answer: hit, fresh: false });
     let p = this.inflight.get(key);
     if (!p) {
       p = this.fetch(listId, qname, qtype, question, upstreams, true).finally(() => this.inflight.delete(key));
@@ -86,7 +89,7 @@ export class Recursor {
       if (a.ok && a.answer.rcode === RCODE.NOERROR && a.answer.aCount > 0) answer = withRcode(answer, RCODE.NOERROR);
     }
     if (cacheable) this.opts.cache.set(listId, qtype, qname, answer);
-    return { ok: true, answer };
+    return { ok: true, answer, fresh: true };
   }
 
   private race(upstreams: readonly Upstream[], question: Buffer, qname: string, qtype: number): Promise<RaceResult> {

@@ -55,6 +55,10 @@ export const FLAG_AA = 0x0400;
 export const FLAG_TC = 0x0200;
 export const FLAG_RD = 0x0100;
 export const FLAG_RA = 0x0080;
+/** Authentic data (DNSSEC): never set by us, we do not validate. */
+export const FLAG_AD = 0x0020;
+/** Checking disabled (DNSSEC): copied from the query into the reply. */
+export const FLAG_CD = 0x0010;
 
 /** The UDP payload size we advertise in our OPT records. */
 export const OUR_UDP_PAYLOAD = 4096;
@@ -422,11 +426,14 @@ export class ReplyBuilder {
   private readonly names = new Map<string, number>();
   private seeded = false;
 
-  /** Starts a reply to q: AA=1, RA=1, RD copied, the question echoed. */
+  /**
+   * Starts a reply to q: AA=1 (an answer from our own data; see nonAuthoritative), RA=1, RD and CD
+   * copied, the question echoed.
+   */
   begin(q: Query, rcode: number): this {
     this.reset();
     this.q = q;
-    this.flags = FLAG_QR | (q.opcode << 11) | FLAG_AA | (q.flags & FLAG_RD) | FLAG_RA;
+    this.flags = FLAG_QR | (q.opcode << 11) | FLAG_AA | (q.flags & (FLAG_RD | FLAG_CD)) | FLAG_RA;
     this.rcode = rcode;
     scratch.writeUInt16BE(q.id, 0);
     q.msg.copy(scratch, HEADER_LEN, HEADER_LEN, q.questionEnd);
@@ -436,10 +443,16 @@ export class ReplyBuilder {
     return this;
   }
 
-  /** Starts a reply without a question section (FORMERR). */
+  /** Clears AA: an error (SERVFAIL, NOTIMP…) speaks for no zone. */
+  nonAuthoritative(): this {
+    this.flags &= ~FLAG_AA;
+    return this;
+  }
+
+  /** Starts a reply without a question section (FORMERR, not authoritative). */
   beginBare(id: number, queryFlags: number, rcode: number): this {
     this.reset();
-    this.flags = FLAG_QR | (((queryFlags >> 11) & 0xf) << 11) | FLAG_AA | (queryFlags & FLAG_RD) | FLAG_RA;
+    this.flags = FLAG_QR | (((queryFlags >> 11) & 0xf) << 11) | (queryFlags & (FLAG_RD | FLAG_CD)) | FLAG_RA;
     this.rcode = rcode;
     scratch.writeUInt16BE(id, 0);
     this.pos = HEADER_LEN;
@@ -773,6 +786,15 @@ export interface ParsedResponse {
   readonly negativeTtl: number | undefined;
   /** Answer records of type A. */
   readonly aCount: number;
+}
+
+/** The question of a response, without reading its records (a truncated reply may be cut anywhere). */
+export function responseQuestion(buf: Buffer): { readonly qname: string; readonly qtype: number; readonly qclass: number } {
+  if (buf.length < HEADER_LEN) throw new WireError('short response');
+  if (buf.readUInt16BE(4) !== 1) throw new WireError(`response has ${buf.readUInt16BE(4)} questions`);
+  const q = readQuestionName(buf, HEADER_LEN);
+  if (q.end + 4 > buf.length) throw new WireError('question runs past the message');
+  return { qname: q.name, qtype: buf.readUInt16BE(q.end), qclass: buf.readUInt16BE(q.end + 2) };
 }
 
 /** Parses and checks an upstream response (one question, no pointer into the question). */

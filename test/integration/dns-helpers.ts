@@ -110,6 +110,8 @@ export interface FakeUpstream {
   failWith: number | undefined;
   /** Answer AAAA with NXDOMAIN for names that only have A records (a broken upstream). */
   aaaaNxdomain: boolean;
+  /** The AA flag of its replies (default true: an authoritative server; false: a recursive one). */
+  aa: boolean;
   close(): Promise<void>;
 }
 
@@ -128,6 +130,7 @@ export async function startUpstream(address = '127.0.0.1', port = 0): Promise<Fa
     queries: [],
     failWith: undefined,
     aaaaNxdomain: false,
+    aa: true,
   };
   const server = dns2.createServer({
     udp: true,
@@ -139,7 +142,7 @@ export async function startUpstream(address = '127.0.0.1', port = 0): Promise<Fa
       const name = q.name.toLowerCase().replace(/\.$/, '');
       up.queries.push(`${name}/${q.type}`);
       response.header.ra = 1;
-      response.header.aa = 1;
+      response.header.aa = up.aa ? 1 : 0;
       if (up.failWith !== undefined) {
         response.header.rcode = up.failWith;
         void send(response);

@@ -161,10 +161,11 @@ test('BADVERS goes in the OPT extended rcode', () => {
 });
 
 /** An upstream-style reply built with dns2 (independent encoder, with compression). */
-function upstreamReply(name: string, qtype: number, answers: { type: number; ttl: number; data: string }[], opts: { rcode?: number; soa?: boolean; opt?: boolean } = {}): Buffer {
+function upstreamReply(name: string, qtype: number, answers: { type: number; ttl: number; data: string }[], opts: { rcode?: number; soa?: boolean; opt?: boolean; aa?: boolean; flags?: number } = {}): Buffer {
   const p = new Packet();
   p.header.id = 0x4321;
   p.header.qr = 1;
+  p.header.aa = opts.aa ? 1 : 0;
   p.header.rcode = opts.rcode ?? 0;
   p.questions.push(new Packet.Question(name, qtype, 1));
   for (const a of answers) {
@@ -196,16 +197,51 @@ test('upstream replies: parsed, OPT stripped, TTL patched and counting down, que
   assert.equal(capped.ttl, 20);
 
   const client = q(query('WWW.example.TEST', TYPE.A, 4096, 77));
-  const r1 = Packet.parse(replyFromAnswer(client, a, 1000, 4096));
+  const r1 = Packet.parse(replyFromAnswer(client, a, 1000, 4096, true));
   assert.equal(r1.header.id, 77);
   assert.equal(r1.questions[0]?.name, 'WWW.example.TEST');
   assert.deepEqual(r1.answers.map((x) => x.ttl), [50, 50]); // capped by the entry lifetime
   assert.deepEqual(r1.additionals.map((x) => x.type), [TYPE.OPT]);
-  const r2 = Packet.parse(replyFromAnswer(client, a, 1000 + 12_500, 4096));
+  const r2 = Packet.parse(replyFromAnswer(client, a, 1000 + 12_500, 4096, false));
   assert.deepEqual(r2.answers.map((x) => x.ttl), [38, 38]);
   assert.equal(r2.answers[0]?.name, 'WWW.example.TEST');
-  const noEdns = Packet.parse(replyFromAnswer(q(query('www.example.test')), a, 1000, 512));
+  const noEdns = Packet.parse(replyFromAnswer(q(query('www.example.test')), a, 1000, 512, false));
   assert.equal(noEdns.additionals.length, 0);
+});
+
+test('forwarded reply flags: AA only as the upstream set it and only when just received; AD never; RD and CD from the query; RA=1', () => {
+  for (const upstreamAa of [true, false]) {
+    const raw = upstreamReply('www.example.test', TYPE.A, [{ type: TYPE.A, ttl: 100, data: '192.0.2.1' }], { aa: upstreamAa });
+    // The upstream also set AD (0x0020) and cleared RA: neither is passed on.
+    raw.writeUInt16BE((raw.readUInt16BE(2) | 0x0020) & ~0x0080, 2);
+    const a = answerFromResponse(raw, parseResponse(raw), 1000, 300);
+    const qb = query('www.example.test', TYPE.A, 0, 9);
+    qb.writeUInt16BE(0x0010, 2); // RD=0, CD=1
+    const fresh = replyFromAnswer(q(qb), a, 1000, 512, true).readUInt16BE(2);
+    const cached = replyFromAnswer(q(qb), a, 2000, 512, false).readUInt16BE(2);
+    assert.equal(Boolean(fresh & 0x0400), upstreamAa, 'AA of a just-received answer is the upstream\'s');
+    assert.equal(cached & 0x0400, 0, 'AA is clear on an answer from the cache');
+    for (const f of [fresh, cached]) {
+      assert.equal(f & 0x8000, 0x8000); // QR
+      assert.equal(f & 0x0100, 0); // RD as in the query
+      assert.equal(f & 0x0080, 0x0080); // RA
+      assert.equal(f & 0x0020, 0); // AD
+      assert.equal(f & 0x0010, 0x0010); // CD as in the query
+    }
+  }
+});
+
+test('local replies keep AA=1; errors and FORMERR carry no AA; RD and CD copied', () => {
+  const b = new ReplyBuilder();
+  const qb = query('x.rancher.internal', TYPE.A, 0, 5);
+  qb.writeUInt16BE(0x0110, 2); // RD=1, CD=1
+  const local = b.begin(q(qb), RCODE.NXDOMAIN).finish(512, null).readUInt16BE(2);
+  assert.equal(local & 0x0400, 0x0400);
+  assert.equal(local & 0x0110, 0x0110);
+  const err = b.begin(q(qb), RCODE.SERVFAIL).nonAuthoritative().finish(512, null).readUInt16BE(2);
+  assert.equal(err & 0x0400, 0);
+  assert.equal(err & 0x0110, 0x0110);
+  assert.equal(b.beginBare(5, 0x0100, RCODE.FORMERR).finish(512, null).readUInt16BE(2) & 0x0400, 0);
 });
 
 test('negative upstream answers: cached for the SOA minimum, only with an SOA; SERVFAIL never', () => {
