@@ -481,7 +481,7 @@ describe('compose: errors name the file, the service and the field', () => {
     const dc = 'web:\n  image: x\n';
     const err = rejects({ dockerCompose: dc, rancherCompose: 'api: {scale: 1}\n' }, 'rancher-compose.yml, service "api": service "api" is not defined in docker-compose.yml');
     assert.deepEqual([err.file, err.service, err.field, err.status], ['rancher-compose.yml', 'api', undefined, 422]);
-    rejects({ dockerCompose: dc, rancherCompose: 'web: {scale: -1}\n' }, 'rancher-compose.yml, service "web", field "scale": expected an integer ≥ 0, got -1');
+    rejects({ dockerCompose: dc, rancherCompose: 'web: {scale: -1}\n' }, 'rancher-compose.yml, service "web", field "scale": expected an integer between 0 and 1000, got -1');
     rejects({ dockerCompose: dc, rancherCompose: 'web: {scael: 1}\n' }, 'field "scael": unknown key "scael"; did you mean "scale"?', 'UnknownComposeKey');
     rejects({ dockerCompose: dc, rancherCompose: 'web: {start_on_create: true}\n' }, 'field "start_on_create": "start_on_create" is not supported by drover yet', 'UnsupportedComposeKey');
     rejects({ dockerCompose: dc, rancherCompose: 'web: {retain_ip: maybe}\n' }, 'field "retain_ip": expected true or false');

@@ -25,6 +25,7 @@ import {
   type Where,
   type YamlMap,
 } from './values.js';
+import { LIMITS, formatJsonPath, jsonTreeProblem } from '../../model/limits.js';
 
 export interface RancherService {
   /** The keys the entry has, to check they apply to the service's kind. */
@@ -228,6 +229,14 @@ function parseHostname(w: Where, f: string, value: unknown): string {
   return name;
 }
 
+/** Free-form metadata: a map, nested at most LIMITS.maxJsonDepth levels and at most LIMITS.maxJsonBytes large. */
+function parseMetadata(where: Where, value: unknown): Record<string, unknown> {
+  const m = asMap(where, 'metadata', value);
+  const p = jsonTreeProblem(m, { maxDepth: LIMITS.maxJsonDepth, maxBytes: LIMITS.maxJsonBytes, forbidProtoKey: true });
+  if (p) fail(where, 'metadata', `${formatJsonPath(p.path, 'metadata')} ${p.message}`, p.kind === 'depth' ? 'NestedTooDeep' : undefined);
+  return m;
+}
+
 export function parseRancherService(where: Where, raw: unknown): RancherService {
   const m = asMap(where, '', raw);
   for (const key of Object.keys(m)) {
@@ -242,8 +251,8 @@ export function parseRancherService(where: Where, raw: unknown): RancherService 
   if (m.retain_ip !== undefined) asBool(where, 'retain_ip', m.retain_ip);
   return {
     keys: Object.keys(m),
-    ...opt(m, 'scale', (v) => asInt(where, 'scale', v, 0)),
-    ...opt(m, 'metadata', (v) => asMap(where, 'metadata', v)),
+    ...opt(m, 'scale', (v) => asInt(where, 'scale', v, 0, LIMITS.maxScale)),
+    ...opt(m, 'metadata', (v) => parseMetadata(where, v)),
     ...rename(opt(m, 'health_check', (v) => parseHealthCheck(where, 'health_check', v)), 'healthCheck'),
     ...rename(opt(m, 'lb_config', (v) => parseLbConfig(where, 'lb_config', v)), 'lbConfig'),
     ...rename(opt(m, 'upgrade_strategy', (v) => parseUpgradeStrategy(where, 'upgrade_strategy', v)), 'upgradeStrategy'),

@@ -2,6 +2,7 @@
 // (`unknown`) into typed values with errors that say what was found and what is accepted.
 import { parseDocument } from 'yaml';
 import { ComposeError } from '../../common/errors.js';
+import { LIMITS, jsonTreeProblem, type JsonPath } from '../../model/limits.js';
 
 /** Where the value being read lives: the file and, when known, the service. */
 export interface Where {
@@ -34,21 +35,94 @@ export function sub(field: string, key: string | number): string {
   return field === '' ? key : `${field}.${key}`;
 }
 
-/** Parses one YAML file into plain data; syntax errors become ComposeErrors with line and column. */
-export function loadYaml(file: string, text: string): unknown {
-  const doc = parseDocument(text, { merge: true, uniqueKeys: true });
-  const error = doc.errors[0];
-  if (error) {
-    const pos = error.linePos?.[0];
-    const at = pos ? ` at line ${pos.line}, column ${pos.col}` : '';
-    const problem = (error.message.split('\n')[0] ?? error.message).replace(/ at line \d+, column \d+:?$/, '');
-    fail({ file }, undefined, `invalid YAML${at}: ${problem}`);
+/** Nesting a compose file may have: the file's own structure around free-form metadata. */
+export const MAX_YAML_DEPTH = LIMITS.maxJsonDepth + 8;
+/** Alias expansions per file (the yaml package's count): enough for anchors, not for an alias bomb. */
+export const MAX_YAML_ALIASES = 1000;
+
+/**
+ * The deepest nesting of flow collections (`[`, `{`) in the text, ignoring quoting: an upper bound of
+ * what the YAML parser would recurse into. Linear; checked before parsing because the parser's cost
+ * on very deep flow nesting is not bounded (100,000 levels exhaust its memory).
+ */
+function flowDepth(text: string, stopAt: number): number {
+  let depth = 0;
+  let max = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x5b || c === 0x7b) {
+      if (++depth > max && (max = depth) > stopAt) return max;
+    } else if ((c === 0x5d || c === 0x7d) && depth > 0) depth--;
   }
+  return max;
+}
+
+/** Service and field of a path in a compose file (v1: `web.labels`, v2/v3: `services.web.labels`). */
+function locate(file: string, path: JsonPath): { where: Where; field: string | undefined } {
+  const fieldOf = (rest: JsonPath) => (rest.length ? rest.reduce<string>((f, k) => sub(f, k), '') : undefined);
+  if (path[0] === 'services' && typeof path[1] === 'string') return { where: { file, service: path[1] }, field: fieldOf(path.slice(2)) };
+  const top = path[0];
+  if (typeof top === 'string' && !['version', '.catalog', 'catalog'].includes(top)) {
+    return { where: { file, service: top }, field: fieldOf(path.slice(1)) };
+  }
+  return { where: { file }, field: fieldOf(path) };
+}
+
+/**
+ * Parses one YAML file into plain data; syntax errors become ComposeErrors with line and column. Also
+ * refused, by file, service and field: recursive aliases (`&w {labels: *w}`: the data would contain
+ * itself), alias bombs (more than MAX_YAML_ALIASES expansions), nesting deeper than MAX_YAML_DEPTH and
+ * `__proto__` keys.
+ */
+export function loadYaml(file: string, text: string): unknown {
+  const depth = flowDepth(text, MAX_YAML_DEPTH);
+  if (depth > MAX_YAML_DEPTH) fail({ file }, undefined, `invalid YAML: collections nested deeper than ${MAX_YAML_DEPTH} levels`, 'NestedTooDeep');
+  let doc: ReturnType<typeof parseDocument>;
   try {
-    return doc.toJS({ maxAliasCount: 1000 });
+    doc = parseDocument(text, { merge: true, uniqueKeys: true, prettyErrors: false });
   } catch (err) {
     return fail({ file }, undefined, `invalid YAML: ${err instanceof Error ? err.message : String(err)}`);
   }
+  const error = doc.errors[0];
+  if (error) {
+    const pos = error.linePos?.[0] ?? (error.pos[0] >= 0 ? linePos(text, error.pos[0]) : undefined);
+    const at = pos ? ` at line ${pos.line}, column ${pos.col}` : '';
+    const raw = error.message.split('\n')[0] ?? error.message;
+    const problem = /call stack/i.test(raw) ? `nested too deeply (at most ${MAX_YAML_DEPTH} levels)` : raw.replace(/ at line \d+, column \d+:?$/, '');
+    fail({ file }, undefined, `invalid YAML${at}: ${problem}`, /call stack/i.test(raw) ? 'NestedTooDeep' : undefined);
+  }
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: MAX_YAML_ALIASES });
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    if (/alias count/i.test(msg)) {
+      return fail({ file }, undefined, `invalid YAML: aliases expand to too much data (more than ${MAX_YAML_ALIASES} expansions; an alias bomb?)`, 'AliasBomb');
+    }
+    return fail({ file }, undefined, `invalid YAML: ${/call stack/i.test(msg) ? `nested too deeply (at most ${MAX_YAML_DEPTH} levels)` : msg}`);
+  }
+  const p = jsonTreeProblem(value, { maxDepth: MAX_YAML_DEPTH, forbidProtoKey: true });
+  if (p) {
+    const { where, field } = locate(file, p.path);
+    const problem =
+      p.kind === 'cycle'
+        ? 'a YAML alias refers to a node that contains it (recursive alias); the value would contain itself'
+        : p.kind === 'protoKey'
+          ? 'the key "__proto__" is reserved'
+          : `nested deeper than ${MAX_YAML_DEPTH} levels`;
+    fail(where, field, problem, p.kind === 'cycle' ? 'RecursiveAlias' : p.kind === 'protoKey' ? 'InvalidKey' : 'NestedTooDeep');
+  }
+  return value;
+}
+
+function linePos(text: string, offset: number): { line: number; col: number } {
+  let line = 1;
+  let start = 0;
+  for (let i = text.indexOf('\n'); i >= 0 && i < offset; i = text.indexOf('\n', i + 1)) {
+    line++;
+    start = i + 1;
+  }
+  return { line, col: offset - start + 1 };
 }
 
 /** Rejects keys of `map` that are not in `allowed` (used for the small nested maps). */
@@ -66,6 +140,7 @@ export function asMap(where: Where, field: string, value: unknown): YamlMap {
 
 export function asString(where: Where, field: string, value: unknown): string {
   if (typeof value !== 'string') fail(where, field, `expected a string, got ${describe(value)}`);
+  if (value.length > LIMITS.maxString) fail(where, field, `is longer than ${LIMITS.maxString} characters`);
   return value;
 }
 
@@ -78,7 +153,7 @@ export function asNonEmptyString(where: Where, field: string, value: unknown): s
 /** A scalar written as a string, number or boolean (environment values, labels, `user: 1000`). */
 export function asScalarString(where: Where, field: string, value: unknown): string {
   if (value === null || value === undefined) return '';
-  if (typeof value === 'string') return value;
+  if (typeof value === 'string') return asString(where, field, value);
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   return fail(where, field, `expected a string, number or boolean, got ${describe(value)}`);
 }
@@ -109,6 +184,7 @@ export function asStringList(where: Where, field: string, value: unknown, allowS
   if (!Array.isArray(value)) {
     fail(where, field, `expected a list of strings${allowSingle ? ' or a string' : ''}, got ${describe(value)}`);
   }
+  if (value.length > LIMITS.maxList) fail(where, field, `has ${value.length} entries (at most ${LIMITS.maxList})`);
   return value.map((item, i) => asNonEmptyString(where, sub(field, i), item));
 }
 
@@ -116,6 +192,8 @@ export function asStringList(where: Where, field: string, value: unknown, allowS
 export function asStringRecord(where: Where, field: string, value: unknown): Record<string, string> {
   const out: Record<string, string> = {};
   if (value === null || value === undefined) return out;
+  const entries = Array.isArray(value) ? value.length : isMap(value) ? Object.keys(value).length : 0;
+  if (entries > LIMITS.maxMap) fail(where, field, `has ${entries} entries (at most ${LIMITS.maxMap})`);
   if (Array.isArray(value)) {
     value.forEach((item, i) => {
       const entry = asScalarString(where, sub(field, i), item);
@@ -130,6 +208,7 @@ export function asStringRecord(where: Where, field: string, value: unknown): Rec
   for (const [key, v] of Object.entries(value)) {
     // An empty key is what YAML makes of `null:`/`~:` keys (YAML 1.2 reads `NULL` as null, too).
     if (key.trim() === '') fail(where, field, `a key is empty or null (quote names like "NULL" or "~")`);
+    if (key.length > LIMITS.maxString) fail(where, field, `a key is longer than ${LIMITS.maxString} characters`);
     out[key] = asScalarString(where, sub(field, key), v);
   }
   return out;

@@ -95,7 +95,7 @@ export class Tx {
   remove(kind: StoredKind, id: string): boolean {
     const doc = this.store.get(kind, id) as { environmentId?: string; id: string } | undefined;
     if (!doc) return false;
-    this.store.db.prepare(`DELETE FROM ${TABLES[kind].table} WHERE id = ?`).run(id);
+    this.store.statement(`delete:${kind}`, () => `DELETE FROM ${TABLES[kind].table} WHERE id = ?`).run(id);
     this.touch(kind === 'environment' ? id : (doc.environmentId as string), kind, id);
     return true;
   }
@@ -136,7 +136,7 @@ export class Tx {
   }
 }
 
-export class Store extends EventEmitter<{ commit: [CommitEvent] }> {
+export class Store extends EventEmitter<{ commit: [CommitEvent]; close: [] }> {
   readonly db: Database.Database;
   readonly schemaVersion: number;
   private readonly statements = new Map<string, Database.Statement>();
@@ -158,6 +158,8 @@ export class Store extends EventEmitter<{ commit: [CommitEvent] }> {
   }
 
   close(): void {
+    if (!this.db.open) return;
+    this.emit('close');
     this.db.close();
   }
 
@@ -203,7 +205,8 @@ export class Store extends EventEmitter<{ commit: [CommitEvent] }> {
       ? ' WHERE ' + keys.map((k) => (where[k] === null ? `${k} IS NULL` : `${k} = ?`)).join(' AND ')
       : '';
     const params = keys.map((k) => where[k]).filter((v) => v !== null);
-    const rows = this.db.prepare(`SELECT data FROM ${TABLES[kind].table}${clause} ORDER BY rowid`).all(...params) as {
+    const sql = `SELECT data FROM ${TABLES[kind].table}${clause} ORDER BY rowid`;
+    const rows = this.statement(`list:${sql}`, () => sql).all(...params) as {
       data: string;
     }[];
     return rows.map((r) => JSON.parse(r.data) as StoredTypes[K]);
@@ -235,11 +238,10 @@ export class Store extends EventEmitter<{ commit: [CommitEvent] }> {
   }
 
   nextId(prefix: string): string {
-    const row = this.db
-      .prepare(
-        'INSERT INTO id_sequence (name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value',
-      )
-      .get(prefix) as { value: number };
+    const row = this.statement(
+      'nextId',
+      () => 'INSERT INTO id_sequence (name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value',
+    ).get(prefix) as { value: number };
     return `${prefix}${row.value}`;
   }
 

@@ -4,9 +4,17 @@ import type { Tx } from '../db/store.js';
 import { newUuid, nowIso } from '../db/store.js';
 import type { Container, Environment, Host, LaunchConfig, Service, Stack } from '../../model/resources.js';
 import { constraintsFromLabels } from '../scheduling/constraints.js';
-import { eligibleHosts, placeUnit, type PlacedContainer, type PlacementHost } from '../scheduling/place.js';
+import {
+  PlacementTally,
+  eligibleHosts,
+  placeUnit,
+  withoutContainers,
+  type PlacedContainer,
+  type PlacementHost,
+} from '../scheduling/place.js';
 import { allocateIp, containerOwner, releaseIp, slotOwner } from '../ipam/allocate.js';
-import { SchedulingError } from '../../common/errors.js';
+import { SchedulingError, ValidationError } from '../../common/errors.js';
+import { LIMITS } from '../../model/limits.js';
 import { ipToInt, parseSubnet } from '../ipam/cidr.js';
 
 export const PRIMARY_LAUNCH_CONFIG = 'io.rancher.service.primary.launch.config';
@@ -28,26 +36,86 @@ function placementHosts(hosts: Host[]): PlacementHost[] {
   return hosts.map((h) => ({ id: h.id, name: h.name, labels: h.labels, active: h.state === 'active' }));
 }
 
-function placedOf(containers: Container[]): PlacedContainer[] {
-  return containers
-    .filter((c) => c.desiredState !== 'removed')
-    .map((c) => ({ hostId: c.hostId, name: c.name, labels: c.config.labels, serviceId: c.serviceId }));
+function placedOf(c: Container): PlacedContainer | undefined {
+  if (c.desiredState === 'removed' || !c.hostId) return undefined;
+  return { hostId: c.hostId, name: c.name, labels: c.config.labels, serviceId: c.serviceId };
+}
+
+/**
+ * The containers of an environment, indexed for reconciling: by id, by service, and as per-host
+ * placement counts. Every lookup a reconcile makes is O(1) or O(that service's containers), so
+ * creating or reconciling N containers is linear in N.
+ */
+export class EnvContainers {
+  private readonly byId = new Map<string, Container>();
+  private readonly byService = new Map<string, Map<string, Container>>();
+  /** What each container contributed to `placement` (its host and labels when it was counted). */
+  private readonly counted = new Map<string, PlacedContainer>();
+  readonly placement = new PlacementTally();
+
+  constructor(containers: Container[] = []) {
+    for (const c of containers) this.add(c);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  add(c: Container): void {
+    this.remove(c);
+    this.byId.set(c.id, c);
+    if (c.serviceId) {
+      let m = this.byService.get(c.serviceId);
+      if (!m) this.byService.set(c.serviceId, (m = new Map()));
+      m.set(c.id, c);
+    }
+    const p = placedOf(c);
+    if (p) {
+      this.counted.set(c.id, p);
+      this.placement.add(p);
+    }
+  }
+
+  remove(c: Container): void {
+    if (!this.byId.delete(c.id)) return;
+    if (c.serviceId) this.byService.get(c.serviceId)?.delete(c.id);
+    const p = this.counted.get(c.id);
+    if (p) {
+      this.counted.delete(c.id);
+      this.placement.remove(p);
+    }
+  }
+
+  /** Moves a (pending) container to a host, keeping the counts right. */
+  setHost(c: Container, hostId: string): void {
+    this.remove(c);
+    c.hostId = hostId;
+    this.add(c);
+  }
+
+  ofService(serviceId: string): Container[] {
+    return [...(this.byService.get(serviceId)?.values() ?? [])];
+  }
 }
 
 export interface DeployContext {
   env: Environment;
+  /** The stack of the services being reconciled (reconcileAfterHostChange moves it along the stacks). */
   stack: Stack;
   hosts: Host[];
+  placementHosts: PlacementHost[];
   /** All containers of the environment (kept current as units are added/removed). */
-  containers: Container[];
+  containers: EnvContainers;
 }
 
 export function loadDeployContext(tx: Tx, env: Environment, stack: Stack): DeployContext {
+  const hosts = tx.store.list('host', { env_id: env.id });
   return {
     env,
     stack,
-    hosts: tx.store.list('host', { env_id: env.id }),
-    containers: tx.store.list('container', { env_id: env.id }),
+    hosts,
+    placementHosts: placementHosts(hosts),
+    containers: new EnvContainers(tx.store.list('container', { env_id: env.id })),
   };
 }
 
@@ -64,8 +132,8 @@ interface Unit {
 
 function unitsOf(ctx: DeployContext, s: Service, generation: Container['generation']): Map<number, Unit> {
   const units = new Map<number, Unit>();
-  for (const c of ctx.containers) {
-    if (c.serviceId !== s.id || c.generation !== generation || c.serviceIndex === null) continue;
+  for (const c of ctx.containers.ofService(s.id)) {
+    if (c.generation !== generation || c.serviceIndex === null) continue;
     let u = units.get(c.serviceIndex);
     if (!u) {
       units.set(c.serviceIndex, (u = { index: c.serviceIndex, hostId: c.hostId, deploymentUnitUuid: c.deploymentUnitUuid, containers: [] }));
@@ -96,26 +164,30 @@ export function reconcileService(tx: Tx, ctx: DeployContext, s: Service): void {
   const units = unitsOf(ctx, s, 'current');
   const constraints = constraintsOf(ctx, s);
   const desired = desiredStateOf(s);
+  const createIndex = s.createIndex;
+  const scale = s.scale;
+  const perUnit = launchConfigsOf(s).length;
 
   if (s.global) {
-    const others = placedOf(ctx.containers.filter((c) => c.serviceId !== s.id));
-    const { hosts } = eligibleHosts(placementHosts(ctx.hosts), others, constraints);
+    const own = new PlacementTally(ctx.containers.ofService(s.id).flatMap((c) => placedOf(c) ?? []));
+    const { hosts } = eligibleHosts(ctx.placementHosts, withoutContainers(ctx.containers.placement, own), constraints);
     const wanted = new Set(hosts.map((h) => h.id));
     const have = new Map<string, Unit>();
     for (const u of units.values()) {
       if (u.hostId && wanted.has(u.hostId) && !have.has(u.hostId)) have.set(u.hostId, u);
       else removeUnit(tx, ctx, s, u, true);
     }
+    checkContainerBudget(ctx, s, (hosts.length - have.size) * perUnit);
     let next = Math.max(0, ...units.keys()) + 1;
     for (const h of hosts) if (!have.has(h.id)) createUnit(tx, ctx, s, next++, h.id, null);
-    if (s.scale !== hosts.length) {
-      s.scale = hosts.length;
-      tx.put('service', s);
-    }
+    s.scale = hosts.length;
   } else {
     for (const u of [...units.values()].sort((a, b) => b.index - a.index)) {
       if (u.index > s.scale) removeUnit(tx, ctx, s, u, true);
     }
+    let missing = 0;
+    for (let i = 1; i <= s.scale; i++) if (!units.has(i)) missing++;
+    checkContainerBudget(ctx, s, missing * perUnit);
     // With no active host at all the units wait unplaced ('pending') and are placed when a host
     // joins; with hosts that cannot take them, scheduling is impossible and that is an error.
     const noHosts = !ctx.hosts.some((h) => h.state === 'active');
@@ -126,13 +198,13 @@ export function reconcileService(tx: Tx, ctx: DeployContext, s: Service): void {
         if (!existing) createUnit(tx, ctx, s, i, null, null);
         continue;
       }
-      const placed = placeUnit(placementHosts(ctx.hosts), placedOf(ctx.containers), constraints, s.id);
+      const placed = placeUnit(ctx.placementHosts, ctx.containers.placement, constraints, s.id);
       if (!placed.ok) {
         throw new SchedulingError(`service "${s.name}" (stack "${ctx.stack.name}"), container ${i} of ${s.scale}: ${placed.reason}`, 'labels');
       }
       if (existing) {
         for (const c of existing.containers) {
-          c.hostId = placed.hostId;
+          ctx.containers.setHost(c, placed.hostId);
           c.state = c.state === 'pending' ? 'creating' : c.state;
           tx.put('container', c);
         }
@@ -140,11 +212,24 @@ export function reconcileService(tx: Tx, ctx: DeployContext, s: Service): void {
     }
   }
 
-  for (const c of ctx.containers) {
-    if (c.serviceId === s.id && c.generation === 'current' && c.desiredState !== desired) {
+  for (const c of ctx.containers.ofService(s.id)) {
+    if (c.generation === 'current' && c.desiredState !== desired) {
       c.desiredState = desired;
       tx.put('container', c);
     }
+  }
+  if (s.createIndex !== createIndex || s.scale !== scale) tx.put('service', s);
+}
+
+/** Refuses to grow an environment past LIMITS.maxContainersPerEnvironment. */
+function checkContainerBudget(ctx: DeployContext, s: Service, adding: number): void {
+  const max = LIMITS.maxContainersPerEnvironment;
+  if (adding > 0 && ctx.containers.size + adding > max) {
+    throw new ValidationError(
+      'TooManyContainers',
+      `service "${s.name}" needs ${adding} more containers; the environment has ${ctx.containers.size} and takes at most ${max} (DROVER_MAX_CONTAINERS)`,
+      'scale',
+    );
   }
 }
 
@@ -215,10 +300,10 @@ export function createUnit(
       created: nowIso(),
     };
     tx.put('container', c);
-    ctx.containers.push(c);
+    ctx.containers.add(c);
     created.push(c);
   }
-  tx.put('service', s);
+  // The caller saves the service (its createIndex moved): once per reconcile, not once per unit.
   return created;
 }
 
@@ -236,14 +321,12 @@ function removeUnit(tx: Tx, ctx: DeployContext, s: Service, u: Unit, releaseAddr
 export function removeContainerRecord(tx: Tx, ctx: DeployContext | null, c: Container): void {
   releaseIp(tx, c.environmentId, containerOwner(c.id));
   for (const l of tx.store.list('containerLink', { container_id: c.id })) tx.remove('containerLink', l.id);
-  for (const l of tx.store.list('containerLink', { env_id: c.environmentId })) {
-    if (l.targetContainerId === c.id) tx.remove('containerLink', l.id);
-  }
+  const targeting = tx.store
+    .statement('containerLinksTo', () => "SELECT id FROM container_links WHERE env_id = ? AND json_extract(data, '$.targetContainerId') = ?")
+    .all(c.environmentId, c.id) as { id: string }[];
+  for (const l of targeting) tx.remove('containerLink', l.id);
   tx.remove('container', c.id);
-  if (ctx) {
-    const i = ctx.containers.findIndex((x) => x.id === c.id);
-    if (i >= 0) ctx.containers.splice(i, 1);
-  }
+  ctx?.containers.remove(c);
 }
 
 /** Upgrade: current containers become the 'previous' generation (stopped, kept); new ones take their slots. */
@@ -260,6 +343,7 @@ export function upgradeService(tx: Tx, ctx: DeployContext, s: Service): void {
     if (!u.hostId) continue;
     createUnit(tx, ctx, s, u.index, u.hostId, u.deploymentUnitUuid);
   }
+  tx.put('service', s);
   reconcileService(tx, ctx, s);
 }
 

@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Store, Tx } from '../db/store.js';
 import { newUuid, nowIso } from '../db/store.js';
-import { EnvironmentNetwork, type Environment, type Host } from '../../model/resources.js';
+import { EnvironmentNetwork, type Environment, type Host, type Stack } from '../../model/resources.js';
 import { ConflictError, SchedulingError, ValidationError } from '../../common/errors.js';
 import { parseSubnet } from '../ipam/cidr.js';
 import { loadDeployContext, reconcileService, removeContainerRecord } from './deploy.js';
@@ -206,13 +206,18 @@ export function removeHost(store: Store, id: string): void {
  */
 function reconcileAfterHostChange(tx: Tx, envId: string): void {
   const env = tx.store.mustGet('environment', envId);
-  for (const stack of tx.store.list('stack', { env_id: envId })) {
-    const ctx = loadDeployContext(tx, env, stack);
+  const stacks = tx.store.list('stack', { env_id: envId });
+  if (stacks.length === 0) return;
+  // One context (hosts, containers and their placement counts) for the whole environment.
+  const ctx = loadDeployContext(tx, env, stacks[0] as Stack);
+  for (const stack of stacks) {
+    ctx.stack = stack;
     for (const s of tx.store.list('service', { stack_id: stack.id })) {
       try {
         reconcileService(tx, ctx, s);
       } catch (err) {
-        if (!(err instanceof SchedulingError)) throw err;
+        // A unit that fits no host, or no longer fits the environment's container budget, keeps waiting.
+        if (!(err instanceof SchedulingError) && !(err instanceof ValidationError && err.code === 'TooManyContainers')) throw err;
       }
     }
   }

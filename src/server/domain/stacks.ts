@@ -8,6 +8,7 @@ import type { ComposeFiles, ServiceSpec, StackSpec } from '../compose/spec.js';
 import { insertService, insertServiceLink, removeServiceTx, SERVICE_NAME } from './services.js';
 import { loadDeployContext, reconcileService } from './deploy.js';
 import { COMPOSE_LB_FIELDS, findService, resolveLbConfig } from './lb-config.js';
+import { LIMITS } from '../../model/limits.js';
 
 export interface StackInput {
   environmentId: string;
@@ -58,8 +59,36 @@ export function createStack(store: Store, input: StackInput): Stack {
   });
 }
 
+/** Containers a stack spec asks for (global services count one per host, at least one). */
+export function containersOf(specs: ServiceSpec[], hosts: number): number {
+  let n = 0;
+  for (const s of specs) {
+    if (s.kind !== 'service' && s.kind !== 'loadBalancerService') continue;
+    n += (s.global ? Math.max(1, hosts) : s.scale) * (1 + s.secondaryLaunchConfigs.length);
+  }
+  return n;
+}
+
+/** The whole import at once against the environment's budget, before any work is done. */
+function checkImportBudget(tx: Tx, envId: string, specs: ServiceSpec[]): void {
+  const hosts = tx.store.list('host', { env_id: envId }).length;
+  const asked = containersOf(specs, hosts);
+  const have = (tx.store.statement('countContainers', () => 'SELECT COUNT(*) AS n FROM containers WHERE env_id = ?').get(envId) as { n: number }).n;
+  const max = LIMITS.maxContainersPerEnvironment;
+  if (have + asked > max) {
+    throw new ComposeError(
+      RC,
+      undefined,
+      'scale',
+      `the stack asks for ${asked} containers; the environment has ${have} and takes at most ${max} (DROVER_MAX_CONTAINERS; each service at most ${LIMITS.maxScale})`,
+      'TooManyContainers',
+    );
+  }
+}
+
 /** Inserts services, their links and balancer references, then deploys them. Used by import. */
 export function addServicesFromSpec(tx: Tx, stack: Stack, specs: ServiceSpec[]): Service[] {
+  checkImportBudget(tx, stack.environmentId, specs);
   const services = specs.map((spec) => insertService(tx, stack, spec));
   specs.forEach((spec, i) => {
     const from = services[i] as Service;
@@ -85,6 +114,9 @@ export function addServicesFromSpec(tx: Tx, stack: Stack, specs: ServiceSpec[]):
     } catch (err) {
       if (err instanceof SchedulingError) {
         throw new ComposeError(DC, s.name, 'labels', `cannot be scheduled: ${err.message}`, 'NoHostAvailable');
+      }
+      if (err instanceof ValidationError && err.code === 'TooManyContainers') {
+        throw new ComposeError(RC, s.name, 'scale', err.message, err.code);
       }
       throw err;
     }

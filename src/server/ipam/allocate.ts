@@ -19,12 +19,17 @@ export interface AllocateRequest {
   strict?: boolean;
 }
 
+/** Point lookups from the random start before one full read of the used addresses (a dense subnet). */
+const PROBES = 64;
+
 export function allocateIp(tx: Tx, req: AllocateRequest): string {
-  const db = tx.store.db;
-  const held = db.prepare('SELECT ip FROM ip_allocations WHERE env_id = ? AND owner = ?').get(req.envId, req.owner) as
+  const st = (key: string, sql: string) => tx.store.statement(`ipam:${key}`, () => sql);
+  const held = st('held', 'SELECT ip FROM ip_allocations WHERE env_id = ? AND owner = ?').get(req.envId, req.owner) as
     | { ip: string }
     | undefined;
   if (held) return held.ip;
+  const insert = st('insert', 'INSERT INTO ip_allocations (env_id, ip, owner) VALUES (?, ?, ?)');
+  const isUsed = st('used', 'SELECT 1 FROM ip_allocations WHERE env_id = ? AND ip = ?');
 
   const subnet = parseSubnet(req.subnet);
   if (req.requested !== undefined) {
@@ -36,11 +41,8 @@ export function allocateIp(tx: Tx, req: AllocateRequest): string {
         'requestedIpAddress',
       );
     }
-    const taken = db.prepare('SELECT owner FROM ip_allocations WHERE env_id = ? AND ip = ?').get(req.envId, req.requested) as
-      | { owner: string }
-      | undefined;
-    if (!taken) {
-      db.prepare('INSERT INTO ip_allocations (env_id, ip, owner) VALUES (?, ?, ?)').run(req.envId, req.requested, req.owner);
+    if (!isUsed.get(req.envId, req.requested)) {
+      insert.run(req.envId, req.requested, req.owner);
       return req.requested;
     }
     if (req.strict) {
@@ -48,26 +50,35 @@ export function allocateIp(tx: Tx, req: AllocateRequest): string {
     }
   }
 
+  // Sequential from a random start, as point lookups (O(log n) each): in a sparse subnet the first
+  // candidate is almost always free. Only when PROBES in a row are taken is the used set read once
+  // (O(n)), which also tells an exhausted subnet apart. No per-allocation COUNT: that made allocating
+  // N addresses O(N²).
   const size = subnet.last - subnet.first + 1;
-  const inUse = (db.prepare('SELECT COUNT(*) AS n FROM ip_allocations WHERE env_id = ?').get(req.envId) as { n: number }).n;
-  if (inUse >= size) {
-    throw new ConflictError('SubnetExhausted', `no free address left in ${subnet.cidr} (${size} usable addresses in use)`);
-  }
-  // Point lookups from the random start: in a sparse subnet the first candidate is almost always free.
-  const isUsed = db.prepare('SELECT 1 FROM ip_allocations WHERE env_id = ? AND ip = ?');
   const start = randomInt(size);
-  for (let i = 0; i < size; i++) {
+  const probes = Math.min(PROBES, size);
+  for (let i = 0; i < probes; i++) {
     const ip = intToIp(subnet.first + ((start + i) % size));
     if (!isUsed.get(req.envId, ip)) {
-      db.prepare('INSERT INTO ip_allocations (env_id, ip, owner) VALUES (?, ?, ?)').run(req.envId, ip, req.owner);
+      insert.run(req.envId, ip, req.owner);
       return ip;
     }
   }
-  throw new ConflictError('SubnetExhausted', `no free address left in ${subnet.cidr}`);
+  const used = new Set(
+    (st('all', 'SELECT ip FROM ip_allocations WHERE env_id = ?').all(req.envId) as { ip: string }[]).map((r) => r.ip),
+  );
+  for (let i = probes; i < size; i++) {
+    const ip = intToIp(subnet.first + ((start + i) % size));
+    if (!used.has(ip)) {
+      insert.run(req.envId, ip, req.owner);
+      return ip;
+    }
+  }
+  throw new ConflictError('SubnetExhausted', `no free address left in ${subnet.cidr} (${size} usable addresses in use)`);
 }
 
 export function releaseIp(tx: Tx, envId: string, owner: string): void {
-  tx.store.db.prepare('DELETE FROM ip_allocations WHERE env_id = ? AND owner = ?').run(envId, owner);
+  tx.store.statement('ipam:release', () => 'DELETE FROM ip_allocations WHERE env_id = ? AND owner = ?').run(envId, owner);
 }
 
 export function releaseOwnersWithPrefix(tx: Tx, envId: string, prefix: string): void {
