@@ -309,7 +309,7 @@ export class TcpTransport {
     if (!c.paused || c.closed) return;
     const L = this.limits;
     if (c.inFlight > L.maxInFlightPerConnection / 2 || c.queued > L.maxQueuedBytesPerConnection / 2) return;
-    if (this.inFlight > L.maxInFlightTotal / 2 || this.queued > L.maxQueuedBytesTotal / 2) {
+    if (this.overBudget()) {
       this.waitingForBudget.add(c); // its own bounds are fine now: it waits for the others
       return;
     }
@@ -323,11 +323,18 @@ export class TcpTransport {
     else c.socket.resume();
   }
 
+  /**
+   * Whether connections waiting for the global budget must keep waiting: in-flight queries with
+   * hysteresis (they finish by themselves), queued bytes without (shed() keeps them under the budget,
+   * and waiting for half of it could wait forever on clients that never read).
+   */
+  private overBudget(): boolean {
+    return this.inFlight > this.limits.maxInFlightTotal / 2 || this.queued > this.limits.maxQueuedBytesTotal;
+  }
+
   /** After the global budget frees up: let waiting connections read again. */
   private budgetFreed(): void {
-    if (this.waitingForBudget.size === 0) return;
-    const L = this.limits;
-    if (this.inFlight > L.maxInFlightTotal / 2 || this.queued > L.maxQueuedBytesTotal / 2) return;
+    if (this.waitingForBudget.size === 0 || this.overBudget()) return;
     for (const c of [...this.waitingForBudget]) this.maybeResume(c);
   }
 
@@ -394,11 +401,14 @@ export class TcpTransport {
     this.budgetFreed();
   }
 
-  /** Over the global reply budget: close the connection holding the most unread replies. */
+  /** Over the global reply budget: close the connections holding the most unread replies until under it. */
   private shed(): void {
-    let heaviest: Conn | undefined;
-    for (const c of this.conns) if (!heaviest || c.queued > heaviest.queued) heaviest = c;
-    if (heaviest && heaviest.queued > 0) this.drop(heaviest, 'shed');
+    while (this.queued > this.limits.maxQueuedBytesTotal) {
+      let heaviest: Conn | undefined;
+      for (const c of this.conns) if (!heaviest || c.queued > heaviest.queued) heaviest = c;
+      if (!heaviest || heaviest.queued === 0) return;
+      this.drop(heaviest, 'shed');
+    }
   }
 
   private onEnd(c: Conn): void {
