@@ -1,23 +1,38 @@
 // Exchanges with upstream resolvers: UDP first, TCP when the UDP reply is truncated.
 //
+// Every exchange has its own sockets. The UDP query leaves from a fresh socket bound to an ephemeral
+// port the kernel picks at random, carries a random 16-bit id, and is connect()ed to the upstream, so
+// the kernel drops datagrams from any other address or port (and an ICMP "port unreachable" fails the
+// exchange at once instead of after the timeout). A reply is accepted only when its source address and
+// port, its id and its question (name compared without regard to case, type, class) are the query's;
+// anything else is ignored and the exchange keeps waiting until its timeout. The socket is closed as
+// soon as the exchange settles. A spoofer who cannot see the query must guess port and id (≈ 30
+// bits), not just the id against a handful of long-lived pooled ports (≈ 18 bits) as before. TCP (only
+// after a truncated UDP reply) is one connection per exchange, with its own random id.
+//
 // Why not dns2's UDPClient/TCPClient: they decode replies into dns2 Packets (slow, and lossy for the
-// TTL patching the cache does) and open a socket per query. Here a small pool of UDP sockets per
-// address family (random source ports, random 16-bit ids, replies accepted only from the address and
-// port asked and only when the question matches) serves every upstream query; TCP is one connection
-// per exchange (rare: truncated replies only).
+// TTL patching the cache does).
+//
+// Sockets cost file descriptors, and a flood of cache misses must not exhaust them: at most
+// `maxSockets` exchanges are in flight at once; beyond that an exchange fails at once (the query gets
+// SERVFAIL, nothing is cached) and is counted in drover_dns_upstream_rejected_total{reason="busy"}.
+// A socket that cannot be opened (EMFILE, ENFILE, ENOBUFS…) fails its exchange the same way
+// (reason "socket-error") and never the process.
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomInt } from 'node:crypto';
+import { Counter, Gauge } from 'prom-client';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { Upstream } from './data.js';
 import type { DnsMetrics } from './metrics.js';
-import { buildQuery, FLAG_TC, parseResponse, type ParsedResponse } from './wire.js';
+import { buildQuery, FLAG_QR, FLAG_TC, HEADER_LEN, parseResponse, responseQuestion, type ParsedResponse } from './wire.js';
 import { ipLiteralLookup } from './lookup.js';
 
 /** What we advertise to upstreams: fits an unfragmented IPv6 packet (DNS flag day 2020). */
 export const UPSTREAM_UDP_PAYLOAD = 1232;
-const POOL_SIZE = 4;
+/** Default bound of exchanges (so sockets) in flight at once. */
+export const DEFAULT_MAX_UPSTREAM_SOCKETS = 1024;
 
 export interface Exchange {
   readonly buf: Buffer;
@@ -25,82 +40,77 @@ export interface Exchange {
   readonly transport: 'udp' | 'tcp';
 }
 
+export type UpstreamErrorKind = 'timeout' | 'network' | 'malformed' | 'busy';
+
 export class UpstreamError extends Error {
   constructor(
     message: string,
-    readonly kind: 'timeout' | 'network' | 'malformed',
+    readonly kind: UpstreamErrorKind,
   ) {
     super(message);
   }
 }
 
-interface Pending {
-  up: Upstream;
-  qname: string;
-  qtype: number;
-  qclass: number;
-  timer: NodeJS.Timeout;
-  resolve: (r: { buf: Buffer; parsed: ParsedResponse } | 'truncated') => void;
-  reject: (e: Error) => void;
-}
-
-class PooledSocket {
-  readonly pending = new Map<number, Pending>();
-  closed = false;
-
-  constructor(
-    readonly sock: dgram.Socket,
-    onDead: (s: PooledSocket, err: Error) => void,
-  ) {
-    sock.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
-    sock.on('error', (err) => onDead(this, err));
-    sock.unref();
-  }
-
-  private onMessage(msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    if (msg.length < 12) return;
-    const p = this.pending.get(msg.readUInt16BE(0));
-    if (!p || rinfo.address !== p.up.host || rinfo.port !== p.up.port) return;
-    if (msg.readUInt16BE(2) & FLAG_TC) {
-      this.settle(msg.readUInt16BE(0), p);
-      p.resolve('truncated');
-      return;
-    }
-    let parsed: ParsedResponse;
-    try {
-      parsed = parseResponse(msg);
-    } catch {
-      return; // not the reply (or a broken one): keep waiting until the timeout
-    }
-    if (parsed.qname !== p.qname || parsed.qtype !== p.qtype || parsed.qclass !== p.qclass) return;
-    this.settle(parsed.id, p);
-    p.resolve({ buf: msg, parsed });
-  }
-
-  settle(id: number, p: Pending): void {
-    clearTimeout(p.timer);
-    this.pending.delete(id);
-  }
-
-  failAll(err: Error): void {
-    for (const [id, p] of this.pending) {
-      this.settle(id, p);
-      p.reject(err);
-    }
-  }
-}
+type UdpResult = { buf: Buffer; parsed: ParsedResponse } | 'truncated';
 
 export interface UpstreamClientOptions {
   timeoutMs: number;
   log: Logger;
   metrics?: DnsMetrics;
+  /** Exchanges in flight at once (default 1024); more fail at once with kind 'busy'. */
+  maxSockets?: number;
+}
+
+/** Whether a reply's question is the one sent: name (case-insensitive), type and class. */
+function sameQuestion(p: { readonly qname: string; readonly qtype: number; readonly qclass: number }, qname: string, qtype: number, qclass: number): boolean {
+  return p.qname === qname && p.qtype === qtype && p.qclass === qclass;
+}
+
+/** The exchange's counters, registered once per metrics registry. */
+interface UpstreamCounters {
+  rejected: Counter<'reason'>;
+}
+
+function countersOf(metrics: DnsMetrics | undefined, open: () => number): UpstreamCounters | undefined {
+  if (!metrics) return undefined;
+  const reg = metrics.registry;
+  const name = 'drover_dns_upstream_rejected_total';
+  const existing = reg.getSingleMetric(name);
+  const rejected =
+    existing instanceof Counter
+      ? (existing as Counter<'reason'>)
+      : new Counter({
+          name,
+          help: 'Upstream exchanges not attempted, by reason (busy: the in-flight bound was reached; socket-error: no socket could be opened, e.g. EMFILE)',
+          labelNames: ['reason'],
+          registers: [reg],
+        });
+  if (!reg.getSingleMetric('drover_dns_upstream_sockets')) {
+    new Gauge({
+      name: 'drover_dns_upstream_sockets',
+      help: 'Upstream exchanges (one socket each) in flight',
+      registers: [reg],
+      collect() {
+        this.set(open());
+      },
+    });
+  }
+  return { rejected };
 }
 
 export class UpstreamClient {
-  private readonly pools: { 4: PooledSocket[]; 6: PooledSocket[] } = { 4: [], 6: [] };
+  private readonly live = new Set<(err: Error) => void>();
+  private readonly maxSockets: number;
+  private readonly counters: UpstreamCounters | undefined;
+  private inFlight = 0;
   private closed = false;
+  private lastSocketWarn = -Infinity;
+  private socketWarnsSuppressed = 0;
 
-  constructor(private readonly opts: UpstreamClientOptions) {}
+  constructor(private readonly opts: UpstreamClientOptions) {
+    this.maxSockets = Math.max(1, Math.floor(opts.maxSockets ?? DEFAULT_MAX_UPSTREAM_SOCKETS));
+    this.counters = countersOf(opts.metrics, () => this.inFlight);
+  }
 
   get timeoutMs(): number {
     return this.opts.timeoutMs;
@@ -110,35 +120,19 @@ export class UpstreamClient {
     this.opts.timeoutMs = ms;
   }
 
-  private socket(family: 4 | 6): PooledSocket {
-    const pool = this.pools[family];
-    if (pool.length < POOL_SIZE) {
-      const sock = dgram.createSocket({ type: family === 4 ? 'udp4' : 'udp6', lookup: ipLiteralLookup });
-      const ps = new PooledSocket(sock, (s, err) => this.dead(family, s, err));
-      pool.push(ps);
-      return ps;
-    }
-    return pool[randomInt(pool.length)]!;
-  }
-
-  private dead(family: 4 | 6, s: PooledSocket, err: Error): void {
-    this.opts.log.warn({ err: err.message }, 'upstream UDP socket failed; replacing it');
-    const pool = this.pools[family];
-    const i = pool.indexOf(s);
-    if (i >= 0) pool.splice(i, 1);
-    s.failAll(new UpstreamError(err.message, 'network'));
-    if (!s.closed) {
-      s.closed = true;
-      try {
-        s.sock.close();
-      } catch {
-        // already closed
-      }
-    }
+  /** Exchanges in flight (each holds one socket). */
+  get openSockets(): number {
+    return this.inFlight;
   }
 
   /** One exchange with one upstream: UDP, then TCP if the UDP reply is truncated. */
   async exchange(up: Upstream, question: Buffer, qname: string, qtype: number, qclass: number): Promise<Exchange> {
+    if (this.closed) throw new UpstreamError('client closed', 'network');
+    if (this.inFlight >= this.maxSockets) {
+      this.counters?.rejected.labels('busy').inc();
+      throw new UpstreamError(`${this.maxSockets} upstream queries already in flight`, 'busy');
+    }
+    this.inFlight++;
     const t0 = performance.now();
     let transport: 'udp' | 'tcp' = 'udp';
     try {
@@ -154,6 +148,8 @@ export class UpstreamClient {
     } catch (err) {
       this.observe(transport, err instanceof UpstreamError ? err.kind : 'network', t0);
       throw err;
+    } finally {
+      this.inFlight--;
     }
   }
 
@@ -161,27 +157,95 @@ export class UpstreamClient {
     this.opts.metrics?.upstreamDuration.labels(transport, outcome).observe((performance.now() - t0) / 1000);
   }
 
-  private udp(up: Upstream, question: Buffer, qname: string, qtype: number, qclass: number): Promise<{ buf: Buffer; parsed: ParsedResponse } | 'truncated'> {
-    if (this.closed) return Promise.reject(new UpstreamError('client closed', 'network'));
-    const ps = this.socket(up.family);
-    let id = randomInt(0x10000);
-    for (let i = 0; ps.pending.has(id) && i < 16; i++) id = randomInt(0x10000);
-    if (ps.pending.has(id)) return Promise.reject(new UpstreamError('too many queries in flight', 'network'));
+  private socketError(up: Upstream, what: string, err: Error, opened: boolean): UpstreamError {
+    if (!opened) {
+      this.counters?.rejected.labels('socket-error').inc();
+      // At most one line per 5 s: under fd exhaustion every cache miss fails the same way.
+      const now = performance.now();
+      if (now - this.lastSocketWarn >= 5000) {
+        this.opts.log.warn(
+          { upstream: up.key, err: err.message, alsoSince: this.socketWarnsSuppressed },
+          'cannot open an upstream socket (the query gets SERVFAIL); raise the open-files limit (ulimit -n) if this persists',
+        );
+        this.lastSocketWarn = now;
+        this.socketWarnsSuppressed = 0;
+      } else this.socketWarnsSuppressed++;
+    }
+    return new UpstreamError(`${what} ${up.key}: ${err.message}`, 'network');
+  }
+
+  private udp(up: Upstream, question: Buffer, qname: string, qtype: number, qclass: number): Promise<UdpResult> {
+    const id = randomInt(0x10000);
     const msg = buildQuery(id, question, UPSTREAM_UDP_PAYLOAD);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        ps.pending.delete(id);
-        reject(new UpstreamError(`no answer from ${up.key} within ${this.opts.timeoutMs} ms`, 'timeout'));
-      }, this.opts.timeoutMs);
-      ps.pending.set(id, { up, qname, qtype, qclass, timer, resolve, reject });
-      ps.sock.send(msg, up.port, up.host, (err) => {
-        if (!err) return;
-        const p = ps.pending.get(id);
-        if (p) {
-          ps.settle(id, p);
-          reject(new UpstreamError(`send to ${up.key}: ${err.message}`, 'network'));
+    return new Promise<UdpResult>((resolve, reject) => {
+      let sock: dgram.Socket;
+      try {
+        sock = dgram.createSocket({ type: up.family === 4 ? 'udp4' : 'udp6', lookup: ipLiteralLookup });
+      } catch (err) {
+        reject(this.socketError(up, 'UDP socket for', err instanceof Error ? err : new Error(String(err)), false));
+        return;
+      }
+      let done = false;
+      let connected = false;
+      const finish = (err: Error | null, r?: UdpResult): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.live.delete(abort);
+        try {
+          sock.close();
+        } catch {
+          // never bound, or already closed
         }
+        if (err) reject(err);
+        else resolve(r!);
+      };
+      const abort = (err: Error): void => finish(err);
+      this.live.add(abort);
+      const timer = setTimeout(
+        () => finish(new UpstreamError(`no answer from ${up.key} within ${this.opts.timeoutMs} ms`, 'timeout')),
+        this.opts.timeoutMs,
+      );
+      sock.on('error', (err) => finish(this.socketError(up, connected ? 'UDP' : 'UDP socket for', err, connected)));
+      sock.on('message', (reply, rinfo) => {
+        if (rinfo.address !== up.host || rinfo.port !== up.port) return;
+        if (reply.length < HEADER_LEN || reply.readUInt16BE(0) !== id) return;
+        const flags = reply.readUInt16BE(2);
+        if (!(flags & FLAG_QR)) return;
+        if (flags & FLAG_TC) {
+          // A truncated reply may be cut anywhere: only its question has to be readable and match.
+          let q;
+          try {
+            q = responseQuestion(reply);
+          } catch {
+            return;
+          }
+          if (sameQuestion(q, qname, qtype, qclass)) finish(null, 'truncated');
+          return;
+        }
+        let parsed: ParsedResponse;
+        try {
+          parsed = parseResponse(reply);
+        } catch {
+          return; // not the reply (or a broken one): keep waiting until the timeout
+        }
+        if (sameQuestion(parsed, qname, qtype, qclass)) finish(null, { buf: reply, parsed });
       });
+      try {
+        sock.connect(up.port, up.host, (err?: Error) => {
+          if (done) return;
+          if (err) {
+            finish(this.socketError(up, 'UDP connect to', err, false));
+            return;
+          }
+          connected = true;
+          sock.send(msg, (e) => {
+            if (e) finish(new UpstreamError(`send to ${up.key}: ${e.message}`, 'network'));
+          });
+        });
+      } catch (err) {
+        finish(this.socketError(up, 'UDP connect to', err instanceof Error ? err : new Error(String(err)), false));
+      }
     });
   }
 
@@ -192,17 +256,29 @@ export class UpstreamClient {
     frame.writeUInt16BE(msg.length, 0);
     msg.copy(frame, 2);
     return new Promise((resolve, reject) => {
-      const sock = net.connect({ host: up.host, port: up.port });
+      if (this.closed) {
+        reject(new UpstreamError('client closed', 'network'));
+        return;
+      }
+      let sock: net.Socket;
+      try {
+        sock = net.connect({ host: up.host, port: up.port });
+      } catch (err) {
+        reject(this.socketError(up, 'TCP socket for', err instanceof Error ? err : new Error(String(err)), false));
+        return;
+      }
       let buf: Buffer = Buffer.alloc(0);
       let done = false;
       const finish = (err: Error | null, r?: { buf: Buffer; parsed: ParsedResponse }): void => {
         if (done) return;
         done = true;
         clearTimeout(timer);
+        this.live.delete(finish);
         sock.destroy();
         if (err) reject(err);
         else resolve(r!);
       };
+      this.live.add(finish);
       const timer = setTimeout(
         () => finish(new UpstreamError(`no TCP answer from ${up.key} within ${this.opts.timeoutMs} ms`, 'timeout')),
         this.opts.timeoutMs,
@@ -216,7 +292,7 @@ export class UpstreamClient {
         const body = buf.subarray(2, 2 + len);
         try {
           const parsed = parseResponse(body);
-          if (parsed.id !== id || parsed.qname !== qname || parsed.qtype !== qtype || parsed.qclass !== qclass) {
+          if (parsed.id !== id || !sameQuestion(parsed, qname, qtype, qclass)) {
             finish(new UpstreamError(`TCP reply from ${up.key} does not match the query`, 'malformed'));
           } else {
             finish(null, { buf: Buffer.from(body), parsed });
@@ -230,19 +306,10 @@ export class UpstreamClient {
     });
   }
 
+  /** Fails every exchange in flight and refuses new ones. */
   close(): void {
     this.closed = true;
-    for (const fam of [4, 6] as const) {
-      for (const s of this.pools[fam]) {
-        s.failAll(new UpstreamError('client closed', 'network'));
-        s.closed = true;
-        try {
-          s.sock.close();
-        } catch {
-          // already closed
-        }
-      }
-      this.pools[fam] = [];
-    }
+    const err = new UpstreamError('client closed', 'network');
+    for (const abort of [...this.live]) abort(err);
   }
 }
