@@ -1,7 +1,8 @@
 // Rendering of metadata values: plain text (byte for byte what rancher-metadata printed — templates and
 // shell scripts depend on it), JSON and YAML; content negotiation and error bodies. Pure functions.
-import { stringify as stringifyYaml } from 'yaml';
 import type { JsonValue } from './answers.js';
+import { goJson } from './go-json.js';
+import { goYaml } from './go-yaml.js';
 
 export type Format = 'text' | 'json' | 'yaml';
 
@@ -116,13 +117,18 @@ function compareBytes(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** JSON byte for byte as the original (Go's json.Marshal: sorted keys, HTML-safe escapes, no newline). */
 export function renderJson(v: JsonValue): string {
-  return JSON.stringify(v);
+  return goJson(v);
 }
 
-/** YAML without anchors/aliases (shared sub-trees are written out in full, as the original did). */
+/**
+ * YAML byte for byte as the original (gopkg.in/yaml.v2's Marshal: sorted keys, `|-` block scalars, quoting
+ * of strings that would read back as something else; see go-yaml.ts). Shared sub-trees are written out in
+ * full (no anchors or aliases).
+ */
 export function renderYaml(v: JsonValue): string {
-  return stringifyYaml(v, { aliasDuplicateObjects: false, lineWidth: 0 });
+  return goYaml(v);
 }
 
 export function render(v: JsonValue, format: Format): string {
@@ -145,7 +151,7 @@ export function renderError(format: Format, status: number, message: string): st
     case 'text':
       return `${message}\n`;
     case 'json':
-      return `${JSON.stringify({ code: status, message, type: 'error' })}\n`;
+      return `${goJson({ code: status, message, type: 'error' })}\n`;
     case 'yaml':
       return `${renderYaml({ code: status, message, type: 'error' })}\n`;
   }

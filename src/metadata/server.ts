@@ -2,7 +2,7 @@
 // by their TCP source address, with long polling (`?wait=true&value=`) and ETag waits
 // (`?wait_for_change=true&last_etag=`). Responses are rendered once per answers update and cached.
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import Koa from 'koa';
 import { Registry } from 'prom-client';
 import type { Logger } from '../common/log.js';
@@ -10,9 +10,9 @@ import { normalizeAnswers, type Answers } from './answers.js';
 import { LruCache } from './cache.js';
 import { metadataMetrics, type MetadataMetrics } from './metrics.js';
 import { negotiate, type Format } from './render.js';
-import { clientKeyFor, errorResponse, renderPath, renderVersions, type Rendered } from './view.js';
+import { clientKeyFor, errorResponse, GO_NOT_FOUND, renderPath, renderVersions, type Rendered } from './view.js';
 import { WaitQueue, type WakeReason } from './waiters.js';
-import { splitPath } from './walk.js';
+import { muxRedirect, splitPath } from './walk.js';
 
 export interface MetadataServerOptions {
   log: Logger;
@@ -30,15 +30,38 @@ export interface MetadataServerOptions {
   requireHeader?: { name: string; value: string };
   /** Upper bound (ms) of the window over which waiters woken by one change are spread. Default 50. */
   wakeSpreadMs?: number;
-  /** Rendered-response cache bounds. Defaults: 20,000 entries, 128 MiB. */
+  /**
+   * Rendered-response cache bounds, keys included (only 200 responses are cached; errors are shared).
+   * Defaults: 20,000 entries, 64 MiB.
+   */
   cacheMaxEntries?: number;
   cacheMaxBytes?: number;
+  /** Long-polling requests parked at once, in total (more: 503). Default 20,000. */
+  maxWaiters?: number;
+  /** Long-polling requests parked at once per client address (more: 429). Default 1,000. */
+  maxWaitersPerClient?: number;
+  /**
+   * Open connections per client address; requests on connections beyond it are answered 429 and the
+   * connection is closed. Not applied with trustForwardedFor (every connection comes from the proxy).
+   * Default 1,024.
+   */
+  maxConnectionsPerClient?: number;
 }
 
 const DEFAULT_WAIT_S = 60;
 const MAX_WAIT_S = 120;
-/** Bound of the per-generation memo of wait conditions. */
+/** Bounds of the per-generation memo of wait conditions (entries, and bytes of their keys). */
 const MEMO_MAX = 100_000;
+const MEMO_MAX_BYTES = 32 * 1024 * 1024;
+/**
+ * HTTP limits: request head at most 16 KiB (Node answers 431 beyond), received within 10 s (slow clients),
+ * the whole request within 30 s (a long poll is a response wait, not a slow request).
+ */
+export const MAX_HEADER_BYTES = 16 * 1024;
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 30_000;
+/** How long a connection beyond the per-client limit may stay open without sending a request. */
+const OVER_LIMIT_IDLE_MS = 5_000;
 /** How long close() lets in-flight responses finish before dropping connections. */
 const CLOSE_GRACE_MS = 2000;
 
@@ -76,7 +99,15 @@ export class MetadataServer {
   private server: Server | undefined;
   private closing = false;
   private readonly memo = new Map<string, boolean>();
+  private memoBytes = 0;
   private memoGen = -1;
+  private readonly maxWaiters: number;
+  private readonly maxWaitersPerClient: number;
+  private readonly maxConnectionsPerClient: number;
+  private readonly waitersByClient = new Map<string, number>();
+  private readonly connectionsByClient = new Map<string, number>();
+  /** Connections opened beyond their client's limit: their requests are refused. */
+  private readonly overLimit = new WeakSet<Socket>();
   private readonly removeWaitingSource: () => void;
 
   constructor(opts: MetadataServerOptions) {
@@ -87,7 +118,10 @@ export class MetadataServer {
     this.required = opts.requireHeader
       ? { name: opts.requireHeader.name.toLowerCase(), value: opts.requireHeader.value }
       : undefined;
-    this.cache = new LruCache(opts.cacheMaxEntries ?? 20_000, opts.cacheMaxBytes ?? 128 * 1024 * 1024);
+    this.cache = new LruCache(opts.cacheMaxEntries ?? 20_000, opts.cacheMaxBytes ?? 64 * 1024 * 1024);
+    this.maxWaiters = opts.maxWaiters ?? 20_000;
+    this.maxWaitersPerClient = opts.maxWaitersPerClient ?? 1_000;
+    this.maxConnectionsPerClient = opts.maxConnectionsPerClient ?? 1_024;
     this.waiters = new WaitQueue({ spreadMs: opts.wakeSpreadMs ?? 50 });
     this.removeWaitingSource = this.metrics.addWaitingSource(() => this.waiters.size);
     this.app = new Koa();
@@ -130,11 +164,13 @@ export class MetadataServer {
     if (this.server) return Promise.reject(new Error('metadata server is already listening'));
     // Koa's handler catches its own errors (ctx.onerror) and its promise never rejects.
     const handle = this.app.callback();
-    const server = createServer((req, res) => void handle(req, res));
+    const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => void handle(req, res));
     // Long polls are answered within 120 s; idle keep-alive connections are kept a little longer than
-    // typical client pools expect.
+    // typical client pools expect. A request head must arrive within 10 s, a whole request within 30 s.
     server.keepAliveTimeout = 65_000;
-    server.headersTimeout = 66_000;
+    server.headersTimeout = HEADERS_TIMEOUT_MS;
+    server.requestTimeout = REQUEST_TIMEOUT_MS;
+    if (!this.trustXff) server.on('connection', (socket: Socket) => this.track(socket));
     this.server = server;
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => {
@@ -172,6 +208,22 @@ export class MetadataServer {
     });
   }
 
+  /** Counts a connection against its client address; one beyond the limit is marked (see overLimit). */
+  private track(socket: Socket): void {
+    const ip = plainIp(socket.remoteAddress ?? '');
+    const n = (this.connectionsByClient.get(ip) ?? 0) + 1;
+    this.connectionsByClient.set(ip, n);
+    socket.once('close', () => {
+      const left = (this.connectionsByClient.get(ip) ?? 1) - 1;
+      if (left <= 0) this.connectionsByClient.delete(ip);
+      else this.connectionsByClient.set(ip, left);
+    });
+    if (n > this.maxConnectionsPerClient) {
+      this.overLimit.add(socket);
+      socket.setTimeout(OVER_LIMIT_IDLE_MS, () => socket.destroy());
+    }
+  }
+
   private clientIp(req: IncomingMessage): string {
     if (this.trustXff) {
       const xff = req.headers['x-forwarded-for'];
@@ -190,7 +242,9 @@ export class MetadataServer {
     let r = this.cache.get(key);
     if (r === undefined) {
       r = renderPath(this.answers, version, client, raw, format);
-      this.cache.set(key, r);
+      // Only found values are cached: errors are shared objects, and caching them per path would let
+      // anyone fill the cache with unique missing paths.
+      if (r.status === 200) this.cache.set(key, r);
     }
     return r;
   }
@@ -239,14 +293,19 @@ export class MetadataServer {
     return () => {
       if (this.memoGen !== this.gen) {
         this.memo.clear();
+        this.memoBytes = 0;
         this.memoGen = this.gen;
       }
       let v = this.memo.get(key);
       if (v === undefined) {
         v = compute();
         // Bounded: only waiters' keys go in, but keep it small whatever the clients send.
-        if (this.memo.size >= MEMO_MAX) this.memo.clear();
+        if (this.memo.size >= MEMO_MAX || this.memoBytes >= MEMO_MAX_BYTES) {
+          this.memo.clear();
+          this.memoBytes = 0;
+        }
         this.memo.set(key, v);
+        this.memoBytes += 2 * key.length + 64;
       }
       return v;
     };
@@ -255,6 +314,12 @@ export class MetadataServer {
   private async handle(ctx: Koa.Context): Promise<void> {
     const req = ctx.req;
     const format = negotiate(req.headers.accept);
+    if (this.overLimit.has(req.socket)) {
+      const ip = plainIp(req.socket.remoteAddress ?? '');
+      this.refuse(ctx, format, 429, `Too many connections from ${ip} (limit ${this.maxConnectionsPerClient})`, ['Connection', 'close', 'Retry-After', '1']);
+      ctx.res.once('finish', () => req.socket.destroySoon());
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       return this.refuse(ctx, format, 405, 'Method not allowed', ['Allow', 'GET, HEAD']);
     }
@@ -282,7 +347,11 @@ export class MetadataServer {
     }
     const qi = url.indexOf('?');
     const path = qi < 0 ? url : url.slice(0, qi);
-    if (path === '/favicon.ico') return this.send(ctx, errorResponse(format, 404, 'Not found'));
+    // As the original's router: a path with `//`, `.` or `..` elements (once decoded) is redirected to its
+    // clean form, and /favicon.ico is Go's plain 404.
+    const clean = muxRedirect(path);
+    if (clean !== undefined) return this.redirect(ctx, clean + (qi < 0 ? '' : url.slice(qi)));
+    if (path === '/favicon.ico') return this.send(ctx, GO_NOT_FOUND);
     const segs = splitPath(path);
     if (segs.length === 0) return this.send(ctx, this.versionsEntry(format));
 
@@ -320,7 +389,22 @@ export class MetadataServer {
       }
       const changed = check && this.memoized(memoKey, check);
       if (check !== undefined && changed !== undefined && !check()) {
-        const reason = await this.waitFor(ctx, changed, timeoutMs);
+        const perClient = this.waitersByClient.get(ip) ?? 0;
+        if (perClient >= this.maxWaitersPerClient) {
+          return this.refuse(ctx, format, 429, `Too many waiting requests from ${ip} (limit ${this.maxWaitersPerClient})`, ['Retry-After', '1']);
+        }
+        if (this.waiters.size >= this.maxWaiters) {
+          return this.refuse(ctx, format, 503, `Too many waiting requests (limit ${this.maxWaiters})`, ['Retry-After', '1']);
+        }
+        this.waitersByClient.set(ip, perClient + 1);
+        let reason: WakeReason;
+        try {
+          reason = await this.waitFor(ctx, changed, timeoutMs);
+        } finally {
+          const left = (this.waitersByClient.get(ip) ?? 1) - 1;
+          if (left <= 0) this.waitersByClient.delete(ip);
+          else this.waitersByClient.set(ip, left);
+        }
         if (reason === 'aborted') {
           ctx.respond = false;
           return;
@@ -332,6 +416,16 @@ export class MetadataServer {
     if (this.log.isLevelEnabled('debug')) {
       this.log.debug({ client: ip, version, path: pathKey, status: r.status, format }, 'metadata request');
     }
+  }
+
+  /** 301 to the clean path, as gorilla/mux did (empty body). */
+  private redirect(ctx: Koa.Context, location: string): void {
+    ctx.respond = false;
+    const headers = ['Location', location, 'Content-Length', '0'];
+    if (this.closing) headers.push('Connection', 'close');
+    ctx.res.writeHead(301, headers);
+    ctx.res.end();
+    this.metrics.requests.labels('301').inc();
   }
 
   private async waitFor(ctx: Koa.Context, changed: () => boolean, timeoutMs: number): Promise<WakeReason> {

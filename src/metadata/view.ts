@@ -36,9 +36,24 @@ function rendered(status: number, text: string, format: Format): Rendered {
   };
 }
 
+/** Error responses are few and shared (the server does not cache them per path). */
+const errors = new Map<string, Rendered>();
+const ERRORS_MAX = 256;
+
 export function errorResponse(format: Format, status: number, message: string): Rendered {
-  return rendered(status, renderError(format, status, message), format);
+  const key = `${format}\u0000${status}\u0000${message}`;
+  let r = errors.get(key);
+  if (r === undefined) {
+    r = rendered(status, renderError(format, status, message), format);
+    // Messages may quote a client's bad escape: keep the memo small whatever they send.
+    if (errors.size >= ERRORS_MAX) errors.clear();
+    errors.set(key, r);
+  }
+  return r;
 }
+
+/** Go's `http.NotFound` (what the original answered for /favicon.ico): plain text whatever the Accept header. */
+export const GO_NOT_FOUND: Rendered = rendered(404, '404 page not found\n', 'text');
 
 /** `GET /`: `{"<version>": "/<version>", …}` (text: one version per line, sorted). */
 export function renderVersions(answers: Answers, format: Format): Rendered {

@@ -103,3 +103,52 @@ export function lookup(root: JsonValue, segments: readonly string[]): JsonValue 
   if (lower.every((s, i) => s === segments[i])) return undefined;
   return walkExact(root, lower);
 }
+
+/** Go's `url.PathUnescape` of a request path (`%XX` → byte, `+` stays); `undefined` on a bad escape. */
+function pathUnescape(raw: string): string | undefined {
+  if (raw.indexOf('%') < 0) return raw;
+  try {
+    return unescapeSegment(raw.replaceAll('+', '%2B'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Go's `path.Clean` of a rooted path: no empty, `.` or `..` elements (`..` at the root is dropped). Linear. */
+export function cleanPath(p: string): string {
+  const out: string[] = [];
+  for (const seg of p.split('/')) {
+    if (seg === '' || seg === '.') continue;
+    if (seg === '..') out.pop();
+    else out.push(seg);
+  }
+  return `/${out.join('/')}`;
+}
+
+const PATH_KEEP = /^[A-Za-z0-9\-_.~$&+,/:;=@]*$/;
+
+/** Go's `url.URL.EscapedPath` for a path without a raw form: what a `Location` header carries. */
+export function escapePath(p: string): string {
+  if (PATH_KEEP.test(p)) return p;
+  let out = '';
+  for (const b of Buffer.from(p, 'utf8')) {
+    const ch = String.fromCharCode(b);
+    out += b < 0x80 && PATH_KEEP.test(ch) ? ch : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/**
+ * Where the original's router (gorilla/mux) redirected a request path with `301 Moved Permanently`: the
+ * URL-decoded path cleaned (no `//`, `.` or `..` elements; a trailing `/` kept), when that differs from
+ * the decoded path. `undefined` when the path is clean, or does not decode (the request answers 400 later).
+ */
+export function muxRedirect(rawPath: string): string | undefined {
+  // Fast path (nearly every request): nothing to decode and nothing to clean.
+  if (rawPath.indexOf('%') < 0 && rawPath.indexOf('//') < 0 && rawPath.indexOf('/.') < 0) return undefined;
+  const decoded = pathUnescape(rawPath);
+  if (decoded === undefined) return undefined;
+  let clean = cleanPath(decoded);
+  if (decoded.endsWith('/') && clean !== '/') clean += '/';
+  return clean === decoded ? undefined : escapePath(clean);
+}

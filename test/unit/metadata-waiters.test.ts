@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { LruCache } from '../../src/metadata/cache.js';
+import { ENTRY_OVERHEAD, LruCache } from '../../src/metadata/cache.js';
 import { WaitQueue } from '../../src/metadata/waiters.js';
 
 describe('WaitQueue', () => {
@@ -64,9 +64,12 @@ describe('WaitQueue', () => {
 
 describe('LruCache', () => {
   const v = (size: number): { size: number } => ({ size });
+  // Every entry costs its value, two bytes per key character and ENTRY_OVERHEAD.
+  const cost = (key: string, size: number): number => size + 2 * key.length + ENTRY_OVERHEAD;
 
   it('evicts the least recently used entry beyond the entry or byte bound', () => {
-    const c = new LruCache<{ size: number }>(2, 100);
+    const budget = 2 * cost('a', 200);
+    const c = new LruCache<{ size: number }>(2, budget);
     c.set('a', v(10));
     c.set('b', v(10));
     assert.ok(c.get('a')); // a is now the most recent
@@ -74,10 +77,10 @@ describe('LruCache', () => {
     assert.equal(c.get('b'), undefined);
     assert.ok(c.get('a'));
     assert.ok(c.get('c'));
-    c.set('d', v(45));
+    c.set('d', v(200));
     assert.equal(c.size, 2);
-    assert.equal(c.byteSize, 55);
-    c.set('e', v(60)); // more than half the budget: not cached
+    assert.equal(c.byteSize, cost('c', 10) + cost('d', 200));
+    c.set('e', v(budget)); // more than half the budget: not cached
     assert.equal(c.get('e'), undefined);
     c.clear();
     assert.equal(c.size, 0);
