@@ -53,7 +53,16 @@ async function serverChild(): Promise<void> {
   const answers = buildMetadataAnswers(st, { hostId: 'h0' });
   const buildMs = performance.now() - t;
   const spread = process.env.BENCH_SPREAD_MS;
-  const server = new MetadataServer({ log: silentLogger(), answers, ...(spread ? { wakeSpreadMs: Number(spread) } : {}) });
+  // Every waiter comes from 127.0.0.1: the per-client limits are raised to the bench's own load.
+  const limit = WAITERS + 1_000;
+  const server = new MetadataServer({
+    log: silentLogger(),
+    answers,
+    maxWaiters: limit,
+    maxWaitersPerClient: limit,
+    maxConnectionsPerClient: limit,
+    ...(spread ? { wakeSpreadMs: Number(spread) } : {}),
+  });
   const addr = await server.listen('127.0.0.1', 0);
   const send = (m: Msg): void => void process.send?.(m);
   // Event-loop delay of the server during a measurement: stalls of the server itself, as opposed to noise
