@@ -9,7 +9,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DnsServer } from '../../src/dns/server.js';
-import { buildDnsData } from '../../src/dns/view.js';
+import { parseAnswers } from '../../src/dns/answers.js';
+import { buildDnsData, buildDnsDataFromAnswers } from '../../src/dns/view.js';
 import { EnvBuilder } from '../fixtures/dns-env.js';
 import { dig, ips, startUpstream, type DigResult, type FakeUpstream } from './dns-helpers.js';
 
@@ -140,5 +141,37 @@ describe('reply flags and CNAMEs to missing names', () => {
     const ok = await dig('ext', { port, from: WEB1 });
     assert.deepEqual(ok.answer.map((x) => `${x.type} ${x.data}`), ['CNAME www.example.test.', 'A 192.0.2.80']);
     assert.equal(ok.authority.length, 0);
+  });
+});
+
+describe('answers-file data: local names outside the authoritative suffixes', () => {
+  test('answered from the file with AA=1 (as the original did for every local answer); forwarded names without', async () => {
+    const up = await startUpstream();
+    up.aa = false;
+    up.zone.set('fwd.example.org', [{ type: 'A', data: '192.0.2.7', ttl: 60 }]);
+    const file = parseAnswers(
+      JSON.stringify({
+        default: {
+          recurse: [`127.0.0.1:${up.port}`],
+          authoritative: ['rancher.internal'],
+          a: { 'static.example.org.': { answer: ['10.9.9.9'] } },
+          txt: { 'note.example.org.': { answer: ['hi'] } },
+        },
+      }),
+    );
+    const server = new DnsServer({ data: buildDnsDataFromAnswers(file), recurserTimeoutMs: 1000 });
+    const { port } = await server.listen('127.0.0.1', 0);
+    try {
+      const a = await dig('static.example.org', { port });
+      assert.deepEqual(ips(a), ['10.9.9.9']);
+      assert.equal(flagsOf(a), 'aa qr ra rd');
+      assert.equal(flagsOf(await dig('note.example.org', { port, type: 'TXT' })), 'aa qr ra rd');
+      const f = await dig('fwd.example.org', { port });
+      assert.deepEqual(ips(f), ['192.0.2.7']);
+      assert.equal(flagsOf(f), 'qr ra rd');
+    } finally {
+      await server.close();
+      await up.close();
+    }
   });
 });
