@@ -9,7 +9,9 @@ import { startMetricsServer } from '../agent/metrics-server.js';
 import { createDockerRuntime } from '../agent/runtime/docker-runtime.js';
 import { resolveDockerSocket } from '../agent/runtime/socket.js';
 import type { Logger } from '../common/log.js';
-import { hostPort, parseLabels, type Config } from '../config/config.js';
+import { countUnexpectedErrorsIn } from '../common/last-resort.js';
+import { rethrowListenError, type BindTest } from '../common/listen.js';
+import { parseHostPort, parseLabels, type Config } from '../config/config.js';
 import { networkInterfaces } from 'node:os';
 
 /** The first non-loopback IPv4 address of this machine (what other hosts most likely reach). */
@@ -43,6 +45,35 @@ export function withHostAgentOptions(cmd: Command): Command {
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent');
 }
 
+/** The addresses the agent will listen on, as bind tests to fail fast on before it starts. */
+export function agentBindTests(cfg: Config, flags: HostAgentFlags): BindTest[] {
+  const tests: BindTest[] = [];
+  const metrics = flags.metricsListen ?? cfg.agent.metricsListen;
+  if (metrics) tests.push({ at: parseHostPort(metrics, '--metrics-listen'), flag: '--metrics-listen' });
+  // DNS and metadata may listen on 169.254.169.250 before it is on the host (the agent adds it).
+  const dns = flags.dnsListen ?? cfg.agent.dnsListen;
+  if (dns) tests.push({ at: parseHostPort(dns, '--dns-listen'), flag: '--dns-listen', udp: true, mayNotExistYet: true });
+  const metadata = flags.metadataListen ?? cfg.agent.metadataListen;
+  if (metadata) tests.push({ at: parseHostPort(metadata, '--metadata-listen'), flag: '--metadata-listen', mayNotExistYet: true });
+  return tests;
+}
+
+/** The agent flags as command-line arguments again (for the agent child of `drover up`). */
+export function hostAgentArgs(flags: HostAgentFlags): string[] {
+  const out: string[] = [];
+  const add = (flag: string, v: string | undefined) => {
+    if (v !== undefined) out.push(flag, v);
+  };
+  add('--agent-ip', flags.agentIp);
+  add('--hostname', flags.hostname);
+  add('--labels', flags.labels);
+  add('--docker-socket', flags.dockerSocket);
+  add('--metadata-listen', flags.metadataListen);
+  add('--dns-listen', flags.dnsListen);
+  add('--metrics-listen', flags.metricsListen);
+  return out;
+}
+
 export interface HostAgent {
   agent: Agent;
   /** Stops the agent (and its capabilities) and the metrics endpoint. */
@@ -57,8 +88,13 @@ export async function startHostAgent(
 ): Promise<HostAgent> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'drover_agent_' });
+  countUnexpectedErrorsIn(registry);
   const metricsAt = flags.metricsListen ?? cfg.agent.metricsListen;
-  const metrics: Server | undefined = metricsAt ? await startMetricsServer(registry, ...hostPort(metricsAt)) : undefined;
+  let metrics: Server | undefined;
+  if (metricsAt) {
+    const at = parseHostPort(metricsAt, '--metrics-listen');
+    metrics = await startMetricsServer(registry, at.host, at.port).catch((err: unknown) => rethrowListenError(err, at, '--metrics-listen'));
+  }
   const dockerSocket = resolveDockerSocket(flags.dockerSocket, log);
   const dockerRuntime = dockerSocket ? createDockerRuntime({ socketPath: dockerSocket, log }) : undefined;
   const hostname = flags.hostname ?? (cfg.agent.hostname || undefined);

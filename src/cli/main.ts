@@ -7,14 +7,32 @@ import { registerUpCommand } from './commands/up.js';
 import { registerStackCommand } from './commands/stack.js';
 import { registerMetadataCommand } from './commands/metadata.js';
 import { registerDnsCommand } from './commands/dns.js';
-import { DroverError } from '../common/errors.js';
+import { DroverError, StartupError } from '../common/errors.js';
+import { commandLogLevel, installLastResort } from '../common/last-resort.js';
 
 const program = new Command();
 program
   .name('drover')
   .description('per-host network and service discovery for containers, with a slim control plane')
   .version(VERSION)
-  .showHelpAfterError();
+  .showHelpAfterError()
+  .addHelpText(
+    'after',
+    `
+Examples:
+  drover up                                   # control plane + agent for this host (two supervised processes)
+  drover server --data /var/lib/drover --listen 0.0.0.0:8080
+  drover agent http://SERVER:8080/v1/scripts/<token>
+  drover stack up -f docker-compose.yml -f rancher-compose.yml -n myapp`,
+  );
+
+// Every command gets the last-resort handlers (src/common/last-resort.ts) before it runs.
+program.hook('preAction', (_root, action) => {
+  const names: string[] = [];
+  for (let c: Command | null = action; c && c !== program; c = c.parent) names.unshift(c.name());
+  const level = (action.opts() as { logLevel?: unknown }).logLevel;
+  installLastResort({ command: names.join(' '), level: typeof level === 'string' ? level : undefined });
+});
 
 registerUpCommand(program);
 registerServerCommand(program);
@@ -24,10 +42,17 @@ registerMetadataCommand(program);
 registerDnsCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
+  const debug = commandLogLevel() === 'debug' || commandLogLevel() === 'trace';
+  const stack = (e: unknown): string => {
+    const cause = e instanceof Error && e.cause instanceof Error ? `\ncaused by: ${e.cause.stack ?? e.cause.message}` : '';
+    return e instanceof Error ? `\n${e.stack ?? ''}${cause}` : '';
+  };
   if (err instanceof DroverError) {
-    process.stderr.write(`drover: ${err.message}\n`);
-    process.exit(2);
+    // A start that cannot go on (address in use, data directory in use) is 1, like any failure to run.
+    process.stderr.write(`drover: ${err.message}\n${debug ? stack(err).slice(1) + '\n' : ''}`);
+    process.exit(err instanceof StartupError ? 1 : 2);
   }
-  process.stderr.write(`drover: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  // Anything else is unexpected: one line, the stack at debug level.
+  process.stderr.write(`drover: ${err instanceof Error ? err.message : String(err)}${debug ? stack(err) : ' (--log-level debug shows the stack)'}\n`);
   process.exit(1);
 });

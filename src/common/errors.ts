@@ -87,3 +87,13 @@ export class SchedulingError extends ValidationError {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * A process cannot start (address in use, data directory locked or unusable): the CLI prints the
+ * message as one line, without a stack, and exits 1.
+ */
+export class StartupError extends DroverError {
+  constructor(code: string, message: string) {
+    super(503, code, message);
+  }
+}

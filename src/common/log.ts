@@ -1,13 +1,16 @@
 // Structured logging (pino). One root logger per process; modules take children with a `component`.
 // Secrets never go into log fields: redaction covers the usual places as a second line of defence.
-import { pino, destination, type Logger } from 'pino';
+import { pino, destination, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
+
+/** Set by `drover up` for its children: every log line then says which child wrote it ("child":"server"). */
+export const LOG_CHILD_ENV = 'DROVER_LOG_CHILD';
 
 export interface LogOptions {
   level?: string;
   /** Write to this destination instead of stderr (tests pass a stream). */
-  destination?: NodeJS.WritableStream;
+  destination?: NodeJS.WritableStream | DestinationStream;
 }
 
 export function createLogger(opts: LogOptions = {}): Logger {
@@ -15,7 +18,7 @@ export function createLogger(opts: LogOptions = {}): Logger {
   return pino(
     {
       level,
-      base: { pid: process.pid },
+      base: { pid: process.pid, ...(process.env[LOG_CHILD_ENV] ? { child: process.env[LOG_CHILD_ENV] } : {}) },
       redact: {
         paths: [
           'secret',

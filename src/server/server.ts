@@ -1,6 +1,7 @@
 // The control plane process: storage, API, watch hub, metrics; start and graceful stop.
 import Koa from 'koa';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { Store } from './db/store.js';
@@ -11,6 +12,7 @@ import { openApiDocument } from './api/openapi.js';
 import { countAdminKeys, createApiKey, type IssuedKey } from './auth/credentials.js';
 import { defaultEnvironment } from './domain/environments.js';
 import type { Logger } from '../common/log.js';
+import { acquirePidLock, type PidLock } from '../common/pid-lock.js';
 
 export interface ServerOptions {
   dataDir: string;
@@ -24,6 +26,11 @@ export interface ServerOptions {
   adminSecretKey?: string;
   agentImage?: string;
   maxWatchSeconds?: number;
+  /**
+   * Take <dataDir>/server.lock (the PID of this process) after listening and before opening the
+   * database, so that two servers never share a data directory (the CLI sets it; tests need not).
+   */
+  lock?: boolean;
 }
 
 export interface RunningServer {
@@ -39,7 +46,49 @@ export interface RunningServer {
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log.child({ component: 'server' });
   const t0 = performance.now();
-  const store = Store.openDir(opts.dataDir);
+
+  // Listen first: when the address is taken (or not ours to take), the start fails before the data
+  // directory is touched, so no database, lock or admin key is created by a start that cannot serve.
+  let handle: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  const server: Server = createServer((req, res) => {
+    if (handle) return handle(req, res);
+    res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+    res.end(JSON.stringify({ type: 'error', status: 503, code: 'Starting', message: 'the control plane is starting' }));
+  });
+  server.keepAliveTimeout = 65_000;
+  server.requestTimeout = 0; // watches are long polls; they bound themselves
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (err) => log.error({ err }, 'HTTP server error'));
+
+  let lock: PidLock | undefined;
+  let store: Store | undefined;
+  try {
+    if (opts.lock) lock = acquirePidLock(join(opts.dataDir, 'server.lock'), 'drover server', opts.dataDir);
+    store = Store.openDir(opts.dataDir);
+    return startOn(opts, log, t0, server, store, lock, (h) => (handle = h));
+  } catch (err) {
+    store?.close();
+    lock?.release();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw err;
+  }
+}
+
+function startOn(
+  opts: ServerOptions,
+  log: Logger,
+  t0: number,
+  server: Server,
+  store: Store,
+  lock: PidLock | undefined,
+  setHandler: (h: (req: IncomingMessage, res: ServerResponse) => void) => void,
+): RunningServer {
   const hub = new WatchHub(store);
   defaultEnvironment(store);
 
@@ -118,14 +167,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   app.use(router.routes()).use(router.allowedMethods());
 
   // Koa's handler catches its own errors (ctx.onerror) and its promise never rejects.
-  const handle = app.callback();
-  const server: Server = createServer((req, res) => void handle(req, res));
-  server.keepAliveTimeout = 65_000;
-  server.requestTimeout = 0; // watches are long polls; they bound themselves
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => resolve());
-  });
+  const koaHandle = app.callback();
+  setHandler((req, res) => void koaHandle(req, res));
   const addr = server.address() as AddressInfo;
   const host = addr.address.includes(':') ? `[${addr.address}]` : addr.address;
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${addr.port}`;
@@ -149,6 +192,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         setTimeout(() => server.closeAllConnections(), 200).unref();
       });
       store.close();
+      lock?.release();
       log.info('control plane stopped');
     },
   };

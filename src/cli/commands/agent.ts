@@ -4,7 +4,9 @@ import { createLogger } from '../../common/log.js';
 import { loadConfig } from '../../config/config.js';
 import { ValidationError } from '../../common/errors.js';
 import { onShutdown } from '../shutdown.js';
-import { startHostAgent, withHostAgentOptions, type HostAgentFlags } from '../host-agent.js';
+import { agentBindTests, startHostAgent, withHostAgentOptions, type HostAgentFlags } from '../host-agent.js';
+import { assertCanListen } from '../../common/listen.js';
+import { supervisorChannel } from '../supervised.js';
 
 /** Splits the original's registration URL (`http://server/v1/scripts/<token>`) into server and token. */
 export function parseRegistrationUrl(url: string): { serverUrl: string; token: string } {
@@ -23,7 +25,15 @@ export function registerAgentCommand(program: Command): void {
     .option('--data <dir>', 'data directory; identity and state go to <dir>/agent/ (default: config dataDir)')
     .option('--hostname <name>', 'host name to register (default: the OS host name)');
   withHostAgentOptions(cmd)
-    .addHelpText('after', '\nEnvironment: DROVER_SERVER_URL, DROVER_REGISTRATION_TOKEN, DROVER_AGENT_IP, DROVER_HOSTNAME, DROVER_DATA_DIR, DOCKER_HOST.')
+    .addHelpText(
+      'after',
+      `
+Environment: DROVER_SERVER_URL, DROVER_REGISTRATION_TOKEN, DROVER_AGENT_IP, DROVER_HOSTNAME, DROVER_DATA_DIR, DOCKER_HOST.
+
+Examples:
+  drover agent http://10.0.0.5:8080/v1/scripts/<token> --labels hostname=node1,zone=a
+  drover agent --server http://10.0.0.5:8080 --data /var/lib/drover     # registered before: no token needed`,
+    )
     .action(
       async (
         regUrl: string | undefined,
@@ -33,12 +43,32 @@ export function registerAgentCommand(program: Command): void {
         const log = createLogger({ level: o.logLevel ?? cfg.log.level });
         const fromUrl = regUrl ? parseRegistrationUrl(regUrl) : undefined;
         const token = o.token ?? fromUrl?.token ?? process.env.DROVER_REGISTRATION_TOKEN;
+        // Metrics fail at start anyway; DNS and metadata would only fail on their first apply.
+        await assertCanListen(agentBindTests(cfg, o));
         const hostAgent = await startHostAgent(cfg, o, log, {
           dataDir: join(o.data ?? cfg.dataDir, 'agent'),
           serverUrl: o.server ?? fromUrl?.serverUrl ?? cfg.agent.serverUrl,
           registrationToken: token,
         });
-        onShutdown(log, () => hostAgent.stop());
+        const supervisor = supervisorChannel();
+        let readyTimer: NodeJS.Timeout | undefined;
+        if (supervisor) {
+          // Ready for `drover up` once registered (at once with an identity from an earlier start).
+          const poll = (): void => {
+            const hostId = hostAgent.agent.hostId();
+            if (hostId) supervisor.send({ type: 'agent-ready', hostId });
+            else readyTimer = setTimeout(poll, 100);
+          };
+          poll();
+        }
+        onShutdown(
+          log,
+          () => {
+            clearTimeout(readyTimer);
+            return Promise.resolve();
+          },
+          () => hostAgent.stop(),
+        );
       },
     );
 }
