@@ -25,6 +25,8 @@ const Identity = z.object({
   environmentId: z.string(),
   accessKey: z.string(),
   secretKey: z.string(),
+  /** Key of the metadata service tokens (from the watch responses; kept so a restarted agent serves the same tokens). */
+  metadataTokenKey: z.string().optional(),
 });
 type Identity = z.infer<typeof Identity>;
 
@@ -173,6 +175,7 @@ export class Agent {
         if (!connected) this.log.info('control plane reachable again');
         connected = true;
         backoff.reset();
+        const keyChanged = await this.keepTokenKey(res.metadataTokenKey);
         if (res.snapshot) {
           this.state = stateFromSnapshot(res.revision, res.snapshot);
         } else if (this.state && (res.changes.length || res.environment || res.revision !== this.state.revision)) {
@@ -181,6 +184,7 @@ export class Agent {
         } else if (!this.state) {
           continue;
         } else {
+          if (keyChanged) await this.applyState();
           await this.report(client);
           continue;
         }
@@ -203,11 +207,20 @@ export class Agent {
     }
   }
 
+  /** Stores a new metadata token key with the identity (mode 0600); true when it changed. */
+  private async keepTokenKey(key: string | undefined): Promise<boolean> {
+    const id = this.identity;
+    if (!id || key === undefined || key === id.metadataTokenKey) return false;
+    this.identity = { ...id, metadataTokenKey: key };
+    await writeFileAtomic(this.identityPath, JSON.stringify(this.identity), 0o600);
+    return true;
+  }
+
   private async applyState(): Promise<void> {
     const st = this.state;
     if (!st) return;
     const hostId = this.identity?.hostId ?? '';
-    await this.runner.update(st, { hostId, host: st.hosts.get(hostId) });
+    await this.runner.update(st, { hostId, host: st.hosts.get(hostId), metadataTokenKey: this.identity?.metadataTokenKey });
     for (const fn of this.listeners) fn(st);
   }
 

@@ -10,8 +10,10 @@
 //   service's links.
 // - `links` of a service: `{"<stack>/<service>": "<alias>"}`, the alias being the consumed service's name when
 //   the link has none (that is the name the link resolves under in DNS).
-// - `token` (only under `self/service`): hex HMAC-SHA256 keyed by `tokenKey` (default: the environment
-//   uuid) of `drover-metadata-service-token:<service uuid>`; stable across rebuilds and hosts.
+// - `token` (only under `self/service`): hex HMAC-SHA256 keyed by `tokenKey` of
+//   `drover-metadata-service-token:<service uuid>`; stable across rebuilds and hosts. The key is a secret of
+//   the control plane, handed to its agents only (src/server/auth/metadata-key.ts); nothing in the tree can
+//   compute it. Without a key the token is null (never keyed by anything a container can read).
 // - `version`: `<state revision>-<16 hex of sha256(tree format, environment uuid, host id)>`: it changes with
 //   every state revision and whenever the environment is re-created (new uuid) or the agent serves another host.
 // - `hostname` of a container: its configured hostname, else its name. `primary_mac_address`: null (not
@@ -30,8 +32,8 @@ const TREE_FORMAT = 'drover-metadata-1';
 export interface MetadataTreeOptions {
   /** The host this agent runs on (`self/host` of `default`). */
   hostId: string;
-  /** Key of the service tokens (see the header). Default: the environment uuid. */
-  tokenKey?: string;
+  /** Key of the service tokens (see the header); without one, tokens are null. */
+  tokenKey?: string | undefined;
 }
 
 // Shared, frozen empty values: most containers have no links, dns or ports; one object serves them all
@@ -110,7 +112,7 @@ const familyOf = (v: MetadataVersion): Family => (v === '2016-07-29' ? 'new' : '
 /** Builds the answers (every version, `latest`, a `default` and one entry per managed container IP). */
 export function buildMetadataAnswers(state: EnvState, opts: MetadataTreeOptions): Answers {
   const env = state.environment;
-  const tokenKey = opts.tokenKey ?? env.uuid;
+  const tokenKey = opts.tokenKey;
   const version = metadataVersionString(state, opts.hostId);
   const managedNetworkUuid = deriveUuid(`${env.uuid}:managed-network`);
 
@@ -343,7 +345,8 @@ export function buildMetadataAnswers(state: EnvState, opts: MetadataTreeOptions)
 
   // ---- Trees per version.
   const tokens = new Map<string, string>();
-  const tokenOf = (uuid: string): string => {
+  const tokenOf = (uuid: string): string | null => {
+    if (tokenKey === undefined || tokenKey === '') return null;
     let t = tokens.get(uuid);
     if (t === undefined) tokens.set(uuid, (t = serviceToken(tokenKey, uuid)));
     return t;

@@ -60,6 +60,11 @@ export const WatchResponse = z.object({
   changes: z.array(Change).default([]),
   /** The environment record changed (network settings, name); included whenever it did. */
   environment: Environment.optional(),
+  /**
+   * Key of the metadata service tokens (see src/server/auth/metadata-key.ts): sent to the environment's
+   * agents only, in every response; never part of the state the metadata tree is built from.
+   */
+  metadataTokenKey: z.string().min(32).optional(),
 });
 export type WatchResponse = z.infer<typeof WatchResponse>;
 

@@ -12,8 +12,11 @@ import { fixtureState, HOST_A, HOST_B, IP_APP, IP_DB, IP_SIDEKICK, IP_STANDALONE
 
 const GOLDEN_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'metadata', 'golden');
 
+/** The control plane's metadata token key, as an agent receives it (a secret: not derivable from the state). */
+const TOKEN_KEY = 'a3f1c9e07b2d4856a3f1c9e07b2d4856a3f1c9e07b2d4856a3f1c9e07b2d4856';
+
 function build(hostId = HOST_A): Answers {
-  return buildMetadataAnswers(fixtureState(), { hostId });
+  return buildMetadataAnswers(fixtureState(), { hostId, tokenKey: TOKEN_KEY });
 }
 
 function tree(a: Answers, version: string, client: string): JsonMap {
@@ -207,7 +210,7 @@ describe('metadata tree: services', () => {
     for (const v of METADATA_VERSIONS) {
       const t = tree(a, v, IP_APP);
       const token = get(t, 'self', 'service', 'token');
-      assert.equal(token, serviceToken('env-uuid-1', 'uuid-sv1'));
+      assert.equal(token, serviceToken(TOKEN_KEY, 'uuid-sv1'));
       assert.match(String(token), /^[0-9a-f]{64}$/);
       for (const s of list(get(t, 'services'))) assert.equal(get(s, 'token'), null);
       if (v !== '2015-07-25') for (const s of list(get(t, 'stacks', 0, 'services'))) assert.equal(get(s, 'token'), null);
@@ -215,11 +218,22 @@ describe('metadata tree: services', () => {
     // The sidekick's self/service is the sidekick entry, with the service's token.
     const side = tree(a, 'latest', IP_SIDEKICK);
     assert.equal(get(side, 'self', 'service', 'name'), 'logger');
-    assert.equal(get(side, 'self', 'service', 'token'), serviceToken('env-uuid-1', 'uuid-sv1'));
+    assert.equal(get(side, 'self', 'service', 'token'), serviceToken(TOKEN_KEY, 'uuid-sv1'));
     // Another key gives other tokens.
     const other = buildMetadataAnswers(fixtureState(), { hostId: HOST_A, tokenKey: 'secret' });
     assert.equal(get(tree(other, 'latest', IP_APP), 'self', 'service', 'token'), serviceToken('secret', 'uuid-sv1'));
-    assert.notEqual(serviceToken('secret', 'uuid-sv1'), serviceToken('env-uuid-1', 'uuid-sv1'));
+    assert.notEqual(serviceToken('secret', 'uuid-sv1'), serviceToken(TOKEN_KEY, 'uuid-sv1'));
+  });
+
+  it('never keys tokens with what a container can read: null without a key, not HMAC(environment uuid)', () => {
+    const st = fixtureState();
+    const envUuid = st.environment.uuid;
+    const keyless = buildMetadataAnswers(st, { hostId: HOST_A });
+    for (const v of METADATA_VERSIONS) assert.equal(get(tree(keyless, v, IP_APP), 'self', 'service', 'token'), null);
+    const token = get(tree(build(), 'latest', IP_APP), 'self', 'service', 'token');
+    assert.notEqual(token, serviceToken(envUuid, 'uuid-sv1'));
+    // The key appears nowhere in what the metadata service serves.
+    assert.ok(!JSON.stringify(build()).includes(TOKEN_KEY));
   });
 
   it('carries user metadata, health check, ports, expose and lb config in spec form', () => {

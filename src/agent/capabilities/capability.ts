@@ -8,6 +8,8 @@ import type { Host } from '../../model/resources.js';
 export interface HostContext {
   hostId: string;
   host: Host | undefined;
+  /** Key of the metadata service tokens, from the control plane (undefined until it sent one). */
+  metadataTokenKey?: string | undefined;
 }
 
 export interface Applier<A> {

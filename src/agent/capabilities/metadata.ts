@@ -20,14 +20,25 @@ export function metadataCapability(opts: MetadataCapabilityOptions): Capability<
   const server = new MetadataServer({ log, ...(opts.registry ? { registry: opts.registry } : {}) });
   const { host, port } = splitHostPort(opts.listen);
   let listening = false;
+  let keyMissing = false;
+  let warnedNoKey = false;
   return {
     name: 'metadata',
     server,
-    render: (state, h) => buildMetadataAnswers(state, { hostId: h.hostId }),
+    // Service tokens are keyed with the control plane's key; without one yet (an agent upgraded from a
+    // version that had none, before the server first answers) they are null rather than guessable.
+    render: (state, h) => {
+      keyMissing = h.metadataTokenKey === undefined;
+      return buildMetadataAnswers(state, { hostId: h.hostId, tokenKey: h.metadataTokenKey });
+    },
     // The answers carry the state's revision in `version`: a new state is always a new answer set.
     same: () => false,
     applier: {
       async apply(answers) {
+        if (keyMissing && !warnedNoKey) {
+          warnedNoKey = true;
+          log.warn('no metadata token key from the control plane yet: self/service/token is null until it sends one');
+        }
         server.setAnswers(answers);
         if (!listening) {
           await listenWithAddress(host, () => server.listen(host, port), log);

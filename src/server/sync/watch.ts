@@ -8,6 +8,7 @@ import type { Store, StoredKind } from '../db/store.js';
 import type { Change, Snapshot, WatchResponse } from '../../model/state.js';
 import { COLLECTION_OF } from '../../model/state.js';
 import { STATE_KINDS, type StateKind } from '../../model/resources.js';
+import { metadataTokenKey } from '../auth/metadata-key.js';
 
 export class WatchHub {
   private readonly waiters = new Map<string, Set<() => void>>();
@@ -62,7 +63,7 @@ export class WatchHub {
   build(envId: string, after: number, revision: number): WatchResponse {
     const env = this.store.mustGet('environment', envId);
     if (after <= 0 || after > revision || after < this.store.oldestRetained(envId)) {
-      return { revision, snapshot: snapshot(this.store, envId), changes: [] };
+      return { revision, snapshot: snapshot(this.store, envId), changes: [], metadataTokenKey: metadataTokenKey(this.store, env.uuid) };
     }
     const changes: Change[] = [];
     let envChanged = false;
@@ -74,7 +75,7 @@ export class WatchHub {
       const data = this.store.get(kind as StoredKind, id);
       changes.push(data ? { op: 'upsert', kind: kind as StateKind, id, data } : { op: 'remove', kind: kind as StateKind, id });
     }
-    return { revision, changes, ...(envChanged ? { environment: env } : {}) };
+    return { revision, changes, ...(envChanged ? { environment: env } : {}), metadataTokenKey: metadataTokenKey(this.store, env.uuid) };
   }
 }
 
