@@ -1,7 +1,10 @@
 // `drover dns`: the standalone DNS server (drop-in for the rancher-dns binary) serving an answers file.
 import { Command, InvalidArgumentError } from 'commander';
 import { z } from 'zod';
-import { errorMessage } from '../../common/errors.js';
+import { Registry } from 'prom-client';
+import { errorMessage, StartupError } from '../../common/errors.js';
+import { countUnexpectedErrorsIn } from '../../common/last-resort.js';
+import { assertCanListen, listenError } from '../../common/listen.js';
 import { createLogger } from '../../common/log.js';
 import { UDP_TRANSPORTS } from '../../dns/server.js';
 import { parseListenAddress, StandaloneDns } from '../../dns/standalone.js';
@@ -100,10 +103,19 @@ Example:
       const o = parsed.data;
       const log = createLogger({ level: o.logLevel });
       let dns: StandaloneDns;
+      const registry = new Registry();
+      countUnexpectedErrorsIn(registry);
+      let listen: ReturnType<typeof parseListenAddress>[] = [];
       try {
-        const listen = (o.listen.length > 0 ? o.listen : ['0.0.0.0:53']).map((l) => parseListenAddress(l, 53));
+        listen = (o.listen.length > 0 ? o.listen : ['0.0.0.0:53']).map((l) => parseListenAddress(l, 53));
         const reloadListen = o.reloadListen === 'off' || o.reloadListen === '' ? undefined : parseListenAddress(o.reloadListen, 8113);
+        // Fail fast with one line naming the address (the batched UDP addon's errors do not name it).
+        await assertCanListen([
+          ...listen.map((l) => ({ at: { host: l.address, port: l.port }, flag: '--listen', udp: true })),
+          ...(reloadListen ? [{ at: { host: reloadListen.address, port: reloadListen.port }, flag: '--reload-listen' }] : []),
+        ]);
         dns = await StandaloneDns.start({
+          registry,
           answersPath: o.answers,
           listen,
           ttl: o.ttl,
@@ -116,6 +128,15 @@ Example:
           udpTransport: o.udpTransport,
         });
       } catch (err) {
+        const first = listen[0];
+        const oneLine = err instanceof StartupError ? err : first ? listenError(err, { host: first.address, port: first.port }, '--listen') : undefined;
+        if (oneLine) {
+          log.debug({ err }, 'drover dns could not start');
+          log.flush();
+          process.stderr.write(`drover: ${oneLine.message}\n`);
+          process.exitCode = 1;
+          return;
+        }
         log.fatal({ err: errorMessage(err) }, 'drover dns could not start');
         log.flush();
         process.exitCode = 1;

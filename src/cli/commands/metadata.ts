@@ -3,7 +3,10 @@ import { Option, type Command } from 'commander';
 import { z } from 'zod';
 import { ValidationError } from '../../common/errors.js';
 import { createLogger } from '../../common/log.js';
-import { DEFAULT_RELOAD_LISTEN, parseHeaderSpec, runStandalone } from '../../metadata/standalone.js';
+import { DEFAULT_RELOAD_LISTEN, parseHeaderSpec, parseListenAddress, runStandalone } from '../../metadata/standalone.js';
+import { Registry } from 'prom-client';
+import { countUnexpectedErrorsIn } from '../../common/last-resort.js';
+import { assertCanListen, rethrowListenError, type BindTest } from '../../common/listen.js';
 import { onShutdown } from '../shutdown.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -73,13 +76,29 @@ export function registerMetadataCommand(program: Command): void {
       }
       const o = parsed.data;
       const log = createLogger({ level: o.logLevel }).child({ component: 'metadata' });
+      const registry = new Registry();
+      countUnexpectedErrorsIn(registry);
+      // Fail fast with one line naming the address and its flag.
+      const tests: BindTest[] = [];
+      const main = parseListenAddress(o.listen);
+      tests.push({ at: { host: main.host ?? '0.0.0.0', port: main.port }, flag: '--listen' });
+      if (o.reloadListen !== false) {
+        const r = parseListenAddress(o.reloadListen);
+        tests.push({ at: { host: r.host ?? '127.0.0.1', port: r.port }, flag: '--reload-listen' });
+      }
+      await assertCanListen(tests);
       const handle = await runStandalone({
+        registry,
         answersFile: o.answers,
         listen: o.listen,
         reloadListen: o.reloadListen === false ? null : o.reloadListen,
         trustForwardedFor: o.trustForwardedFor,
         requireHeader: o.requireHeader !== undefined ? parseHeaderSpec(o.requireHeader) : undefined,
         log,
+      }).catch((err: unknown) => {
+        const port = (err as { port?: unknown }).port;
+        const t = tests.find((x) => x.at.port === port) ?? (tests[0] as BindTest);
+        return rethrowListenError(err, t.at, t.flag);
       });
       onShutdown(log, () => handle.close());
     });
