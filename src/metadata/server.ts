@@ -46,6 +46,8 @@ export interface MetadataServerOptions {
    * Default 1,024.
    */
   maxConnectionsPerClient?: number;
+  /** Time a client has to send a request head (ms; slow clients get 408). Default 10 s. */
+  headersTimeoutMs?: number;
 }
 
 const DEFAULT_WAIT_S = 60;
@@ -60,6 +62,8 @@ const MEMO_MAX_BYTES = 32 * 1024 * 1024;
 export const MAX_HEADER_BYTES = 16 * 1024;
 const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 30_000;
+/** How often Node checks those timeouts (its default, 30 s, would let a slow client hold on for 40 s). */
+const TIMEOUT_CHECK_MS = 1_000;
 /** How long a connection beyond the per-client limit may stay open without sending a request. */
 const OVER_LIMIT_IDLE_MS = 5_000;
 /** How long close() lets in-flight responses finish before dropping connections. */
@@ -104,6 +108,7 @@ export class MetadataServer {
   private readonly maxWaiters: number;
   private readonly maxWaitersPerClient: number;
   private readonly maxConnectionsPerClient: number;
+  private readonly headersTimeoutMs: number;
   private readonly waitersByClient = new Map<string, number>();
   private readonly connectionsByClient = new Map<string, number>();
   /** Connections opened beyond their client's limit: their requests are refused. */
@@ -122,6 +127,7 @@ export class MetadataServer {
     this.maxWaiters = opts.maxWaiters ?? 20_000;
     this.maxWaitersPerClient = opts.maxWaitersPerClient ?? 1_000;
     this.maxConnectionsPerClient = opts.maxConnectionsPerClient ?? 1_024;
+    this.headersTimeoutMs = opts.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
     this.waiters = new WaitQueue({ spreadMs: opts.wakeSpreadMs ?? 50 });
     this.removeWaitingSource = this.metrics.addWaitingSource(() => this.waiters.size);
     this.app = new Koa();
@@ -164,12 +170,15 @@ export class MetadataServer {
     if (this.server) return Promise.reject(new Error('metadata server is already listening'));
     // Koa's handler catches its own errors (ctx.onerror) and its promise never rejects.
     const handle = this.app.callback();
-    const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => void handle(req, res));
+    const server = createServer(
+      { maxHeaderSize: MAX_HEADER_BYTES, connectionsCheckingInterval: TIMEOUT_CHECK_MS },
+      (req, res) => void handle(req, res),
+    );
     // Long polls are answered within 120 s; idle keep-alive connections are kept a little longer than
     // typical client pools expect. A request head must arrive within 10 s, a whole request within 30 s.
     server.keepAliveTimeout = 65_000;
-    server.headersTimeout = HEADERS_TIMEOUT_MS;
-    server.requestTimeout = REQUEST_TIMEOUT_MS;
+    server.headersTimeout = this.headersTimeoutMs;
+    server.requestTimeout = Math.max(REQUEST_TIMEOUT_MS, this.headersTimeoutMs);
     if (!this.trustXff) server.on('connection', (socket: Socket) => this.track(socket));
     this.server = server;
     return new Promise((resolve, reject) => {
