@@ -238,3 +238,59 @@ test('the OpenAPI document is served and describes the resources', async () => {
   assert.ok(r.body.paths['/v1/stacks']);
   assert.ok(r.body.components.schemas.ServiceCreate);
 });
+
+test('an API key with an access key that exists is a 409 naming accessKey, never a 500 (store constraints map to 409)', async () => {
+  const first = await t.api<{ accessKey: string }>('POST', '/v1/apikeys', { name: 'dup', accessKey: 'DUPLICATEKEY1', secretKey: 'dup-secret-0123456789' });
+  assert.equal(first.status, 201);
+  for (const accessKey of ['DUPLICATEKEY1', ADMIN.accessKey]) {
+    const again = await t.api<Err>('POST', '/v1/apikeys', { name: 'dup2', accessKey, secretKey: 'another-secret-0123456789' });
+    assert.equal(again.status, 409, JSON.stringify(again.body));
+    assert.equal(again.body.fieldName, 'accessKey');
+    assert.equal(again.body.type, 'error');
+  }
+  // The admin key still works with its own secret (the failed insert changed nothing).
+  assert.equal((await t.api('GET', '/v1/apikeys')).status, 200);
+});
+
+test('registration cannot take over a host: an existing uuid needs that host’s credentials; the host itself re-registers with them', async () => {
+  type Reg = { host: { id: string; uuid: string; agentIpAddress: string }; accessKey: string; secretKey: string };
+  const tokenA = (await t.api<{ token: string }>('POST', '/v1/registrationtokens', {})).body.token;
+  const tokenB = (await t.api<{ token: string }>('POST', '/v1/registrationtokens', {})).body.token;
+  const x = await request<Reg>(t.url, 'POST', '/v1/agent/register', { token: tokenA, hostname: 'victim', agentIpAddress: '192.0.2.90' });
+  assert.equal(x.status, 201);
+  const xCreds = { accessKey: x.body.accessKey, secretKey: x.body.secretKey };
+  const other = await request<Reg>(t.url, 'POST', '/v1/agent/register', { token: tokenB, hostname: 'attacker', agentIpAddress: '192.0.2.91' });
+  assert.equal(other.status, 201);
+  const otherCreds = { accessKey: other.body.accessKey, secretKey: other.body.secretKey };
+
+  // Any token holder who knows X's uuid (every agent sees them): refused, with or without another host's key.
+  const takeover = { token: tokenB, uuid: x.body.host.uuid, hostname: 'victim', agentIpAddress: '198.51.100.66' };
+  const anon = await request<Err>(t.url, 'POST', '/v1/agent/register', takeover);
+  assert.equal(anon.status, 409, JSON.stringify(anon.body));
+  assert.equal(anon.body.fieldName, 'uuid');
+  assert.match(anon.body.message, /already registered.*current agent credentials/);
+  const asOther = await request<Err>(t.url, 'POST', '/v1/agent/register', takeover, otherCreds);
+  assert.equal(asOther.status, 409, JSON.stringify(asOther.body));
+  const wrongSecret = await request<Err>(t.url, 'POST', '/v1/agent/register', takeover, { accessKey: xCreds.accessKey, secretKey: 'wrong-secret-0123456789' });
+  assert.equal(wrongSecret.status, 401);
+
+  // X's key still works and its address is unchanged.
+  const self = await request<{ id: string; agentIpAddress: string }>(t.url, 'GET', '/v1/agent/self', undefined, xCreds);
+  assert.equal(self.status, 200);
+  assert.equal(self.body.id, x.body.host.id);
+  assert.equal(self.body.agentIpAddress, '192.0.2.90');
+  assert.equal((await t.api<{ agentIpAddress: string }>('GET', `/v1/hosts/${x.body.host.id}`)).body.agentIpAddress, '192.0.2.90');
+
+  // The legitimate agent re-registers with its credentials: same host, new address, a new key replaces the old.
+  const again = await request<Reg>(t.url, 'POST', '/v1/agent/register', { ...takeover, token: tokenA, agentIpAddress: '192.0.2.99' }, xCreds);
+  assert.equal(again.status, 201, JSON.stringify(again.body));
+  assert.equal(again.body.host.id, x.body.host.id);
+  assert.equal(again.body.host.agentIpAddress, '192.0.2.99');
+  assert.equal((await request(t.url, 'GET', '/v1/agent/self', undefined, xCreds)).status, 401, 'the old key is gone');
+  assert.equal((await request(t.url, 'GET', '/v1/agent/self', undefined, { accessKey: again.body.accessKey, secretKey: again.body.secretKey })).status, 200);
+  // An agent that lost its identity registers without a uuid: a new host.
+  const lost = await request<Reg>(t.url, 'POST', '/v1/agent/register', { token: tokenA, hostname: 'victim', agentIpAddress: '192.0.2.99' });
+  assert.equal(lost.status, 201);
+  assert.notEqual(lost.body.host.id, x.body.host.id);
+  for (const id of [x.body.host.id, other.body.host.id, lost.body.host.id]) await t.api('DELETE', `/v1/hosts/${id}`);
+});

@@ -14,6 +14,7 @@ export interface ApiState {
 export type ApiContext = Context & { state: ApiState };
 
 export const MAX_BODY = 8 * 1024 * 1024;
+const DRAIN_LIMIT = 4 * MAX_BODY;
 /** Nesting allowed in a request body: room for the resource's own structure around free-form JSON. */
 export const MAX_BODY_DEPTH = LIMITS.maxJsonDepth + 8;
 
@@ -28,9 +29,10 @@ const tooLarge = () =>
  */
 export async function jsonBody(ctx: Context, next: Next): Promise<void> {
   if (['POST', 'PUT', 'PATCH'].includes(ctx.method)) {
+    // Over the limit, the rest is read and dropped (up to DRAIN_LIMIT) so that the client, still
+    // sending, receives the 413 instead of a reset connection; beyond that the connection is closed.
     const declared = Number(ctx.get('content-length') || 0);
-    if (declared > MAX_BODY) {
-      // Answer before reading; the connection is closed so the client stops sending.
+    if (declared > DRAIN_LIMIT) {
       ctx.set('Connection', 'close');
       throw tooLarge();
     }
@@ -38,11 +40,12 @@ export async function jsonBody(ctx: Context, next: Next): Promise<void> {
     let size = 0;
     for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
       size += chunk.length;
-      if (size > MAX_BODY) {
-        ctx.set('Connection', 'close');
-        throw tooLarge();
-      }
-      chunks.push(chunk);
+      if (size > DRAIN_LIMIT) break;
+      if (size <= MAX_BODY) chunks.push(chunk);
+    }
+    if (size > MAX_BODY) {
+      ctx.set('Connection', 'close');
+      throw tooLarge();
     }
     const text = Buffer.concat(chunks).toString('utf8');
     if (text.trim() === '') ctx.state.body = {};
@@ -90,6 +93,11 @@ function storeConflict(err: unknown): DroverError | undefined {
 
 export function zodToError(err: ZodError): ValidationError {
   const issue = err.issues[0];
+  if (issue?.code === 'unrecognized_keys') {
+    // The field is the unknown key itself (the issue's path is the object holding it).
+    const field = [...issue.path.map(String), issue.keys[0] ?? ''].join('.');
+    return new ValidationError('UnknownField', `${field}: unknown field (not accepted here)`, field);
+  }
   const path = issue?.path.map(String).join('.') ?? '';
   const code = issue?.code === 'invalid_type' && issue.input === undefined ? 'MissingRequired' : 'InvalidFormat';
   return new ValidationError(code, `${path ? `${path}: ` : ''}${issue?.message ?? 'invalid input'}`, path || undefined);

@@ -32,16 +32,14 @@ import {
   updateEnvironment,
   updateHost,
 } from '../domain/environments.js';
-import { addToStack, createStack, exportStack, removeStack } from '../domain/stacks.js';
+import { Offloader } from './offload.js';
 import {
   finishUpgradeService,
   removeService,
   rollback,
   setServiceActive,
   setServiceLinks,
-  updateService,
   upgrade,
-  createService,
 } from '../domain/services.js';
 import {
   adoptContainer,
@@ -114,6 +112,12 @@ function unknownAction(def: ResourceDef, action: string): never {
 export function buildRouter(deps: RouteDeps): Router {
   const { store } = deps;
   const r = new Router({ prefix: '/v1' });
+  // Large imports and scales run off the event loop; mutations take turns (src/server/api/offload.ts).
+  const offload = new Offloader(store);
+  r.use(async (ctx, next) => {
+    if (ctx.method === 'GET' || ctx.method === 'HEAD' || ctx.method === 'OPTIONS') return next();
+    return offload.exclusive(next);
+  });
 
   r.get('/version', (ctx) => {
     ctx.body = { type: 'version', version: VERSION, apiVersion: 'v1' };
@@ -240,10 +244,12 @@ export function buildRouter(deps: RouteDeps): Router {
   r.get('/stacks', (ctx) => {
     ctx.body = collection(ctx, R.STACK, listOf(ctx, store, 'stack'), R.FIELDS.stack);
   });
-  r.post('/stacks', (ctx) => {
+  r.post('/stacks', async (ctx) => {
     const b = parseBody(ctx, S.StackCreate);
     const answers = { ...(b.environment ?? {}), ...(b.answers ?? {}) };
-    const stack = createStack(store, {
+    const stack = await offload.run({
+      op: 'createStack',
+      input: {
       environmentId: envIdOf(ctx, store, b.environmentId),
       name: b.name,
       ...(b.description !== undefined ? { description: b.description } : {}),
@@ -251,22 +257,31 @@ export function buildRouter(deps: RouteDeps): Router {
       ...(b.rancherCompose !== undefined ? { rancherCompose: b.rancherCompose } : {}),
       answers,
       ...(b.externalId ? { externalId: b.externalId } : {}),
+      },
     });
     send(ctx, R.STACK, stack, 201);
   });
   r.get('/stacks/:id', (ctx) => send(ctx, R.STACK, store.mustGet('stack', pid(ctx))));
-  r.delete('/stacks/:id', (ctx) => {
-    removeStack(store, pid(ctx));
+  r.delete('/stacks/:id', async (ctx) => {
+    await offload.run({ op: 'removeStack', stackId: pid(ctx) });
     ctx.status = 204;
   });
-  r.post('/stacks/:id', (ctx) => {
+  r.post('/stacks/:id', async (ctx) => {
     const a = actionOf(ctx);
     if (a === 'exportconfig') {
-      const files = exportStack(store, pid(ctx));
+      const files = await offload.run({ op: 'exportStack', stackId: pid(ctx) });
       ctx.body = { type: 'composeConfig', dockerComposeConfig: files.dockerCompose, rancherComposeConfig: files.rancherCompose };
     } else if (a === 'addservices') {
       const b = parseBody(ctx, S.StackAddServices);
-      const added = addToStack(store, pid(ctx), b);
+      const added = await offload.run({
+        op: 'addToStack',
+        stackId: pid(ctx),
+        input: {
+          dockerCompose: b.dockerCompose,
+          ...(b.rancherCompose !== undefined ? { rancherCompose: b.rancherCompose } : {}),
+          ...(b.answers ? { answers: b.answers } : {}),
+        },
+      });
       ctx.body = collection(ctx, R.SERVICE, added, R.FIELDS.service);
     } else unknownAction(R.STACK, a);
   });
@@ -275,12 +290,20 @@ export function buildRouter(deps: RouteDeps): Router {
   r.get('/services', (ctx) => {
     ctx.body = collection(ctx, R.SERVICE, listOf(ctx, store, 'service'), R.FIELDS.service);
   });
-  r.post('/services', (ctx) => {
+  r.post('/services', async (ctx) => {
     const { stackId, ...input } = parseBody(ctx, S.ServiceCreate);
-    send(ctx, R.SERVICE, createService(store, stackId, input), 201);
+    send(ctx, R.SERVICE, await offload.run({ op: 'createService', stackId, input }), 201);
   });
   r.get('/services/:id', (ctx) => send(ctx, R.SERVICE, store.mustGet('service', pid(ctx))));
-  r.put('/services/:id', (ctx) => send(ctx, R.SERVICE, updateService(store, pid(ctx), parseBody(ctx, S.ServiceUpdate))));
+  r.put('/services/:id', async (ctx) => {
+    const b = parseBody(ctx, S.ServiceUpdate);
+    const patch = {
+      ...(b.scale !== undefined ? { scale: b.scale } : {}),
+      ...(b.metadata !== undefined ? { metadata: b.metadata } : {}),
+      ...(b.name !== undefined ? { name: b.name } : {}),
+    };
+    send(ctx, R.SERVICE, await offload.run({ op: 'updateService', serviceId: pid(ctx), patch }));
+  });
   r.delete('/services/:id', (ctx) => {
     removeService(store, pid(ctx));
     ctx.status = 204;
@@ -412,7 +435,8 @@ export function buildRouter(deps: RouteDeps): Router {
 
   r.get('/agent/watch', async (ctx) => {
     const p = agentPrincipal(ctx);
-    touchHost(store, p.hostId);
+    // Best effort: while the worker writes, last-seen waits for the next call (never a blocking wait).
+    if (!offload.busy) touchHost(store, p.hostId);
     await watch(ctx, deps, p.envId);
   });
 

@@ -37,6 +37,8 @@ export function sub(field: string, key: string | number): string {
 
 /** Nesting a compose file may have: the file's own structure around free-form metadata. */
 export const MAX_YAML_DEPTH = LIMITS.maxJsonDepth + 8;
+/** Flow nesting ever handed to the YAML parser (it copes with a few thousand levels; not 100,000). */
+const MAX_FLOW_DEPTH = 1000;
 /** Alias expansions per file (the yaml package's count): enough for anchors, not for an alias bomb. */
 export const MAX_YAML_ALIASES = 1000;
 
@@ -75,8 +77,11 @@ function locate(file: string, path: JsonPath): { where: Where; field: string | u
  * `__proto__` keys.
  */
 export function loadYaml(file: string, text: string): unknown {
-  const depth = flowDepth(text, MAX_YAML_DEPTH);
-  if (depth > MAX_YAML_DEPTH) fail({ file }, undefined, `invalid YAML: collections nested deeper than ${MAX_YAML_DEPTH} levels`, 'NestedTooDeep');
+  // Moderately deep input is parsed so that the error can name the service and field (below); far
+  // deeper input never reaches the parser.
+  if (flowDepth(text, MAX_FLOW_DEPTH) > MAX_FLOW_DEPTH) {
+    fail({ file }, undefined, `invalid YAML: collections nested deeper than ${MAX_YAML_DEPTH} levels`, 'NestedTooDeep');
+  }
   let doc: ReturnType<typeof parseDocument>;
   try {
     doc = parseDocument(text, { merge: true, uniqueKeys: true, prettyErrors: false });

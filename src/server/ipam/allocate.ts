@@ -82,7 +82,10 @@ export function releaseIp(tx: Tx, envId: string, owner: string): void {
 }
 
 export function releaseOwnersWithPrefix(tx: Tx, envId: string, prefix: string): void {
-  tx.store.db.prepare("DELETE FROM ip_allocations WHERE env_id = ? AND substr(owner, 1, ?) = ?").run(envId, prefix.length, prefix);
+  // A range on the (env_id, owner) index, not a scan of every allocation of the environment.
+  tx.store
+    .statement('ipam:releasePrefix', () => 'DELETE FROM ip_allocations WHERE env_id = ? AND owner >= ? AND owner < ?')
+    .run(envId, prefix, `${prefix}\uffff`);
 }
 
 export function slotOwner(serviceId: string, launchConfigName: string, index: number): string {
