@@ -1,6 +1,9 @@
 // Standalone mode (drop-in for the original rancher-metadata binary): serve a Rancher-format answers file,
 // reload it on SIGHUP and on `POST /v1/reload` at a loopback address. A file that fails to load is logged
 // and the last good answers stay served.
+// Service tokens (`self/service/token`) are served exactly as the answers file gives them: standalone mode
+// computes none, so it needs no token key and never derives one from anything public (the agent's tokens
+// are keyed with the control plane's secret, see src/server/auth/metadata-key.ts).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
