@@ -78,7 +78,7 @@ describe('DNS over TCP: hostile clients', () => {
     return { server, port };
   }
 
-  test('item 1: recursed (asynchronous) TCP answers do not crash; no error is logged for TCP answers', async () => {
+  test('item 1: recursed (asynchronous) TCP answers do not crash; no error is logged for TCP answers', { timeout: 30_000 }, async () => {
     const rec = recordingLogger();
     const { server, port } = await startServer({ log: rec.log });
     try {
@@ -98,7 +98,7 @@ describe('DNS over TCP: hostile clients', () => {
     }
   });
 
-  test('item 1 in a `drover dns` process: recursed TCP answers, the process keeps running', async () => {
+  test('item 1 in a `drover dns` process: recursed TCP answers, the process keeps running', { timeout: 30_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'drover-dns-tcp-'));
     const file = join(dir, 'answers.json');
     writeFileSync(file, JSON.stringify({ default: { authoritative: ['rancher.internal'], recurse: [`127.0.0.1:${up.port}`], a: { 'db.rancher.internal.': { answer: ['10.0.0.7'] } } } }));
@@ -119,7 +119,7 @@ describe('DNS over TCP: hostile clients', () => {
     }
   });
 
-  test('item 3: CPU-bomb frames (counts 0xFFFF, compression chains, 64 KiB of garbage) do not stall the loop', async (t) => {
+  test('item 3: CPU-bomb frames (counts 0xFFFF, compression chains, 64 KiB of garbage) do not stall the loop', { timeout: 30_000 }, async (t) => {
     const { server, port } = await startServer();
     const h = monitorEventLoopDelay({ resolution: 10 });
     const socks: net.Socket[] = [];
@@ -168,7 +168,7 @@ describe('DNS over TCP: hostile clients', () => {
     }
   });
 
-  test('item 4: pipeliners that never read: bounded memory, other clients answered, closed when idle', async (t) => {
+  test('item 4: pipeliners that never read: bounded memory, other clients answered, closed when idle', { timeout: 30_000 }, async (t) => {
     const { server, port } = await startServer({ tcp: { idleTimeoutMs: 2000 } });
     const socks: net.Socket[] = [];
     try {
@@ -197,7 +197,7 @@ describe('DNS over TCP: hostile clients', () => {
     }
   });
 
-  test('item 4: over the global reply budget the heaviest connection is closed', async () => {
+  test('item 4: over the global reply budget the heaviest connection is closed', { timeout: 30_000 }, async () => {
     const { server, port } = await startServer({ tcp: { maxQueuedBytesTotal: 100_000 } });
     const socks: net.Socket[] = [];
     try {
@@ -217,7 +217,7 @@ describe('DNS over TCP: hostile clients', () => {
     }
   });
 
-  test('item 5: slowloris — byte tricklers closed at the frame deadline, silent ones at the idle timeout; steady clients stay', async () => {
+  test('item 5: slowloris — byte tricklers closed at the frame deadline, silent ones at the idle timeout; steady clients stay', { timeout: 30_000 }, async () => {
     const { server, port } = await startServer({ tcp: { idleTimeoutMs: 1000, frameTimeoutMs: 600, maxConnectionsPerClient: 200 } });
     const tricklers: net.Socket[] = [];
     const silent: net.Socket[] = [];
@@ -255,7 +255,7 @@ describe('DNS over TCP: hostile clients', () => {
     }
   });
 
-  test('item 5: connection caps — per client refused; over the total the idlest goes, or the new one is refused', async () => {
+  test('item 5: connection caps — per client refused; over the total the idlest goes, or the new one is refused', { timeout: 30_000 }, async () => {
     const { server, port } = await startServer({ tcp: { maxConnections: 16, maxConnectionsPerClient: 8 } });
     const socks: net.Socket[] = [];
     const open = async (from: string): Promise<net.Socket> => {
@@ -296,7 +296,7 @@ describe('DNS over TCP: hostile clients', () => {
     }
   });
 
-  test('item 5: zero-length, short and partial frames: the queries behind them are answered; half-close gets every answer', async () => {
+  test('item 5: zero-length, short and partial frames: the queries behind them are answered; half-close gets every answer', { timeout: 30_000 }, async () => {
     const { server, port } = await startServer();
     try {
       const q = (name: string, id: number): Buffer => frame(query(name, TYPE.A, id));
@@ -329,7 +329,7 @@ describe('DNS over TCP: hostile clients', () => {
     }
   });
 
-  test('item 5: pipelined answers come as they are ready (out of order)', async () => {
+  test('item 5: pipelined answers come as they are ready (out of order)', { timeout: 30_000 }, async () => {
     const { server, port } = await startServer();
     try {
       // 127.0.0.3 recurses to an upstream that never answers: its query waits for the timeout (SERVFAIL).
@@ -343,7 +343,7 @@ describe('DNS over TCP: hostile clients', () => {
     }
   });
 
-  test('item 5: resets mid-answer (sync and recursed replies owed) do not throw', async () => {
+  test('item 5: resets mid-answer (sync and recursed replies owed) do not throw', { timeout: 30_000 }, async () => {
     const rec = recordingLogger();
     const { server, port } = await startServer({ log: rec.log });
     try {
