@@ -5,7 +5,12 @@
 //   import   vs. parsing the same compose text only (what any importer must at least do)
 //   deliver  vs. 20 plain HTTP round trips to the same server (the network floor)
 //
-//   node --import tsx bench/control-plane.ts [--services 1000] [--agents 20]
+// Then linearity (in this process, so that the event loop of the server can be watched): scale N on one
+// host for N = 250/500/1000, imports of 2,000 and 10,000 services, and the largest import allowed
+// (20 services × scale 1000 = the 20,000-container environment limit), each with the event loop's
+// longest block (perf_hooks monitorEventLoopDelay) and the slowest /v1/version answer during it.
+//
+//   node --import tsx bench/control-plane.ts [--services 1000] [--agents 20] [--only linear]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +19,8 @@ import { Agent } from '../src/agent/agent.js';
 import { silentLogger } from '../src/common/log.js';
 import { parseCompose } from '../src/server/compose/index.js';
 import { freePort } from '../test/helpers/ports.js';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { startServer } from '../src/server/server.js';
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -200,7 +207,105 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+/** Times one API call while watching the event loop and polling /v1/version every 5 ms. */
+async function watched(
+  url: string,
+  call: () => Promise<unknown>,
+): Promise<{ ms: number; loopMaxMs: number; versionMaxMs: number; versions: number; busyMs: number }> {
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  let running = true;
+  let versionMaxMs = 0;
+  let versions = 0;
+  const poll = (async () => {
+    while (running) {
+      const t0 = performance.now();
+      await (await fetch(`${url}/v1/version`)).text();
+      versionMaxMs = Math.max(versionMaxMs, performance.now() - t0);
+      versions++;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  h.enable();
+  const elu0 = performance.eventLoopUtilization();
+  const t0 = performance.now();
+  await call();
+  const ms = performance.now() - t0;
+  const busyMs = performance.eventLoopUtilization(elu0).active;
+  h.disable();
+  running = false;
+  await poll;
+  return { ms, loopMaxMs: h.max / 1e6, versionMaxMs, versions, busyMs };
+}
+
+async function linearity(): Promise<void> {
+  const srv = await startServer({
+    dataDir: tmp(),
+    host: '127.0.0.1',
+    port: 0,
+    log: silentLogger(),
+    adminAccessKey: ADMIN.accessKey,
+    adminSecretKey: ADMIN.secretKey,
+  });
+  const url = srv.url;
+  try {
+    const env = async (name: string, hosts: number) => {
+      const e = (await api(url, 'POST', '/v1/environments', { name })) as { id: string };
+      const tok = (await api(url, 'POST', '/v1/registrationtokens', { environmentId: e.id })) as { token: string };
+      for (let i = 0; i < hosts; i++) {
+        await api(url, 'POST', '/v1/agent/register', { token: tok.token, hostname: `${name}-h${i}`, agentIpAddress: `192.0.2.${10 + i}` });
+      }
+      return e.id;
+    };
+    const row = (what: string, r: Awaited<ReturnType<typeof watched>>, per: number, unit: string) =>
+      `${what.padEnd(34)} ${fmt(r.ms).padStart(10)}  ${((r.ms * 1000) / per).toFixed(0).padStart(5)} µs/${unit}  main thread busy ${fmt(r.busyMs)}, event loop max delay ${fmt(r.loopMaxMs)}, /v1/version slowest ${fmt(r.versionMaxMs)} (${r.versions} answers)`;
+    // Warm-up: starts the import worker and compiles the statements.
+    const warm = await env('warm', 1);
+    await api(url, 'POST', '/v1/stacks', { environmentId: warm, name: 'warm', dockerCompose: composeText(400) });
+
+    console.log('linear:  scale N on one host (one service, one POST /v1/services … PUT scale)');
+    const one = await env('one-host', 1);
+    const stack = (await api(url, 'POST', '/v1/stacks', { environmentId: one, name: 'scale' })) as { id: string };
+    const scaled: { n: number; ms: number }[] = [];
+    for (const n of [250, 500, 1000]) {
+      const r = await watched(url, () => api(url, 'POST', '/v1/services', { stackId: stack.id, name: `web${n}`, scale: n, launchConfig: { image: 'nginx' } }));
+      scaled.push({ n, ms: r.ms });
+      console.log(`  ${row(`scale ${n}`, r, n, 'container')}`);
+    }
+    const ratio = (xs: { n: number; ms: number }[]) =>
+      xs.slice(1).map((x, i) => `×${(x.n / (xs[i] as { n: number }).n).toFixed(1)} size → ×${(x.ms / (xs[i] as { ms: number }).ms).toFixed(2)} time`).join(', ');
+    console.log(`  ratios: ${ratio(scaled)} (linear: time ratio = size ratio)`);
+
+    console.log('linear:  imports (services each linked to the previous, one container each, 20 hosts)');
+    const imported: { n: number; ms: number }[] = [];
+    for (const n of [2000, 10000]) {
+      const e = await env(`import-${n}`, 20);
+      const text = composeText(n);
+      const r = await watched(url, () => api(url, 'POST', '/v1/stacks', { environmentId: e, name: `big${n}`, dockerCompose: text }));
+      imported.push({ n, ms: r.ms });
+      console.log(`  ${row(`import ${n} services`, r, n, 'service')}`);
+    }
+    console.log(`  ratios: ${ratio(imported)}`);
+    const e = await env('max', 20);
+    let dc = '';
+    let rc = '';
+    for (let i = 0; i < 20; i++) {
+      dc += `web${i}:\n  image: nginx\n  labels:\n    io.rancher.scheduler.affinity:container_label_soft_ne: io.rancher.stack_service.name=$\${stack_name}/$\${service_name}\n`;
+      rc += `web${i}:\n  scale: 1000\n`;
+    }
+    const max = await watched(url, () => api(url, 'POST', '/v1/stacks', { environmentId: e, name: 'max', dockerCompose: dc, rancherCompose: rc }));
+    console.log(`  ${row('max: 20 services × scale 1000', max, 20_000, 'container')}`);
+  } finally {
+    await srv.close();
+  }
+}
+
+const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+(only === 'linear' ? Promise.resolve() : main())
+  .then(() => linearity())
+  .then(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  })
+  .catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });

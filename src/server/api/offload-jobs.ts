@@ -81,7 +81,10 @@ export function jobSize(store: Store, job: Job): number {
     case 'removeStack':
     case 'exportStack': {
       const count = (sql: string) => (store.statement(`offload:${sql}`, () => sql).get(job.stackId) as { n: number }).n;
-      return count('SELECT COUNT(*) AS n FROM services WHERE stack_id = ?') + count('SELECT COUNT(*) AS n FROM containers WHERE json_extract(data, \'$.stackId\') = ?');
+      return (
+        count('SELECT COUNT(*) AS n FROM services WHERE stack_id = ?') +
+        count('SELECT COUNT(*) AS n FROM containers WHERE service_id IN (SELECT id FROM services WHERE stack_id = ?)')
+      );
     }
     case 'updateService': {
       if (job.patch.scale === undefined) return 0;

@@ -69,6 +69,11 @@ const MIGRATIONS: string[] = [
     env_id TEXT NOT NULL, revision INTEGER NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL);
   CREATE INDEX changes_env_rev ON changes(env_id, revision);
   `,
+  // Removing a service looks up the links that consume it: without this index each removal scanned every
+  // link of the environment (removing a stack of N linked services was O(N²)).
+  `
+  CREATE INDEX service_links_consumed ON service_links(consumed_service_id);
+  `,
 ];
 
 export function migrate(db: Database.Database): number {
