@@ -23,6 +23,8 @@
 // - a global budget (2,048 queries in flight, 16 MiB of queued replies): over it, every connection
 //   stops reading new frames, and when it is the queued bytes that are over, the connection holding
 //   the most is closed (a client that pipelines and never reads cannot pin the server's memory).
+// - fairness: a connection gets at most 32 frames or 64 KiB per turn of the event loop, then waits for
+//   the next turn (so one fast pipeliner cannot delay the other clients by more than that).
 // Pipelined queries are answered as they are ready, so out of order when some need recursion
 // (RFC 7766 §6.2.1.1). A client's FIN (half-close) after its queries still gets every answer, then
 // our side closes. A reset, a write to a closed socket or an error on it closes that connection only;
@@ -64,6 +66,10 @@ export const TCP_DEFAULTS: Readonly<TcpLimits> = {
   maxQueuedBytesTotal: 16 * 1024 * 1024,
 };
 
+/** A connection's share of one turn of the event loop (see TcpTransport.shareUsed). */
+const FRAMES_PER_TURN = 32;
+const BYTES_PER_TURN = 64 * 1024;
+
 /** The engine's answer to one query (the same handler as for UDP, with tcp=true). */
 export type TcpQueryHandler = (msg: Buffer, clientIp: string) => Reply | Promise<Reply>;
 
@@ -88,6 +94,12 @@ class Conn {
   inFlight = 0;
   queued = 0;
   paused = false;
+  /** Stopped until the next turn of the event loop (its share of this turn is used up). */
+  yielding = false;
+  /** Frames and bytes handled in turn `turn` of the transport. */
+  turn = -1;
+  turnFrames = 0;
+  turnBytes = 0;
   /** Unprocessed rest of a chunk received when reading had to stop. */
   backlog: Buffer | null = null;
   peerEnded = false;
@@ -116,6 +128,9 @@ export class TcpTransport {
   private readonly sweeper: NodeJS.Timeout;
   private inFlight = 0;
   private queued = 0;
+  /** Turns of the event loop (see shareUsed). */
+  private turn = 0;
+  private turnScheduled = false;
   private closing = false;
 
   constructor(
@@ -209,7 +224,7 @@ export class TcpTransport {
 
   private onData(c: Conn, chunk: Buffer): void {
     if (c.closed) return;
-    if (c.paused) {
+    if (c.paused || c.yielding) {
       // Data already read when reading stopped: keep it for later (at most a chunk or two).
       c.backlog = c.backlog ? Buffer.concat([c.backlog, chunk]) : chunk;
       return;
@@ -226,6 +241,11 @@ export class TcpTransport {
       if (this.blocked(c)) {
         c.backlog = p === 0 ? chunk : chunk.subarray(p);
         this.pause(c);
+        return;
+      }
+      if (this.shareUsed(c)) {
+        c.backlog = p === 0 ? chunk : chunk.subarray(p);
+        this.yieldTurn(c);
         return;
       }
       if (c.need < 0) {
@@ -255,6 +275,8 @@ export class TcpTransport {
         chunk.copy(msg, 0, p, p + take);
         p += take;
         this.frameDone(c);
+        c.turnFrames++;
+        c.turnBytes += take;
         this.dispatch(c, msg);
         continue;
       }
@@ -266,9 +288,56 @@ export class TcpTransport {
       if (c.have === c.need) {
         const msg = c.parts.length === 1 ? c.parts[0]! : Buffer.concat(c.parts, c.have);
         this.frameDone(c);
+        c.turnFrames++;
+        c.turnBytes += msg.length;
         this.dispatch(c, msg);
       }
     }
+  }
+
+  /**
+   * Fairness: a connection handles at most FRAMES_PER_TURN frames or BYTES_PER_TURN bytes per turn of
+   * the event loop, then stops reading until the next turn (node would otherwise read up to 32 chunks
+   * of 64 KiB from one socket in a row, and a client pipelining at full speed would delay every other
+   * client, UDP included, by all of it).
+   */
+  private shareUsed(c: Conn): boolean {
+    if (c.turn !== this.turn) {
+      c.turn = this.turn;
+      c.turnFrames = 0;
+      c.turnBytes = 0;
+      if (!this.turnScheduled) {
+        this.turnScheduled = true;
+        setImmediate(() => {
+          this.turn++;
+          this.turnScheduled = false;
+        });
+      }
+      return false;
+    }
+    return c.turnFrames >= FRAMES_PER_TURN || c.turnBytes >= BYTES_PER_TURN;
+  }
+
+  private yieldTurn(c: Conn): void {
+    c.yielding = true;
+    c.socket.pause();
+    setImmediate(() =>
+      this.guard('turn', () => {
+        c.yielding = false;
+        this.flow(c);
+      }),
+    );
+  }
+
+  /** Reading again (not paused for backpressure, not yielding): the kept bytes first, then the socket. */
+  private flow(c: Conn): void {
+    if (c.closed || c.paused || c.yielding) return;
+    const rest = c.backlog;
+    c.backlog = null;
+    if (rest) this.feed(c, rest);
+    if (c.closed || c.paused || c.yielding) return;
+    if (c.peerEnded) this.maybeFinish(c);
+    else c.socket.resume();
   }
 
   private frameDone(c: Conn): void {
@@ -315,12 +384,7 @@ export class TcpTransport {
     }
     c.paused = false;
     this.waitingForBudget.delete(c);
-    const rest = c.backlog;
-    c.backlog = null;
-    if (rest) this.feed(c, rest);
-    if (c.closed || c.paused) return;
-    if (c.peerEnded) this.maybeFinish(c);
-    else c.socket.resume();
+    this.flow(c);
   }
 
   /**
@@ -418,7 +482,7 @@ export class TcpTransport {
 
   /** After the client's FIN: close our side once every query read has its answer written. */
   private maybeFinish(c: Conn): void {
-    if (c.closed || !c.peerEnded || c.backlog !== null || c.paused) return;
+    if (c.closed || !c.peerEnded || c.backlog !== null || c.paused || c.yielding) return;
     // All its bytes are read: a frame cut by the FIN cannot complete (the queries before it are answered).
     if (c.need >= 0 || c.hi >= 0) {
       c.parts = [];
