@@ -10,7 +10,8 @@
 //   client address; over the cap the connection idle the longest is closed, else the new one is
 //   refused), reading paused at 64 queries in flight or 64 KiB of unread replies per connection,
 //   global budget 2,048 queries in flight and 16 MiB of queued replies (over it: the heaviest
-//   connection is closed). A zero-length frame is skipped without a reply (tcp.ts says why).
+//   connection is closed), at most 16 frames or 16 KiB per connection per event-loop turn (fairness).
+//   A zero-length frame is skipped without a reply (tcp.ts says why).
 // - UDP: the batched transport (udp-batch.ts, native/udp-batch: recvmmsg/sendmmsg, one call into
 //   JavaScript per batch of up to 64 datagrams; in bench/dns.ts 1.8–2.2× the queries/s and 2.4–2.7×
 //   the queries per CPU-second of the dgram socket), with a plain dgram socket as the fallback when the addon is not built.

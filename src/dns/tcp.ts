@@ -23,7 +23,7 @@
 // - a global budget (2,048 queries in flight, 16 MiB of queued replies): over it, every connection
 //   stops reading new frames, and when it is the queued bytes that are over, the connection holding
 //   the most is closed (a client that pipelines and never reads cannot pin the server's memory).
-// - fairness: a connection gets at most 32 frames or 64 KiB per turn of the event loop, then waits for
+// - fairness: a connection gets at most 16 frames or 16 KiB per turn of the event loop, then waits for
 //   the next turn (so one fast pipeliner cannot delay the other clients by more than that).
 // Pipelined queries are answered as they are ready, so out of order when some need recursion
 // (RFC 7766 §6.2.1.1). A client's FIN (half-close) after its queries still gets every answer, then
@@ -67,8 +67,8 @@ export const TCP_DEFAULTS: Readonly<TcpLimits> = {
 };
 
 /** A connection's share of one turn of the event loop (see TcpTransport.shareUsed). */
-const FRAMES_PER_TURN = 32;
-const BYTES_PER_TURN = 64 * 1024;
+const FRAMES_PER_TURN = 16;
+const BYTES_PER_TURN = 16 * 1024;
 
 /** The engine's answer to one query (the same handler as for UDP, with tcp=true). */
 export type TcpQueryHandler = (msg: Buffer, clientIp: string) => Reply | Promise<Reply>;
@@ -232,8 +232,21 @@ export class TcpTransport {
     this.feed(c, chunk);
   }
 
-  /** Consumes bytes: assembles frames and hands each to the engine; stops (keeping the rest) when over a bound. */
+  /**
+   * Consumes bytes: assembles frames and hands each to the engine; stops (keeping the rest) when over a
+   * bound. The synchronous replies to one chunk's frames go out in one write (corked).
+   */
   private feed(c: Conn, chunk: Buffer): void {
+    const s = c.socket;
+    s.cork();
+    try {
+      this.feedFrames(c, chunk);
+    } finally {
+      s.uncork();
+    }
+  }
+
+  private feedFrames(c: Conn, chunk: Buffer): void {
     let p = 0;
     const len = chunk.length;
     while (p < len) {
