@@ -101,19 +101,61 @@ export function snapshotOf(st: EnvState): Snapshot {
   return { environment: st.environment, resources };
 }
 
+/** One resource a change touched (what an incremental renderer needs to know). */
+export interface Touched {
+  kind: StateKind;
+  id: string;
+  op: 'upsert' | 'remove';
+}
+
 /**
- * Applies validated changes to a state in place. Each upsert is validated with the kind's schema; an
- * invalid one throws (the caller keeps its previous state).
+ * What changed between the state a controller last saw and the current one: `full` when the state was
+ * replaced (snapshot, first load) and everything must be rendered again; otherwise the touched resources
+ * (each at most once, latest op) and whether the environment record changed.
  */
-export function applyChanges(st: EnvState, revision: number, changes: Change[], environment?: Environment): void {
+export interface StateDelta {
+  revision: number;
+  full: boolean;
+  touched: readonly Touched[];
+  environmentChanged: boolean;
+}
+
+/** A delta that says "render everything" (first state, snapshot, resync). */
+export function fullDelta(revision: number): StateDelta {
+  return { revision, full: true, touched: [], environmentChanged: true };
+}
+
+/** Folds a newer delta into an older one not yet consumed (a controller that was busy or failing). */
+export function mergeDeltas(older: StateDelta, newer: StateDelta): StateDelta {
+  if (older.full || newer.full) return fullDelta(newer.revision);
+  const byKey = new Map<string, Touched>();
+  for (const t of older.touched) byKey.set(`${t.kind}/${t.id}`, t);
+  for (const t of newer.touched) byKey.set(`${t.kind}/${t.id}`, t);
+  return {
+    revision: newer.revision,
+    full: false,
+    touched: [...byKey.values()],
+    environmentChanged: older.environmentChanged || newer.environmentChanged,
+  };
+}
+
+/**
+ * Applies validated changes to a state in place and returns what they touched. Each upsert is
+ * validated with the kind's schema; an invalid one throws before anything is changed (the caller keeps
+ * its previous state).
+ */
+export function applyChanges(st: EnvState, revision: number, changes: Change[], environment?: Environment): StateDelta {
   const parsed = changes.map((c) =>
     c.op === 'upsert' ? { ...c, data: STATE_SCHEMAS[c.kind].parse(c.data) as { id: string } } : c,
   );
   if (environment) st.environment = environment;
+  const touched = new Map<string, Touched>();
   for (const c of parsed) {
     const coll = st[COLLECTION_OF[c.kind]] as Map<string, unknown>;
     if (c.op === 'upsert') coll.set(c.id, c.data);
     else coll.delete(c.id);
+    touched.set(`${c.kind}/${c.id}`, { kind: c.kind, id: c.id, op: c.op });
   }
   st.revision = revision;
+  return { revision, full: false, touched: [...touched.values()], environmentChanged: environment !== undefined };
 }
