@@ -16,13 +16,15 @@
 // Server RSS and CPU are read from /proc. Options (env): BENCH_DURATION, BENCH_RATE, BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildQuery, encodeQuestion, TYPE } from '../src/dns/wire.js';
 import { benchEnv, CLIENT_IP } from './dns-fixture.js';
+import { compileServer } from './dns-server-build.js';
+import { bombMessages, frame } from '../test/robustness/dns-tools.js';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 4);
 const RATE = Number(process.env.BENCH_RATE ?? 2000);
@@ -31,30 +33,12 @@ const CLIENT_CPU = process.env.BENCH_CLIENT_CPU ?? '1';
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim()) || 100;
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 
-function frame(msg: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(msg.length + 2);
-  out.writeUInt16BE(msg.length, 0);
-  msg.copy(out, 2);
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------------
 // The attacker (child process).
 
 function bombFrames(): Buffer {
-  const header = Buffer.from([0x12, 0x34, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
-  const chain = Buffer.alloc(65535);
-  header.copy(chain, 0);
-  chain.set([1, 0x61, 0, 0, 1, 0, 1], 12);
-  for (let p = 19, prev = 12; p + 12 <= chain.length; prev = p, p += 12) {
-    chain[p] = 0xc0 | (prev >> 8);
-    chain[p + 1] = prev & 0xff;
-    chain.writeUInt16BE(TYPE.A, p + 2);
-    chain.writeUInt16BE(1, p + 4);
-  }
-  const garbage = Buffer.alloc(65535);
-  for (let i = 0; i < garbage.length; i++) garbage[i] = (i * 2654435761) >>> 24;
-  garbage.writeUInt16BE(0, 2);
+  const { header, chain, garbage } = bombMessages();
   return Buffer.concat([...Array.from({ length: 200 }, () => frame(header)), frame(chain), frame(garbage)]);
 }
 
@@ -240,19 +224,6 @@ async function freshTcpLatency(port: number, name: string): Promise<Figures> {
   return figures(lat, lost);
 }
 
-function compileServer(dir: string): string {
-  const out = join(dir, 'build');
-  const r = spawnSync(
-    process.execPath,
-    [join(ROOT, 'node_modules/typescript/bin/tsc'), '--outDir', out, '--rootDir', ROOT, '--module', 'nodenext', '--moduleResolution', 'nodenext',
-      '--target', 'es2022', '--strict', '--skipLibCheck', '--types', 'node', join(ROOT, 'bench/dns-server.ts')],
-    { encoding: 'utf8' },
-  );
-  if (r.status !== 0) throw new Error(`tsc failed: ${r.stdout}${r.stderr}`);
-  writeFileSync(join(out, 'package.json'), '{"type":"module"}\n');
-  symlinkSync(join(ROOT, 'node_modules'), join(out, 'node_modules'));
-  return join(out, 'bench/dns-server.js');
-}
 
 function procStat(pid: number): { cpu: number; rssMb: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

@@ -15,12 +15,13 @@
 // Options (env): BENCH_DURATION (s per throughput run, 5), BENCH_ROUNDS (3), BENCH_SERVER_CPU (0),
 // BENCH_CLIENT_CPU (1).
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { benchEnv, CLIENT_IP, RECURSED_NAMES } from './dns-fixture.js';
+import { compileServer } from './dns-server-build.js';
 import { freePort } from '../test/helpers/ports.js';
 
 const run = promisify(execFile);
@@ -32,20 +33,6 @@ const TARGET_RATIO = 0.62;
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim()) || 100;
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 
-/** Compiles bench/dns-server.ts and what it imports into dir/build; returns the entry point. */
-function compileServer(dir: string): string {
-  const out = join(dir, 'build');
-  const r = spawnSync(
-    process.execPath,
-    [join(ROOT, 'node_modules/typescript/bin/tsc'), '--outDir', out, '--rootDir', ROOT, '--module', 'nodenext', '--moduleResolution', 'nodenext',
-      '--target', 'es2022', '--strict', '--skipLibCheck', '--types', 'node', join(ROOT, 'bench/dns-server.ts')],
-    { encoding: 'utf8' },
-  );
-  if (r.status !== 0) throw new Error(`tsc failed: ${r.stdout}${r.stderr}`);
-  writeFileSync(join(out, 'package.json'), '{"type":"module"}\n');
-  symlinkSync(join(ROOT, 'node_modules'), join(out, 'node_modules'));
-  return join(out, 'bench/dns-server.js');
-}
 
 interface Ready {
   port: number;

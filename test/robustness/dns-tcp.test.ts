@@ -18,6 +18,7 @@ import { startLoggingChild } from '../helpers/child.js';
 import { eventually } from '../helpers/wait.js';
 import { startUpstream, type FakeUpstream } from '../integration/dns-helpers.js';
 import {
+  bombMessages,
   closedBy,
   connect,
   frame,
@@ -124,24 +125,9 @@ describe('DNS over TCP: hostile clients', () => {
     const h = monitorEventLoopDelay({ resolution: 10 });
     const socks: net.Socket[] = [];
     try {
-      const header = Buffer.from([0x12, 0x34, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
-      // A question of one label, then 30,000 names each a pointer to the one before (a chain as deep as the message allows).
-      const chain = Buffer.alloc(65535);
-      header.copy(chain, 0);
-      chain.set([1, 0x61, 0, 0, 1, 0, 1], 12);
-      for (let p = 19, prev = 12; p + 12 <= chain.length; prev = p, p += 12) {
-        chain[p] = 0xc0 | (prev >> 8);
-        chain[p + 1] = prev & 0xff;
-        chain.writeUInt16BE(TYPE.A, p + 2);
-        chain.writeUInt16BE(1, p + 4);
-      }
-      const garbage = (): Buffer => {
-        const g = Buffer.alloc(65535);
-        for (let i = 0; i < g.length; i++) g[i] = (i * 2654435761) >>> 24;
-        g.writeUInt16BE(0, 2); // a query (QR=0), so nothing stops before parsing
-        return g;
-      };
-      const bombs = [...Array.from({ length: 20 }, () => header), ...Array.from({ length: 5 }, () => chain), ...Array.from({ length: 5 }, garbage)];
+      // A header claiming 0xFFFF records per section; a chain of 5,000 compression pointers; 64 KiB of garbage.
+      const { header, chain, garbage } = bombMessages();
+      const bombs = [...Array.from({ length: 20 }, () => header), ...Array.from({ length: 5 }, () => chain), ...Array.from({ length: 5 }, () => garbage)];
       h.enable();
       // One connection per bomb (a parser error may close a connection), each sent three times.
       for (const b of bombs) {

@@ -230,3 +230,30 @@ for h in sys.argv[2:]:
 `;
   await run('python3', ['-c', script, String(port), ...payloads.map((p) => p.toString('hex'))], { timeout: 10_000 });
 }
+
+/** The CPU-bomb messages of the TCP tests and bench: */
+export interface BombMessages {
+  /** A bare header claiming 0xFFFF records in each of its four sections. */
+  header: Buffer;
+  /** A 64 KiB message whose records are a chain of compression pointers, each to the one before. */
+  chain: Buffer;
+  /** 64 KiB of pseudo-random bytes with the QR bit clear (a "query", so nothing stops before parsing). */
+  garbage: Buffer;
+}
+
+export function bombMessages(): BombMessages {
+  const header = Buffer.from([0x12, 0x34, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+  const chain = Buffer.alloc(65535);
+  header.copy(chain, 0);
+  chain.set([1, 0x61, 0, 0, 1, 0, 1], 12);
+  for (let p = 19, prev = 12; p + 12 <= chain.length; prev = p, p += 12) {
+    chain[p] = 0xc0 | (prev >> 8);
+    chain[p + 1] = prev & 0xff;
+    chain.writeUInt16BE(TYPE.A, p + 2);
+    chain.writeUInt16BE(1, p + 4);
+  }
+  const garbage = Buffer.alloc(65535);
+  for (let i = 0; i < garbage.length; i++) garbage[i] = (i * 2654435761) >>> 24;
+  garbage.writeUInt16BE(0, 2);
+  return { header, chain, garbage };
+}
