@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from '../../src/agent/agent.js';
-import { metadataCapability } from '../../src/agent/capabilities/metadata.js';
+import { metadataCapability } from '../../src/agent/capabilities/metadata/controller.js';
 import type { Capability } from '../../src/agent/capabilities/capability.js';
 import { silentLogger } from '../../src/common/log.js';
 import { serviceToken } from '../../src/metadata/tree.js';

@@ -3,8 +3,8 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../../common/log.js';
 import type { Capability } from './capability.js';
 import type { DockerRuntimeHandle } from '../runtime/docker-runtime.js';
-import { metadataCapability } from './metadata.js';
-import { dnsCapability } from './dns.js';
+import { metadataCapability } from './metadata/controller.js';
+import { dnsCapability } from './dns/controller.js';
 
 export interface CapabilityDeps {
   log: Logger;

@@ -1,13 +1,14 @@
 // Capability: the DNS server on 169.254.169.250:53 (UDP and TCP), answering per asking container from
 // the synced state. Render = prepared per-client views (pure); apply = start once, swap the data.
 import type { Registry } from 'prom-client';
-import type { Logger } from '../../common/log.js';
-import { DnsServer } from '../../dns/server.js';
-import { buildDnsData } from '../../dns/view.js';
-import type { DnsData } from '../../dns/data.js';
-import type { Capability } from './capability.js';
-import { listenWithAddress, splitHostPort } from './listen-address.js';
-import { readResolvConf } from '../../dns/resolvconf.js';
+import type { Logger } from '../../../common/log.js';
+import { DnsServer } from '../../../dns/server.js';
+import { fullDelta } from '../../../model/state.js';
+import { renderDns } from './render.js';
+import type { DnsData } from '../../../dns/data.js';
+import type { Capability } from '../capability.js';
+import { listenWithAddress, splitHostPort } from '../listen-address.js';
+import { readResolvConf } from '../../../dns/resolvconf.js';
 
 export interface DnsCapabilityOptions {
   log: Logger;
@@ -28,7 +29,7 @@ export function dnsCapability(opts: DnsCapabilityOptions): Capability<DnsData> &
   return {
     name: 'dns',
     server,
-    render: (state, h) => buildDnsData(state, { hostId: h.hostId, ...(opts.ttl !== undefined ? { ttl: opts.ttl } : {}) }),
+    render: (state, h) => renderDns(undefined, state, fullDelta(state.revision), h, { ttl: opts.ttl }),
     // Prepared views hold maps and encoded records; a new state is simply a new data set.
     same: () => false,
     applier: {

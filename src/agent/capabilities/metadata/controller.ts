@@ -1,12 +1,13 @@
 // Capability: the rancher-metadata service on 169.254.169.250:80, answering from the synced state.
 // Render = the answers trees for this host (pure); apply = start the server once, swap the answers.
 import type { Registry } from 'prom-client';
-import type { Logger } from '../../common/log.js';
-import { MetadataServer } from '../../metadata/server.js';
-import { buildMetadataAnswers } from '../../metadata/tree.js';
-import type { Answers } from '../../metadata/answers.js';
-import type { Capability } from './capability.js';
-import { listenWithAddress, splitHostPort } from './listen-address.js';
+import type { Logger } from '../../../common/log.js';
+import { MetadataServer } from '../../../metadata/server.js';
+import { fullDelta } from '../../../model/state.js';
+import { renderMetadata } from './render.js';
+import type { Answers } from '../../../metadata/answers.js';
+import type { Capability } from '../capability.js';
+import { listenWithAddress, splitHostPort } from '../listen-address.js';
 
 export interface MetadataCapabilityOptions {
   log: Logger;
@@ -29,7 +30,7 @@ export function metadataCapability(opts: MetadataCapabilityOptions): Capability<
     // version that had none, before the server first answers) they are null rather than guessable.
     render: (state, h) => {
       keyMissing = h.metadataTokenKey === undefined;
-      return buildMetadataAnswers(state, { hostId: h.hostId, tokenKey: h.metadataTokenKey });
+      return renderMetadata(undefined, state, fullDelta(state.revision), h);
     },
     // The answers carry the state's revision in `version`: a new state is always a new answer set.
     same: () => false,
