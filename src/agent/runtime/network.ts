@@ -7,7 +7,7 @@ import { execa } from 'execa';
 import type Dockerode from 'dockerode';
 import type { Logger } from '../../common/log.js';
 import { errorMessage } from '../../common/errors.js';
-import { parseSubnet } from '../../server/ipam/cidr.js';
+import { parseSubnet } from '../../model/cidr.js';
 import { InspectedNetwork, dockerMessage, dockerStatus } from './docker-api.js';
 import { ManagedNetworkError } from './errors.js';
 import { MANAGED_NETWORK } from './create-spec.js';
