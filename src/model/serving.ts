@@ -2,10 +2,12 @@
 // place, so that one source address is one container to all of them and "serving" means one thing.
 //
 // - listed: a container that exists for everyone (not being removed, not an upgrade's rollback copy);
-// - serving: listed, running and, when its service has a health check, healthy. DNS answers a service
+// - serving endpoint: listed, and serving by liveness.ts (running and, when its service has a health
+//   check, healthy). DNS answers a service
 //   with ALL its serving containers (none when none is serving: never "the newest one anyway");
 // - owner of an address: among the listed managed containers with that primary IP, a running one, then the
 //   newest (`created`), then the highest id. Order-free: the same set gives the same owner however built.
+import { isRunning as runs, isServing } from './liveness.js';
 import type { Container, Service } from './resources.js';
 
 const GONE_STATES: ReadonlySet<string> = new Set(['removed', 'removing', 'purged', 'purging']);
@@ -20,17 +22,18 @@ export function isGoneState(state: string): boolean {
   return GONE_STATES.has(state);
 }
 
-export function isRunning(c: Container): boolean {
-  return isListed(c) && c.state === 'running';
+/** Listed and running (liveness.ts's isRunning for a container document). */
+export function isRunningListed(c: Container): boolean {
+  return isListed(c) && runs(c);
 }
 
 /**
- * The liveness rule: listed, running and, when the service has a health check, healthy. `service` is the
+ * An endpoint DNS and metadata (and later the balancer) include: listed, and serving by the liveness rule
+ * of liveness.ts (running and, when the service has a health check, healthy). `service` is the
  * container's service (undefined for a standalone container or an unknown service: no check applies).
  */
-export function isServing(c: Container, service: Service | undefined): boolean {
-  if (!isRunning(c)) return false;
-  return service?.healthCheck === undefined || c.healthState === 'healthy';
+export function isServingEndpoint(c: Container, service: Service | undefined): boolean {
+  return isListed(c) && isServing(c, service?.healthCheck !== undefined);
 }
 
 /** Whether a container can own its primary address (a managed, listed container with one). */
