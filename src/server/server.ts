@@ -26,6 +26,8 @@ export interface ServerOptions {
   adminSecretKey?: string;
   agentImage?: string;
   maxWatchSeconds?: number;
+  /** Window in which container reports are gathered before their facts are published (ms, default 250). */
+  statusCoalesceMs?: number;
   /**
    * Take <dataDir>/server.lock (the PID of this process) after listening and before opening the
    * database, so that two servers never share a data directory (the CLI sets it; tests need not).
@@ -163,6 +165,7 @@ function startOn(
     advertiseUrl: () => advertise,
     agentImage: opts.agentImage ?? 'drover/agent:latest',
     maxWatchSeconds: opts.maxWatchSeconds ?? 300,
+    ...(opts.statusCoalesceMs !== undefined ? { statusCoalesceMs: opts.statusCoalesceMs } : {}),
   });
   app.use(router.routes()).use(router.allowedMethods());
 
