@@ -107,7 +107,10 @@ export const HealthCheck = z.object({
   initializingTimeout: z.number().int().positive().optional(),
   reinitializingTimeout: z.number().int().positive().optional(),
   requestLine: Str.optional(),
+  /** What the control plane does with an unhealthy container; absent means `recreate` (Rancher's default). */
   strategy: z.enum(['none', 'recreate', 'recreateOnQuorum']).optional(),
+  /** `recreateOnQuorum`: recreate only while at least this many containers of the service are healthy. */
+  quorum: z.number().int().positive().optional(),
 });
 export type HealthCheck = z.infer<typeof HealthCheck>;
 

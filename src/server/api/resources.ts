@@ -105,7 +105,7 @@ export const API_KEY: ResourceDef = {
 const keys = (s: z.ZodObject) => Object.keys(s.shape);
 
 export const FIELDS = {
-  environment: keys(Environment),
+  environment: [...keys(Environment), 'revision'],
   host: keys(Host),
   stack: keys(Stack),
   service: keys(Service),
@@ -124,4 +124,9 @@ export function hostWithStatus(store: Store, h: Host): Host {
     | undefined;
   if (!row) return h;
   return { ...h, ...(row.last_seen ? { lastSeen: row.last_seen } : {}), applied: JSON.parse(row.applied) as Host['applied'] };
+}
+
+/** The environment as the API shows it: with its current revision (what agents sync to). */
+export function environmentView(store: Store, e: Environment): Environment & { revision: number } {
+  return { ...e, revision: store.revision(e.id) };
 }

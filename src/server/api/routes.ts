@@ -50,6 +50,7 @@ import {
   setContainerDesired,
 } from '../domain/containers.js';
 import { createCertificate, removeCertificate } from '../domain/certificates.js';
+import { StatusPublisher, containerWithStatus, containersWithStatus } from '../domain/status.js';
 import type { WatchHub } from '../sync/watch.js';
 import type { StoredKind } from '../db/store.js';
 import { VERSION } from '../../common/version.js';
@@ -61,6 +62,8 @@ export interface RouteDeps {
   advertiseUrl: () => string;
   agentImage: string;
   maxWatchSeconds: number;
+  /** Window in which container reports are gathered before their facts are published (ms, default 250). */
+  statusCoalesceMs?: number;
 }
 
 const principal = (ctx: ApiContext): Principal => ctx.state.principal as Principal;
@@ -118,6 +121,11 @@ export function buildRouter(deps: RouteDeps): Router {
     if (ctx.method === 'GET' || ctx.method === 'HEAD' || ctx.method === 'OPTIONS') return next();
     return offload.exclusive(next);
   });
+  // Observed container state is published into the documents once per window, as a writer in turn.
+  const publisher = new StatusPublisher(store, {
+    coalesceMs: deps.statusCoalesceMs ?? 250,
+    exclusive: (fn) => offload.exclusive(fn),
+  });
 
   r.get('/version', (ctx) => {
     ctx.body = { type: 'version', version: VERSION, apiVersion: 'v1' };
@@ -132,16 +140,16 @@ export function buildRouter(deps: RouteDeps): Router {
   // ---- environments ----------------------------------------------------------------------------
   for (const coll of ['environments', 'projects']) {
     r.get(`/${coll}`, (ctx) => {
-      ctx.body = collection(ctx, R.ENVIRONMENT, store.list('environment'), R.FIELDS.environment);
+      ctx.body = collection(ctx, R.ENVIRONMENT, store.list('environment').map((e) => R.environmentView(store, e)), R.FIELDS.environment);
     });
     r.post(`/${coll}`, (ctx) => {
       const b = parseBody(ctx, S.EnvironmentCreate);
-      send(ctx, R.ENVIRONMENT, createEnvironment(store, b), 201);
+      send(ctx, R.ENVIRONMENT, R.environmentView(store, createEnvironment(store, b)), 201);
     });
-    r.get(`/${coll}/:id`, (ctx) => send(ctx, R.ENVIRONMENT, store.mustGet('environment', pid(ctx))));
+    r.get(`/${coll}/:id`, (ctx) => send(ctx, R.ENVIRONMENT, R.environmentView(store, store.mustGet('environment', pid(ctx)))));
     r.put(`/${coll}/:id`, (ctx) => {
       const b = parseBody(ctx, S.EnvironmentUpdate);
-      send(ctx, R.ENVIRONMENT, updateEnvironment(store, pid(ctx), b));
+      send(ctx, R.ENVIRONMENT, R.environmentView(store, updateEnvironment(store, pid(ctx), b)));
     });
     r.delete(`/${coll}/:id`, (ctx) => {
       deleteEnvironment(store, pid(ctx));
@@ -317,11 +325,8 @@ export function buildRouter(deps: RouteDeps): Router {
         return send(ctx, R.SERVICE, setServiceActive(store, id, a === 'activate'));
       case 'upgrade': {
         const b = parseBody(ctx, S.ServiceUpgrade).inServiceStrategy;
-        const strategy = {
-          ...(b.startFirst !== undefined ? { startFirst: b.startFirst } : {}),
-          ...(b.batchSize !== undefined ? { batchSize: b.batchSize } : {}),
-          ...(b.intervalMillis !== undefined ? { intervalMillis: b.intervalMillis } : {}),
-        };
+        // batchSize, intervalMillis and startFirst: true are refused by the schema (not implemented yet).
+        const strategy = b.startFirst !== undefined ? { startFirst: b.startFirst } : {};
         return send(
           ctx,
           R.SERVICE,
@@ -353,7 +358,8 @@ export function buildRouter(deps: RouteDeps): Router {
 
   // ---- containers ------------------------------------------------------------------------------
   r.get('/containers', (ctx) => {
-    ctx.body = collection(ctx, R.CONTAINER, listOf(ctx, store, 'container'), R.FIELDS.container);
+    const envId = (ctx.query.environmentId as string | undefined) ?? (ctx.get('x-api-project-id') || undefined);
+    ctx.body = collection(ctx, R.CONTAINER, containersWithStatus(store, listOf(ctx, store, 'container'), envId), R.FIELDS.container);
   });
   r.post('/containers', (ctx) => {
     const b = parseBody(ctx, S.ContainerCreate);
@@ -366,7 +372,7 @@ export function buildRouter(deps: RouteDeps): Router {
     });
     send(ctx, R.CONTAINER, c, 201);
   });
-  r.get('/containers/:id', (ctx) => send(ctx, R.CONTAINER, store.mustGet('container', pid(ctx))));
+  r.get('/containers/:id', (ctx) => send(ctx, R.CONTAINER, containerWithStatus(store, store.mustGet('container', pid(ctx)))));
   r.delete('/containers/:id', (ctx) => {
     removeContainer(store, pid(ctx));
     ctx.status = 204;
@@ -374,7 +380,7 @@ export function buildRouter(deps: RouteDeps): Router {
   r.post('/containers/:id', (ctx) => {
     const a = actionOf(ctx);
     if (a !== 'start' && a !== 'stop') unknownAction(R.CONTAINER, a);
-    send(ctx, R.CONTAINER, setContainerDesired(store, pid(ctx), a === 'start' ? 'running' : 'stopped'));
+    send(ctx, R.CONTAINER, containerWithStatus(store, setContainerDesired(store, pid(ctx), a === 'start' ? 'running' : 'stopped')));
   });
 
   r.get('/containerlinks', (ctx) => {
@@ -443,7 +449,7 @@ export function buildRouter(deps: RouteDeps): Router {
   r.post('/agent/report', (ctx) => {
     const p = agentPrincipal(ctx);
     const b = parseBody(ctx, S.AgentReport);
-    const changed = applyContainerReports(store, p.hostId, b.containers);
+    const changed = applyContainerReports(store, p.hostId, b.containers, publisher);
     if (Object.keys(b.applied).length) {
       const row = store.db.prepare('SELECT applied FROM host_status WHERE host_id = ?').get(p.hostId) as { applied: string } | undefined;
       const applied = { ...(row ? (JSON.parse(row.applied) as Record<string, unknown>) : {}) };
@@ -460,7 +466,7 @@ export function buildRouter(deps: RouteDeps): Router {
   r.post('/agent/adopt', (ctx) => {
     const p = agentPrincipal(ctx);
     const { container, created } = adoptContainer(store, p.hostId, parseBody(ctx, S.AgentAdopt));
-    send(ctx, R.CONTAINER, container, created ? 201 : 200);
+    send(ctx, R.CONTAINER, containerWithStatus(store, container), created ? 201 : 200);
   });
 
   return r;

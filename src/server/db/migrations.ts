@@ -74,6 +74,17 @@ const MIGRATIONS: string[] = [
   `
   CREATE INDEX service_links_consumed ON service_links(consumed_service_id);
   `,
+  // Observed container state, apart from the revisioned documents (like host_status): what the agents
+  // report goes here, with no revision; `pending` marks rows whose published facts (serving, health
+  // state) may differ from the document's, for the status publisher (src/server/domain/status.ts).
+  `
+  CREATE TABLE container_status (
+    container_id TEXT PRIMARY KEY REFERENCES containers(id) ON DELETE CASCADE,
+    env_id TEXT NOT NULL, state TEXT NOT NULL, health_state TEXT, exit_code INTEGER, external_id TEXT,
+    start_count INTEGER NOT NULL DEFAULT 0, message TEXT, updated TEXT NOT NULL, pending INTEGER NOT NULL DEFAULT 0);
+  CREATE INDEX container_status_env ON container_status(env_id);
+  CREATE INDEX container_status_pending ON container_status(pending) WHERE pending = 1;
+  `,
 ];
 
 export function migrate(db: Database.Database): number {

@@ -9,6 +9,8 @@ import { placeUnit } from '../scheduling/place.js';
 import { removeContainerRecord } from './deploy.js';
 import { inRange, ipToInt, parseSubnet } from '../ipam/cidr.js';
 import type { AdoptRequest, ContainerReport } from '../../model/reports.js';
+import { publishPending, recordReports, type StatusPublisher } from './status.js';
+import { applyHealthStrategies } from './services.js';
 
 export type { ContainerReport };
 
@@ -133,38 +135,27 @@ export function createContainerLink(
 }
 
 /**
- * Applies what an agent observed for its containers. Only containers on the reporting host are touched;
- * a change bumps the revision only when something visible changed.
+ * Applies what an agent observed for its containers, in one transaction: the status store takes it all
+ * (no revision); the health strategies of the services whose containers changed health run; and the
+ * facts other hosts need (serving, health state) are published — in this transaction without a
+ * publisher, else at the end of the publisher's window. Returns how many status rows changed.
  */
-export function applyContainerReports(store: Store, hostId: string, reports: ContainerReport[]): number {
+export function applyContainerReports(
+  store: Store,
+  hostId: string,
+  reports: ContainerReport[],
+  publisher?: StatusPublisher,
+): number {
   if (reports.length === 0) return 0;
-  return store.tx((tx) => {
-    let changed = 0;
-    for (const r of reports) {
-      const c = store.get('container', r.id);
-      if (!c || c.hostId !== hostId) continue;
-      if (r.state === 'removed' && c.adopted) {
-        // The hand-started container is gone: so is its record, and its address is free again.
-        removeContainerRecord(tx, null, c);
-        changed++;
-        continue;
-      }
-      const next: Container = {
-        ...c,
-        state: r.state,
-        ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}),
-        ...(r.externalId !== undefined ? { externalId: r.externalId } : {}),
-        ...(r.healthState !== undefined ? { healthState: r.healthState } : {}),
-        ...(r.startCount !== undefined ? { startCount: r.startCount } : {}),
-        ...(r.message !== undefined ? { transitioningMessage: r.message } : {}),
-      };
-      if (JSON.stringify(next) !== JSON.stringify(c)) {
-        tx.put('container', next);
-        changed++;
-      }
-    }
-    return changed;
+  const inline = !publisher || publisher.opts.coalesceMs <= 0;
+  const out = store.tx((tx) => {
+    const o = recordReports(tx, hostId, reports);
+    applyHealthStrategies(tx, o.health);
+    if (inline && o.pending) publishPending(tx);
+    return o;
   });
+  if (!inline && out.pending) publisher.schedule();
+  return out.changed;
 }
 
 // ---- adoption (src/agent/runtime) --------------------------------------------------------------

@@ -16,6 +16,7 @@ import { allocateIp, containerOwner, releaseIp, slotOwner } from '../ipam/alloca
 import { SchedulingError, ValidationError } from '../../common/errors.js';
 import { LIMITS } from '../../model/limits.js';
 import { ipToInt, parseSubnet } from '../ipam/cidr.js';
+import { initialHealthState } from '../../model/liveness.js';
 
 export const PRIMARY_LAUNCH_CONFIG = 'io.rancher.service.primary.launch.config';
 
@@ -293,7 +294,7 @@ export function createUnit(
       generation: 'current',
       exitCode: null,
       externalId: null,
-      healthState: s.healthCheck ? 'initializing' : null,
+      healthState: initialHealthState(s.healthCheck !== undefined),
       startCount: 0,
       config: { ...lc, labels },
       adopted: false,
@@ -327,6 +328,24 @@ export function removeContainerRecord(tx: Tx, ctx: DeployContext | null, c: Cont
   for (const l of targeting) tx.remove('containerLink', l.id);
   tx.remove('container', c.id);
   ctx?.containers.remove(c);
+}
+
+/**
+ * Health strategy `recreate`: replaces the unit in slot `index` (the primary and its sidekicks) with new
+ * containers — new ids, uuids and docker names — in the same slot: the same index and record names, the
+ * same host when it is still active, and the same addresses (they belong to the slot, not the
+ * container). Returns the new containers (none when the slot has no current unit).
+ */
+export function recreateUnit(tx: Tx, ctx: DeployContext, s: Service, index: number): Container[] {
+  const u = unitsOf(ctx, s, 'current').get(index);
+  if (!u) return [];
+  removeUnit(tx, ctx, s, u, false);
+  const hostId = u.hostId && ctx.hosts.some((h) => h.id === u.hostId && h.state === 'active') ? u.hostId : null;
+  const created = createUnit(tx, ctx, s, index, hostId, u.deploymentUnitUuid);
+  tx.put('service', s);
+  // Its host is gone: the unit waits unplaced and reconcile places it like any other.
+  if (!hostId) reconcileService(tx, ctx, s);
+  return created;
 }
 
 /** Upgrade: current containers become the 'previous' generation (stopped, kept); new ones take their slots. */

@@ -7,6 +7,7 @@ import {
   UpgradeStrategy,
   type LaunchConfigInput,
   type Service,
+  type Container,
   type ServiceLink,
   type Stack,
 } from '../../model/resources.js';
@@ -16,6 +17,7 @@ import {
   finishUpgrade,
   loadDeployContext,
   reconcileService,
+  recreateUnit,
   removeContainerRecord,
   rollbackService,
   runsContainers,
@@ -24,6 +26,7 @@ import {
 import { releaseOwnersWithPrefix } from '../ipam/allocate.js';
 import { isGlobal } from '../scheduling/constraints.js';
 import { API_LB_FIELDS, resolveLbConfig } from './lb-config.js';
+import { getStatus, type HealthTransition } from './status.js';
 
 export const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$/;
 
@@ -238,6 +241,7 @@ export function createService(store: Store, stackId: string, input: ServiceInput
   if (input.kind === 'externalService' && !input.externalIpAddresses.length && !input.hostname) {
     throw new ValidationError('MissingRequired', 'an externalService needs externalIpAddresses or hostname', 'externalIpAddresses');
   }
+  checkHealthCheck(input.healthCheck);
   return store.tx((tx) => {
     const stack = store.mustGet('stack', stackId);
     const { serviceLinks, ...spec } = input;
@@ -249,4 +253,73 @@ export function createService(store: Store, stackId: string, input: ServiceInput
     deployServices(tx, stack, [s]);
     return tx.store.mustGet('service', s.id);
   });
+}
+
+// ---- health strategies -------------------------------------------------------------------------
+
+/** A service's strategy for unhealthy containers; Rancher's default when absent is `recreate`. */
+export function healthStrategyOf(s: Service): NonNullable<NonNullable<Service['healthCheck']>['strategy']> | undefined {
+  if (!s.healthCheck) return undefined;
+  return s.healthCheck.strategy ?? 'recreate';
+}
+
+/**
+ * Runs the health strategies for health transitions just recorded (in the caller's transaction):
+ * `none` only marks (the status store and the published health state already say it); `recreate`
+ * replaces each container that became unhealthy with a new one in the same slot, on the same address;
+ * `recreateOnQuorum` replaces every unhealthy one, but only while at least `quorum` containers of the
+ * service are healthy — re-checked when one becomes healthy too. Only active services' current
+ * containers that should run are replaced. Returns how many units were recreated.
+ */
+export function applyHealthStrategies(tx: Tx, transitions: HealthTransition[]): number {
+  const services = new Map<string, { s: Service; unhealthy: Set<string> }>();
+  for (const t of transitions) {
+    const c = t.container;
+    if (!c.serviceId || (t.to !== 'unhealthy' && t.to !== 'healthy')) continue;
+    let e = services.get(c.serviceId);
+    if (!e) {
+      const s = tx.store.get('service', c.serviceId);
+      if (!s) continue;
+      services.set(c.serviceId, (e = { s, unhealthy: new Set() }));
+    }
+    if (t.to === 'unhealthy') e.unhealthy.add(c.id);
+  }
+  let recreated = 0;
+  for (const { s, unhealthy } of services.values()) {
+    const strategy = healthStrategyOf(s);
+    if (!strategy || strategy === 'none' || s.state !== 'active' || !runsContainers(s)) continue;
+    if (strategy === 'recreate' && unhealthy.size === 0) continue;
+    const stack = tx.store.get('stack', s.stackId);
+    const env = tx.store.get('environment', s.environmentId);
+    if (!stack || !env) continue;
+    const ctx = loadDeployContext(tx, env, stack);
+    const current = ctx.containers
+      .ofService(s.id)
+      .filter((c) => c.generation === 'current' && c.desiredState === 'running' && c.serviceIndex !== null);
+    const health = new Map(current.map((c) => [c.id, getStatus(tx.store, c.id)?.healthState ?? c.healthState]));
+    let targets: Container[];
+    if (strategy === 'recreate') {
+      targets = current.filter((c) => unhealthy.has(c.id) && health.get(c.id) === 'unhealthy');
+    } else {
+      const healthy = current.filter((c) => c.launchConfigName === '' && health.get(c.id) === 'healthy').length;
+      if (healthy < (s.healthCheck?.quorum ?? 1)) continue;
+      targets = current.filter((c) => health.get(c.id) === 'unhealthy');
+    }
+    const slots = new Set(targets.map((c) => c.serviceIndex as number));
+    for (const index of [...slots].sort((a, b) => a - b)) {
+      if (recreateUnit(tx, ctx, s, index).length) recreated++;
+    }
+  }
+  return recreated;
+}
+
+/** `recreateOnQuorum` needs its quorum, and a quorum means nothing with another strategy. */
+export function checkHealthCheck(h: Service['healthCheck'], field = 'healthCheck'): void {
+  if (!h) return;
+  if (h.strategy === 'recreateOnQuorum' && h.quorum === undefined) {
+    throw new ValidationError('MissingRequired', 'strategy recreateOnQuorum needs a quorum (how many healthy containers to keep)', `${field}.quorum`);
+  }
+  if (h.quorum !== undefined && h.strategy !== 'recreateOnQuorum') {
+    throw new ValidationError('InvalidOption', 'quorum applies only to strategy recreateOnQuorum', `${field}.quorum`);
+  }
 }

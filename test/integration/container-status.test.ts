@@ -1,0 +1,278 @@
+// Observed container state apart from the spec, and the health strategies, on a real control plane:
+// agent reports go to the status store (the API shows them at once) and move the environment's revision
+// only when a container starts or stops serving or changes health, coalesced per window; `recreate`
+// replaces an unhealthy container in its slot on the same address, `none` only marks it,
+// `recreateOnQuorum` waits for its quorum. Bound: ~15 s (a 600 ms window, a few dozen requests).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startServer, type RunningServer } from '../../src/server/server.js';
+import { silentLogger } from '../../src/common/log.js';
+import { createRegistrationToken } from '../../src/server/auth/credentials.js';
+import { defaultEnvironment } from '../../src/server/domain/environments.js';
+import { ADMIN, cleanup, eventually, request, tempDir } from '../helpers/server.js';
+
+const WINDOW_MS = 600;
+
+interface Ctr {
+  id: string;
+  uuid: string;
+  name: string;
+  hostId: string;
+  serviceId: string;
+  serviceIndex: number;
+  primaryIpAddress: string;
+  state: string;
+  healthState: string | null;
+  exitCode: number | null;
+  startCount: number;
+  transitioningMessage?: string;
+}
+type Creds = { accessKey: string; secretKey: string };
+
+const DC = `
+web:
+  image: nginx
+marked:
+  image: nginx
+healed:
+  image: nginx
+quorate:
+  image: nginx
+`;
+const RC = `
+web:
+  scale: 1
+marked:
+  scale: 1
+  health_check: {port: 80, strategy: none}
+healed:
+  scale: 2
+  health_check: {port: 80, strategy: recreate}
+quorate:
+  scale: 3
+  health_check:
+    port: 80
+    strategy: recreateOnQuorum
+    recreate_on_quorum_strategy_config: {quorum: 2}
+`;
+
+describe('container status apart from the spec, and health strategies', () => {
+  let srv: RunningServer;
+  let dir: string;
+  let envId: string;
+  let agent: Creds;
+  const api = <T = Record<string, unknown>>(method: string, path: string, body?: unknown) => request<T>(srv.url, method, path, body, ADMIN);
+  const report = async (containers: unknown[]) => {
+    const r = await request<{ containersChanged: number }>(srv.url, 'POST', '/v1/agent/report', { containers }, agent);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    return r.body;
+  };
+  const revision = async () => {
+    const r = await api<{ revision: number }>('GET', `/v1/environments/${envId}`);
+    assert.equal(r.status, 200);
+    return r.body.revision;
+  };
+  const containersOf = async (service: string) =>
+    (await api<{ data: Ctr[] }>('GET', `/v1/containers?environmentId=${envId}`)).body.data
+      .filter((c) => c.name.startsWith(`shop-${service}-`))
+      .sort((a, b) => a.serviceIndex - b.serviceIndex);
+  /** Waits out the publisher's window (and a margin), then reads the revision. */
+  const settled = async () => {
+    await sleep(WINDOW_MS * 2);
+    return revision();
+  };
+  /** The container as agents see it (the revisioned document). */
+  const doc = (id: string) => srv.store.get('container', id);
+
+  before(async () => {
+    dir = tempDir('drover-status-');
+    srv = await startServer({
+      dataDir: dir,
+      host: '127.0.0.1',
+      port: 0,
+      log: silentLogger(),
+      adminAccessKey: ADMIN.accessKey,
+      adminSecretKey: ADMIN.secretKey,
+      statusCoalesceMs: WINDOW_MS,
+    });
+    envId = defaultEnvironment(srv.store).id;
+    const reg = await request<{ accessKey: string; secretKey: string }>(srv.url, 'POST', '/v1/agent/register', {
+      token: createRegistrationToken(srv.store, envId).token,
+      hostname: 'node1',
+      agentIpAddress: '192.0.2.40',
+    });
+    assert.equal(reg.status, 201, JSON.stringify(reg.body));
+    agent = reg.body;
+    const st = await api('POST', '/v1/stacks', { name: 'shop', dockerCompose: DC, rancherCompose: RC });
+    assert.equal(st.status, 201, JSON.stringify(st.body));
+  });
+  after(async () => {
+    await srv.close();
+    cleanup(dir);
+  });
+
+  it('shows the environment revision in the API, the one agents sync to', async () => {
+    const r = await api<{ revision: number }>('GET', `/v1/environments/${envId}`);
+    assert.equal(r.body.revision, srv.store.revision(envId));
+    const list = await api<{ data: { id: string; revision: number }[] }>('GET', '/v1/environments');
+    assert.equal(list.body.data.find((e) => e.id === envId)?.revision, srv.store.revision(envId));
+    const w = await request<{ revision: number }>(srv.url, 'GET', '/v1/agent/watch?timeout=0', undefined, agent);
+    assert.equal(w.body.revision, r.body.revision);
+    await api('PUT', `/v1/environments/${envId}`, { description: 'moved' });
+    assert.equal(await revision(), r.body.revision + 1);
+  });
+
+  it('a container restarting 10 times leaves the revision unchanged, or changed once when it stops serving', async () => {
+    const [web] = await containersOf('web');
+    assert.ok(web);
+    const r0 = await revision();
+    await report([{ id: web.id, state: 'running', startCount: 1 }]);
+    // The observed state is in the API at once; the document waits for the window.
+    assert.equal((await api<Ctr>('GET', `/v1/containers/${web.id}`)).body.state, 'running');
+    await eventually(async () => (await revision()) === r0 + 1, 5000, 'starting to serve is published');
+    assert.equal(doc(web.id)?.state, 'running');
+    const r1 = await settled();
+    assert.equal(r1, r0 + 1, 'one revision for starting to serve');
+
+    let n = 1;
+    for (let i = 0; i < 10; i++) {
+      await report([{ id: web.id, state: 'stopped', exitCode: 1, message: 'crashed' }]);
+      await report([{ id: web.id, state: 'running', exitCode: null, startCount: ++n }]);
+    }
+    const shown = (await api<Ctr>('GET', `/v1/containers/${web.id}`)).body;
+    assert.equal(shown.startCount, 11, 'the API shows the start count as reported');
+    assert.equal(shown.state, 'running');
+    assert.equal(await settled(), r1, 'ten restarts ending running: the revision did not move');
+
+    for (let i = 0; i < 10; i++) {
+      await report([{ id: web.id, state: 'running', startCount: ++n }]);
+      await report([{ id: web.id, state: 'stopped', exitCode: 2, message: 'crashed again' }]);
+    }
+    await eventually(async () => (await revision()) === r1 + 1, 5000, 'stopping to serve is published');
+    assert.equal(await settled(), r1 + 1, 'ten restarts ending stopped: one revision');
+    const d = doc(web.id);
+    assert.equal(d?.state, 'stopped');
+    assert.equal(d?.exitCode, 2);
+    const api1 = (await api<Ctr>('GET', `/v1/containers/${web.id}`)).body;
+    assert.equal(api1.startCount, 21);
+    assert.equal(api1.exitCode, 2);
+    assert.equal(api1.transitioningMessage, 'crashed again');
+    // Many reports in one request are one transaction: at most one revision.
+    await report([
+      { id: web.id, state: 'running' },
+      { id: web.id, state: 'stopped' },
+      { id: web.id, state: 'running' },
+    ]);
+    await eventually(async () => (await revision()) === r1 + 2, 5000, 'serving again');
+    assert.equal(await settled(), r1 + 2);
+  });
+
+  it('strategy none: health transitions make exactly one revision each and the container is only marked', async () => {
+    const [c] = await containersOf('marked');
+    assert.ok(c);
+    assert.equal(c.healthState, 'initializing');
+    const r0 = await revision();
+    await report([{ id: c.id, state: 'running', healthState: 'initializing' }]);
+    assert.equal(await settled(), r0, 'running but initializing: not serving, nothing to publish');
+    for (const [i, h] of (['healthy', 'unhealthy', 'healthy', 'unhealthy'] as const).entries()) {
+      await report([{ id: c.id, state: 'running', healthState: h }]);
+      await eventually(async () => (await revision()) === r0 + i + 1, 5000, `${h} published`);
+      assert.equal(await settled(), r0 + i + 1, `${h}: exactly one revision`);
+      assert.equal(doc(c.id)?.healthState, h);
+      // Repeating the same report changes nothing.
+      await report([{ id: c.id, state: 'running', healthState: h }]);
+    }
+    const [after] = await containersOf('marked');
+    assert.equal(after?.id, c.id, 'strategy none keeps the container');
+    assert.equal(after?.healthState, 'unhealthy');
+  });
+
+  it('strategy recreate: an unhealthy container is replaced in its slot, on the same address', async () => {
+    const before = await containersOf('healed');
+    assert.equal(before.length, 2);
+    await report(before.map((c) => ({ id: c.id, state: 'running', healthState: 'healthy' })));
+    const [victim, other] = before as [Ctr, Ctr];
+    await report([{ id: victim.id, state: 'running', healthState: 'unhealthy' }]);
+    const now = await containersOf('healed');
+    assert.equal(now.length, 2);
+    const fresh = now.find((c) => c.serviceIndex === victim.serviceIndex);
+    assert.ok(fresh);
+    assert.notEqual(fresh.id, victim.id, 'a new container record');
+    assert.notEqual(fresh.uuid, victim.uuid, 'a new uuid (and so a new docker name)');
+    assert.equal(fresh.name, victim.name, 'the same slot name');
+    assert.equal(fresh.primaryIpAddress, victim.primaryIpAddress, 'the address belongs to the slot');
+    assert.equal(fresh.hostId, victim.hostId);
+    assert.equal(fresh.healthState, 'initializing');
+    assert.equal(srv.store.get('container', victim.id), undefined, 'the unhealthy record is gone');
+    assert.equal(now.find((c) => c.serviceIndex === other.serviceIndex)?.id, other.id, 'the healthy one is untouched');
+  });
+
+  it('strategy recreateOnQuorum: recreates only while at least quorum containers are healthy', async () => {
+    const cs = (await containersOf('quorate')) as [Ctr, Ctr, Ctr];
+    assert.equal(cs.length, 3);
+    await report(cs.map((c) => ({ id: c.id, state: 'running', healthState: 'healthy' })));
+    // One of three unhealthy: two healthy remain (quorum 2), so it is recreated.
+    await report([{ id: cs[0].id, state: 'running', healthState: 'unhealthy' }]);
+    let now = await containersOf('quorate');
+    const first = now.find((c) => c.serviceIndex === cs[0].serviceIndex);
+    assert.notEqual(first?.id, cs[0].id, 'recreated with quorum');
+    assert.equal(first?.primaryIpAddress, cs[0].primaryIpAddress);
+    // Another unhealthy while the first replacement initializes: one healthy left, under quorum.
+    await report([{ id: cs[1].id, state: 'running', healthState: 'unhealthy' }]);
+    now = await containersOf('quorate');
+    const second = now.find((c) => c.serviceIndex === cs[1].serviceIndex);
+    assert.equal(second?.id, cs[1].id, 'below quorum: only marked');
+    assert.equal(second?.healthState, 'unhealthy');
+    // The replacement becomes healthy: quorum again, and the waiting one is recreated.
+    await report([{ id: first?.id, state: 'running', healthState: 'healthy' }]);
+    now = await containersOf('quorate');
+    const second2 = now.find((c) => c.serviceIndex === cs[1].serviceIndex);
+    assert.notEqual(second2?.id, cs[1].id, 'recreated once the quorum is back');
+    assert.equal(second2?.primaryIpAddress, cs[1].primaryIpAddress);
+    assert.equal(now.find((c) => c.serviceIndex === cs[2].serviceIndex)?.id, cs[2].id);
+  });
+
+  it('refuses upgrade settings it would ignore, and a quorum strategy without its quorum, naming the field', async () => {
+    const svc = (await api<{ data: { id: string; stackId: string }[] }>('GET', '/v1/services?name=web')).body.data[0];
+    assert.ok(svc);
+    for (const [field, value] of [
+      ['batchSize', 2],
+      ['intervalMillis', 1000],
+      ['startFirst', true],
+    ] as const) {
+      const r = await api<{ fieldName?: string; message: string }>('POST', `/v1/services/${svc.id}?action=upgrade`, {
+        inServiceStrategy: { [field]: value },
+      });
+      assert.equal(r.status, 422, JSON.stringify(r.body));
+      assert.match(r.body.fieldName ?? '', new RegExp(field), JSON.stringify(r.body));
+      assert.match(r.body.message, /not supported yet/);
+      const c = await api<{ fieldName?: string; message: string }>('POST', '/v1/services', {
+        stackId: svc.stackId,
+        name: `up-${field.toLowerCase()}`,
+        launchConfig: { image: 'nginx' },
+        upgradeStrategy: { [field]: value },
+      });
+      assert.equal(c.status, 422, JSON.stringify(c.body));
+      assert.match(c.body.fieldName ?? '', new RegExp(field), JSON.stringify(c.body));
+    }
+    const q = await api<{ fieldName?: string }>('POST', '/v1/services', {
+      stackId: svc.stackId,
+      name: 'noquorum',
+      launchConfig: { image: 'nginx' },
+      healthCheck: { port: 80, strategy: 'recreateOnQuorum' },
+    });
+    assert.equal(q.status, 422, JSON.stringify(q.body));
+    assert.equal(q.body.fieldName, 'healthCheck.quorum');
+    const imp = await api<{ message: string }>('POST', '/v1/stacks', {
+      name: 'batched',
+      dockerCompose: 'a:\n  image: nginx\n',
+      rancherCompose: 'a:\n  upgrade_strategy: {batch_size: 2}\n',
+    });
+    assert.equal(imp.status, 422, JSON.stringify(imp.body));
+    assert.match(imp.body.message, /upgrade_strategy\.batch_size.*not supported/);
+    // An upgrade without those settings still works.
+    const ok = await api('POST', `/v1/services/${svc.id}?action=upgrade`, { inServiceStrategy: { startFirst: false } });
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  });
+});
