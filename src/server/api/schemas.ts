@@ -1,6 +1,6 @@
 // Request bodies of the API, validated at the edge.
 import { z } from 'zod';
-import { AdoptRequest, ContainerReport } from '../../model/reports.js';
+import { AdoptRequest, CapabilityStatus, ContainerReport } from '../../model/reports.js';
 import {
   EnvironmentNetwork,
   JsonMetadata,
@@ -8,6 +8,7 @@ import {
   LaunchConfig,
   Service,
   ServiceKind,
+  UpgradeStrategy,
 } from '../../model/resources.js';
 
 // Every field is bounded (LIMITS): hostile sizes get a 422 naming the field, never reach the store.
@@ -73,6 +74,24 @@ export const StackAddServices = z.strictObject({
 });
 
 /**
+ * An upgrade replaces every container at once, the old ones stopped first: starting the new ones first,
+ * batches and the pause between them are not implemented yet, so they are refused by name (422), never
+ * stored and ignored.
+ */
+const notYet = (what: string) =>
+  z.undefined({ error: `${what} is not supported yet (an upgrade replaces every container at once, stopping the old ones first)` }).optional();
+const startFirstFalse = z
+  .boolean()
+  .refine((v) => !v, { message: 'startFirst: true is not supported yet (an upgrade stops the old containers first)' });
+const UpgradeStrategyInput = z
+  .strictObject({
+    startFirst: startFirstFalse.optional(),
+    batchSize: notYet('batchSize'),
+    intervalMillis: notYet('intervalMillis'),
+  })
+  .transform(() => UpgradeStrategy.parse({ startFirst: false }));
+
+/**
  * POST /v1/services: the service's own fields as the model defines them, plus what only input has
  * (stricter names and addresses, links to create with it).
  */
@@ -86,6 +105,7 @@ export const ServiceCreate = z.strictObject({
     upgradeStrategy: true,
     hostname: true,
   }).shape,
+  upgradeStrategy: UpgradeStrategyInput.optional(),
   stackId: id,
   name,
   kind: ServiceKind.default('service'),
@@ -104,9 +124,9 @@ export const ServiceUpgrade = z.strictObject({
   inServiceStrategy: z.strictObject({
     launchConfig: LaunchConfig.optional(),
     secondaryLaunchConfigs: z.array(LaunchConfig).max(LIMITS.maxList).optional(),
-    startFirst: z.boolean().optional(),
-    batchSize: z.number().int().positive().max(LIMITS.maxScale).optional(),
-    intervalMillis: z.number().int().min(0).max(86_400_000).optional(),
+    startFirst: startFirstFalse.optional(),
+    batchSize: notYet('batchSize'),
+    intervalMillis: notYet('intervalMillis'),
   }),
 });
 
@@ -154,7 +174,7 @@ export const AgentReport = z.strictObject({
   applied: z
     .record(
       z.string().max(LIMITS.maxName),
-      z.strictObject({ revision: z.number().int(), ok: z.boolean(), error: text.optional() }),
+      CapabilityStatus,
     )
     .default({}),
 });

@@ -114,6 +114,7 @@ function healthCheckOut(h: HealthCheck): Out {
   put(out, 'reinitializing_timeout', h.reinitializingTimeout);
   put(out, 'request_line', h.requestLine);
   put(out, 'strategy', h.strategy);
+  put(out, 'recreate_on_quorum_strategy_config', h.quorum !== undefined ? { quorum: h.quorum } : undefined);
   return out;
 }
 
@@ -139,7 +140,8 @@ function lbConfigOut(lb: LbConfig): Out {
 }
 
 function upgradeStrategyOut(u: UpgradeStrategy): Out {
-  return { start_first: u.startFirst, batch_size: u.batchSize, interval_millis: u.intervalMillis };
+  // Only what an upgrade honours (batch_size and interval_millis are rejected at import).
+  return { start_first: u.startFirst };
 }
 
 function rancherService(svc: ServiceSpec): Out {
