@@ -1,7 +1,11 @@
 // The per-host agent: registers once, then keeps its environment state current by watching the control
-// plane, persists it, runs the capabilities on every new state and reports what it applied. A restarted
-// agent serves from its persisted state before the server answers; a missing server means retries with
-// backoff, never a crash.
+// plane, persists it (incrementally: sync/state-file.ts), hands every new state with what changed to its
+// controllers (src/agent/controller) and reports their status. A restarted agent serves from its
+// persisted state before the server answers; a missing server means retries with backoff, never a crash.
+//
+// The revision the agent asks the server `after` is its confirmed one: persisted AND handed to the
+// controllers (and its listeners). A failed persist (disk full) or a throwing listener leaves it where it
+// was, so the same changes come again on the next watch (after a backoff) and nothing is skipped.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hostname as osHostname } from 'node:os';
@@ -9,13 +13,16 @@ import { z } from 'zod';
 import type { Logger } from '../common/log.js';
 import { errorMessage } from '../common/errors.js';
 import { writeFileAtomic } from '../common/atomic-file.js';
-import { applyChanges, stateFromSnapshot, type EnvState } from '../model/state.js';
+import type { Registry } from 'prom-client';
+import { applyChanges, fullDelta, mergeDeltas, stateFromSnapshot, type EnvState, type StateDelta } from '../model/state.js';
 import { ControlPlaneClient, ServerUnavailableError } from './client.js';
-import { loadState, saveState } from './sync/state-file.js';
-import { CapabilityRunner } from './capabilities/runner.js';
-import type { Capability, CapabilityStatus } from './capabilities/capability.js';
+import { StateStore } from './sync/state-file.js';
+import { ControllerManager } from './controller/manager.js';
+import type { Controller } from './controller/controller.js';
+import { capabilityController, isController } from './capabilities/adapter.js';
+import type { Capability } from './capabilities/capability.js';
 import { Backoff } from './sync/backoff.js';
-import type { AdoptRequest, ContainerReport } from '../model/reports.js';
+import type { AdoptRequest, CapabilityStatus, ContainerReport } from '../model/reports.js';
 import type { Container } from '../model/resources.js';
 
 const Identity = z.object({
@@ -39,7 +46,16 @@ export interface AgentOptions {
   agentIp: string;
   labels?: Record<string, string>;
   log: Logger;
-  capabilities?: Capability<unknown>[];
+  /** Controllers (or plain capabilities, adapted), run in this order. */
+  capabilities?: (Controller | Capability<unknown>)[];
+  /** The agent's metrics registry (controller run durations, errors, health). */
+  registry?: Registry;
+  /** Controllers' drift check period in ms (default 60 s; 0: none). */
+  resyncMs?: number;
+  /** Controllers' retry delays after a failure (default 500 ms doubling to 60 s, with jitter). */
+  controllerBackoff?: { initialMs: number; maxMs: number };
+  /** Retry delays of the watch loop (default 250 ms doubling to 15 s). */
+  syncBackoff?: { initialMs: number; maxMs: number };
   /** Seconds a watch request waits on the server. */
   watchTimeoutSec?: number;
   /** Where container states come from (the Docker runtime); reported to the control plane. */
@@ -62,7 +78,12 @@ export interface AgentControlPlane {
 export class Agent {
   private identity?: Identity;
   private state?: EnvState;
-  private readonly runner: CapabilityRunner;
+  /** The revision persisted and handed to the controllers: what the agent asks the server `after`. */
+  private confirmed = 0;
+  /** What changed since `confirmed`, not yet handed over (a persist or a listener failed). */
+  private unconfirmed: StateDelta | undefined;
+  private readonly store: StateStore;
+  private readonly runner: ControllerManager;
   private readonly log: Logger;
   private readonly abort = new AbortController();
   private loop?: Promise<void>;
@@ -75,7 +96,15 @@ export class Agent {
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log.child({ component: 'agent' });
-    this.runner = new CapabilityRunner(opts.capabilities ?? [], this.log);
+    this.store = new StateStore({ path: join(opts.dataDir, 'state.json') });
+    const controllers = (opts.capabilities ?? []).map((c) => (isController(c) ? c : capabilityController(c)));
+    this.runner = new ControllerManager(controllers, {
+      log: this.log,
+      registry: opts.registry,
+      resyncMs: opts.resyncMs,
+      backoff: opts.controllerBackoff,
+      onStatus: () => this.scheduleReport(),
+    });
   }
 
   get statePath(): string {
@@ -88,6 +117,21 @@ export class Agent {
 
   currentState(): EnvState | undefined {
     return this.state;
+  }
+
+  /** The revision persisted and handed to the controllers (what the next watch asks after). */
+  confirmedRevision(): number {
+    return this.confirmed;
+  }
+
+  /** Each controller's status (what the agent reports in `applied`). */
+  statuses(): Record<string, CapabilityStatus> {
+    return this.runner.statuses();
+  }
+
+  /** Runs every controller's drift check now (tests; normally periodic). */
+  resync(): Promise<Record<string, CapabilityStatus>> {
+    return this.runner.resync();
   }
 
   hostId(): string | undefined {
@@ -104,13 +148,24 @@ export class Agent {
   async start(): Promise<void> {
     this.identity = await this.loadIdentity();
     try {
-      this.state = await loadState(this.statePath);
+      const loaded = await this.store.load();
+      if (loaded) {
+        this.state = loaded.state;
+        if (loaded.torn) this.log.warn({ path: this.store.logPath, revision: loaded.state.revision }, 'the persisted state log ends in a torn line: using what is before it');
+      }
     } catch (err) {
       this.log.warn({ err: errorMessage(err), path: this.statePath }, 'ignoring an unreadable persisted state; resyncing');
     }
+    // Controllers bind their sockets now (a port in use is retried in the background).
+    this.runner.start();
     if (this.state && this.identity) {
       this.log.info({ revision: this.state.revision }, 'serving the persisted state until the control plane answers');
-      await this.applyState();
+      this.unconfirmed = fullDelta(this.state.revision);
+      try {
+        await this.handOver();
+      } catch (err) {
+        this.log.error({ err: errorMessage(err) }, 'applying the persisted state failed; the control plane will send it again');
+      }
     }
     this.loop = this.run();
   }
@@ -163,33 +218,41 @@ export class Agent {
     this.client = client;
     this.opts.containerStates?.onReports(() => this.scheduleReport());
     this.opts.containerStates?.connectControlPlane?.({ adopt: (req) => this.adopt(client, req) });
-    const backoff = new Backoff({ initialMs: 250, maxMs: 15_000 });
+    const backoff = new Backoff(this.opts.syncBackoff ?? { initialMs: 250, maxMs: 15_000 });
     let connected = true;
     while (!signal.aborted) {
       try {
         if (!this.identity) this.identity = await this.register(client);
         client.setCredentials(this.identity);
         this.scheduleReport();
-        const after = this.state?.revision ?? 0;
+        const after = this.state ? this.confirmed : 0;
         const res = await client.watch(after, this.opts.watchTimeoutSec ?? 30, signal);
         if (!connected) this.log.info('control plane reachable again');
         connected = true;
-        backoff.reset();
         const keyChanged = await this.keepTokenKey(res.metadataTokenKey);
         if (res.snapshot) {
           this.state = stateFromSnapshot(res.revision, res.snapshot);
-        } else if (this.state && (res.changes.length || res.environment || res.revision !== this.state.revision)) {
-          const next = this.state;
-          applyChanges(next, res.revision, res.changes, res.environment);
+          this.unconfirmed = fullDelta(res.revision);
+          await this.store.persist(this.state, { replaced: true });
+        } else if (this.state && (res.changes.length || res.environment || res.revision !== this.state.revision || this.unconfirmed)) {
+          // Changes after `confirmed`; some may already be in memory (a persist failed after they were
+          // applied): upserts and removals of a resource's latest form apply again the same way.
+          const delta = applyChanges(this.state, res.revision, res.changes, res.environment);
+          this.unconfirmed = this.unconfirmed ? mergeDeltas(this.unconfirmed, delta) : delta;
+          await this.store.persist(this.state, { replaced: false, changes: res.changes, environment: res.environment });
         } else if (!this.state) {
           continue;
         } else {
-          if (keyChanged) await this.applyState();
+          backoff.reset();
+          if (keyChanged) {
+            this.unconfirmed = fullDelta(this.state.revision);
+            await this.handOver();
+          }
           await this.report(client);
           continue;
         }
-        await saveState(this.statePath, this.state);
-        await this.applyState();
+        await this.handOver();
+        backoff.reset();
         await this.report(client);
       } catch (err) {
         if (signal.aborted) break;
@@ -216,12 +279,34 @@ export class Agent {
     return true;
   }
 
-  private async applyState(): Promise<void> {
+  /**
+   * Hands the state with what changed since `confirmed` to the controllers, then to the listeners; the
+   * revision is confirmed only when all of it succeeded (a throwing listener leaves it unconfirmed: the
+   * changes come again). Controllers' own failures are theirs to retry (they have the state).
+   */
+  private async handOver(): Promise<void> {
     const st = this.state;
     if (!st) return;
+    const delta = this.unconfirmed ?? fullDelta(st.revision);
     const hostId = this.identity?.hostId ?? '';
-    await this.runner.update(st, { hostId, host: st.hosts.get(hostId), metadataTokenKey: this.identity?.metadataTokenKey });
-    for (const fn of this.listeners) fn(st);
+    await this.runner.update(st, delta, { hostId, host: st.hosts.get(hostId), metadataTokenKey: this.identity?.metadataTokenKey });
+    // Handed over: the controllers merge what comes next onto it themselves.
+    this.unconfirmed = undefined;
+    const failed: string[] = [];
+    for (const fn of this.listeners) {
+      try {
+        fn(st);
+      } catch (err) {
+        failed.push(errorMessage(err));
+      }
+    }
+    if (failed.length) {
+      // Given again with the next watch answer (the same changes, after `confirmed`), as an empty delta
+      // for the controllers, which already have it.
+      this.unconfirmed = { revision: st.revision, full: false, touched: [], environmentChanged: false };
+      throw new Error(`a state listener failed at revision ${st.revision}: ${failed.join('; ')}`);
+    }
+    this.confirmed = st.revision;
   }
 
   /** Reports capability statuses (when changed) and container states (latest per container). */

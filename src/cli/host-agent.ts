@@ -106,6 +106,7 @@ export async function startHostAgent(
     agentIp: flags.agentIp ?? (cfg.agent.agentIp || defaultAgentIp()),
     labels: { ...cfg.agent.labels, ...(flags.labels ? parseLabels(flags.labels) : {}) },
     log,
+    registry,
     capabilities: agentCapabilities({
       log,
       registry,

@@ -34,3 +34,29 @@ export const AdoptRequest = z.strictObject({
 });
 export type AdoptRequest = z.infer<typeof AdoptRequest>;
 export type AdoptRequestInput = z.input<typeof AdoptRequest>;
+
+// ---- capability status (src/agent/controller) ----------------------------------------------------
+/**
+ * What an agent reports per capability in `applied`. `revision`, `ok` and `error` are what agents
+ * before the controllers sent (still accepted alone); the rest is the controller's status:
+ * `state` ok (the revision is in force) / degraded (the last attempt failed or the controller is
+ * behind, the last good artefact is still in force) / failed (nothing is in force: never applied, or
+ * its sockets are not bound), the time and revision of the last success, attempts and consecutive
+ * failures, and when the next retry is due.
+ */
+export const CapabilityHealth = z.enum(['ok', 'degraded', 'failed']);
+export type CapabilityHealth = z.infer<typeof CapabilityHealth>;
+
+export const CapabilityStatus = z.strictObject({
+  revision: z.number().int(),
+  ok: z.boolean(),
+  error: z.string().max(4096).optional(),
+  state: CapabilityHealth.optional(),
+  message: z.string().max(4096).optional(),
+  lastSuccess: z.string().max(64).optional(),
+  lastSuccessRevision: z.number().int().optional(),
+  attempts: z.number().int().min(0).optional(),
+  consecutiveFailures: z.number().int().min(0).optional(),
+  nextRetryAt: z.string().max(64).optional(),
+});
+export type CapabilityStatus = z.infer<typeof CapabilityStatus>;

@@ -187,10 +187,18 @@ export const Environment = z.object({
 });
 export type Environment = z.infer<typeof Environment>;
 
+/** A capability's status on a host as the control plane shows it: the agent's report (src/model/reports.ts) and when it came. */
 export const AppliedStatus = z.object({
   revision: z.number().int(),
   ok: z.boolean(),
   error: z.string().optional(),
+  state: z.enum(['ok', 'degraded', 'failed']).optional(),
+  message: z.string().optional(),
+  lastSuccess: z.string().optional(),
+  lastSuccessRevision: z.number().int().optional(),
+  attempts: z.number().int().optional(),
+  consecutiveFailures: z.number().int().optional(),
+  nextRetryAt: z.string().optional(),
   at: z.string(),
 });
 export type AppliedStatus = z.infer<typeof AppliedStatus>;

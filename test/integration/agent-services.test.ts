@@ -7,9 +7,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Agent } from '../../src/agent/agent.js';
-import { metadataCapability } from '../../src/agent/capabilities/metadata/controller.js';
-import { dnsCapability } from '../../src/agent/capabilities/dns/controller.js';
-import type { Capability } from '../../src/agent/capabilities/capability.js';
+import { metadataController } from '../../src/agent/capabilities/metadata/controller.js';
+import { dnsController } from '../../src/agent/capabilities/dns/controller.js';
 import { silentLogger } from '../../src/common/log.js';
 import { createRegistrationToken } from '../../src/server/auth/credentials.js';
 import { defaultEnvironment } from '../../src/server/domain/environments.js';
@@ -65,8 +64,8 @@ test('agent metadata and DNS answer what the API holds, per client address', asy
       labels: { zone: 'z1' },
       log: silentLogger(),
       capabilities: [
-        metadataCapability({ log: silentLogger(), listen: `127.0.0.1:${mdPort}` }) as Capability<unknown>,
-        dnsCapability({ log: silentLogger(), listen: `127.0.0.1:${dnsPort}`, resolvConf: '/dev/null' }) as Capability<unknown>,
+        metadataController({ log: silentLogger(), listen: `127.0.0.1:${mdPort}` }),
+        dnsController({ log: silentLogger(), listen: `127.0.0.1:${dnsPort}`, resolvConf: '/dev/null' }),
       ],
       watchTimeoutSec: 5,
     });

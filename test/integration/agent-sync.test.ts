@@ -9,6 +9,7 @@ import { Agent } from '../../src/agent/agent.js';
 import { silentLogger } from '../../src/common/log.js';
 import type { Capability } from '../../src/agent/capabilities/capability.js';
 import { FileApplier } from '../../src/agent/capabilities/file-applier.js';
+import { loadState } from '../../src/agent/sync/state-file.js';
 import type { EnvState } from '../../src/model/state.js';
 import { createRegistrationToken } from '../../src/server/auth/credentials.js';
 import { defaultEnvironment } from '../../src/server/domain/environments.js';
@@ -23,12 +24,10 @@ function servicesFile(path: string): Capability<string> {
   };
 }
 
-function persisted(dir: string): { revision: number; services: string[] } {
-  const j = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as {
-    revision: number;
-    snapshot: { resources: { services: { name: string }[] } };
-  };
-  return { revision: j.revision, services: j.snapshot.resources.services.map((s) => s.name).sort() };
+/** The persisted state (snapshot state.json + the log state.log beside it). */
+async function persisted(dir: string): Promise<{ revision: number; services: string[] }> {
+  const st = await loadState(join(dir, 'state.json'));
+  return { revision: st?.revision ?? -1, services: [...(st?.services.values() ?? [])].map((s) => s.name).sort() };
 }
 
 test('server + two agents: sync, persistence, restart while the server is down, reconnect', async () => {
@@ -60,8 +59,11 @@ test('server + two agents: sync, persistence, restart while the server is down, 
     // A change through the API reaches both agents' persisted state.
     const st = await t.api<{ id: string }>('POST', '/v1/stacks', { name: 'shop', dockerCompose: 'web:\n  image: nginx\n  links: [db]\ndb:\n  image: postgres\n' });
     assert.equal(st.status, 201);
-    await eventually(() => dirs.every((d) => existsSync(join(d, 'state.json')) && persisted(d).services.join() === 'db,web'), 10_000, 'stack on disk');
-    for (const d of dirs) assert.equal(persisted(d).revision, t.srv.store.revision(envId));
+    await eventually(async () => {
+      for (const d of dirs) if (!existsSync(join(d, 'state.json')) || (await persisted(d)).services.join() !== 'db,web') return false;
+      return true;
+    }, 10_000, 'stack on disk');
+    for (const d of dirs) assert.equal((await persisted(d)).revision, t.srv.store.revision(envId));
     // The capability applied the new state (it runs right after the state is persisted).
     await eventually(() => dirs.every((d) => readFileSync(join(d, 'services.txt'), 'utf8') === 'db\nweb\n'), 10_000, 'capability output');
     // Agents reported what they applied.
@@ -106,7 +108,10 @@ test('server + two agents: sync, persistence, restart while the server is down, 
     // The server comes back on the same address; both agents pick up the next change.
     t = await startTestServer({ dir: serverDir, port });
     await t.api('POST', '/v1/stacks', { name: 'later', dockerCompose: 'cache:\n  image: redis\n' });
-    await eventually(() => dirs.every((d) => persisted(d).services.includes('cache')), 20_000, 'change after reconnect');
+    await eventually(async () => {
+      for (const d of dirs) if (!(await persisted(d)).services.includes('cache')) return false;
+      return true;
+    }, 20_000, 'change after reconnect');
     assert.deepEqual(
       agents.map((a) => a.currentState()?.revision),
       [t.srv.store.revision(envId), t.srv.store.revision(envId)],

@@ -7,8 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from '../../src/agent/agent.js';
-import { metadataCapability } from '../../src/agent/capabilities/metadata/controller.js';
-import type { Capability } from '../../src/agent/capabilities/capability.js';
+import { metadataController } from '../../src/agent/capabilities/metadata/controller.js';
 import { silentLogger } from '../../src/common/log.js';
 import { serviceToken } from '../../src/metadata/tree.js';
 import { createRegistrationToken } from '../../src/server/auth/credentials.js';
@@ -44,7 +43,7 @@ test('service tokens: secret-keyed, same on every host, per service, stable acro
       hostname: `tok${i}`,
       agentIp: `192.0.2.${41 + i}`,
       log: silentLogger(),
-      capabilities: [metadataCapability({ log: silentLogger(), listen: `127.0.0.1:${ports[i] as number}` }) as Capability<unknown>],
+      capabilities: [metadataController({ log: silentLogger(), listen: `127.0.0.1:${ports[i] as number}` })],
       watchTimeoutSec: 2,
     });
   const get = async (i: number, path: string, from: string): Promise<string> => {

@@ -4,10 +4,11 @@ import { readFileSync, existsSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { CapabilityRunner } from '../../src/agent/capabilities/runner.js';
+import { ControllerManager } from '../../src/agent/controller/manager.js';
+import { capabilityController } from '../../src/agent/capabilities/adapter.js';
 import { FileApplier } from '../../src/agent/capabilities/file-applier.js';
 import type { Capability } from '../../src/agent/capabilities/capability.js';
-import { emptyState, type EnvState } from '../../src/model/state.js';
+import { emptyState, fullDelta, type EnvState } from '../../src/model/state.js';
 import { silentLogger } from '../../src/common/log.js';
 import { cleanup, tempDir } from '../helpers/server.js';
 
@@ -49,27 +50,34 @@ test('file applier: validation by a real program gates the swap; the last good f
         },
       }),
     };
-    const runner = new CapabilityRunner([cap as Capability<unknown>], silentLogger());
+    const runner = new ControllerManager([capabilityController(cap)], { log: silentLogger(), resyncMs: 0 });
     const host = { hostId: 'h', host: undefined };
+    const update = (st: EnvState) => runner.update(st, fullDelta(st.revision), host);
 
-    let st = await runner.update(stateWith(['web'], 1), host);
-    assert.deepEqual(st['stacks-file'], { revision: 1, ok: true });
+    let st = await update(stateWith(['web'], 1));
+    assert.equal(st['stacks-file']?.ok, true);
+    assert.equal(st['stacks-file']?.state, 'ok');
+    assert.equal(st['stacks-file']?.revision, 1);
     assert.equal(readFileSync(path, 'utf8'), 'stack web\n');
 
-    st = await runner.update(stateWith(['web', 'bad'], 2), host);
+    st = await update(stateWith(['web', 'bad'], 2));
     assert.equal(st['stacks-file']?.ok, false);
+    assert.equal(st['stacks-file']?.state, 'degraded', 'the last good file is in force');
+    assert.equal(st['stacks-file']?.lastSuccessRevision, 1);
     assert.match(st['stacks-file']?.error ?? '', /validation failed: line 1: bad stack name/);
     assert.equal(readFileSync(path, 'utf8'), 'stack web\n', 'the last good file stays');
     assert.equal(existsSync(`${path}.candidate`), false, 'no half-written candidate left behind');
 
-    st = await runner.update(stateWith(['web', 'api'], 3), host);
-    assert.deepEqual(st['stacks-file'], { revision: 3, ok: true });
+    st = await update(stateWith(['web', 'api'], 3));
+    assert.equal(st['stacks-file']?.state, 'ok');
+    assert.equal(st['stacks-file']?.revision, 3);
+    assert.equal(st['stacks-file']?.consecutiveFailures, 0);
     assert.equal(readFileSync(path, 'utf8'), 'stack web\nstack api\n');
     assert.equal(readFileSync(`${path}.last-good`, 'utf8'), 'stack web\n');
     assert.equal(swaps, 2);
 
     // Same artefact again: nothing is re-applied.
-    await runner.update(stateWith(['web', 'api'], 4), host);
+    await update(stateWith(['web', 'api'], 4));
     assert.equal(swaps, 2);
     await runner.close();
   } finally {
@@ -87,10 +95,13 @@ test('runner: a render error is reported without touching the artefact or other 
     applier: { apply: (a) => Promise.resolve(void applied.push(`broken:${a}`)) },
   };
   const fine: Capability<number> = { name: 'fine', render: (s) => s.revision, applier: { apply: (a) => Promise.resolve(void applied.push(`fine:${a}`)) } };
-  const runner = new CapabilityRunner([broken, fine] as Capability<unknown>[], silentLogger());
-  const st = await runner.update(stateWith([], 7), { hostId: 'h', host: undefined });
+  const runner = new ControllerManager([capabilityController(broken), capabilityController(fine)], { log: silentLogger(), resyncMs: 0 });
+  const st = await runner.update(stateWith([], 7), fullDelta(7), { hostId: 'h', host: undefined });
   assert.equal(st.broken?.ok, false);
+  assert.equal(st.broken?.state, 'failed', 'nothing was ever applied');
   assert.match(st.broken?.error ?? '', /render failed: no host record/);
-  assert.deepEqual(st.fine, { revision: 7, ok: true });
+  assert.equal(st.fine?.ok, true);
+  assert.equal(st.fine?.revision, 7);
   assert.deepEqual(applied, ['fine:7']);
+  await runner.close();
 });

@@ -1,5 +1,7 @@
 // A capability turns the environment state into one artefact and puts it in place:
 //   render (pure: state + this host → artefact) → compare with the last applied → apply.
+// It runs as a controller (src/agent/controller) through capabilityController (adapter.ts), which adds
+// the retries with backoff, the periodic resync (verify) and the status.
 // Appliers validate before they swap, swap atomically and keep the last good artefact: a failed apply
 // leaves the previous artefact in force and is reported; the next state change (or a retry) tries again.
 import type { EnvState } from '../../model/state.js';
@@ -15,6 +17,12 @@ export interface HostContext {
 export interface Applier<A> {
   /** Puts the artefact in place; must be idempotent and must leave the previous one on failure. */
   apply(artefact: A): Promise<void>;
+  /**
+   * The resync: checks that `artefact` (the last one applied) is still what is in force and restores it
+   * if not; resolves with what was repaired (undefined: nothing had drifted). Without it, a resync
+   * applies the last artefact again (appliers are idempotent).
+   */
+  verify?(artefact: A): Promise<string | undefined>;
   /** Releases what the applier holds (listeners, processes) on shutdown. */
   close?(): Promise<void>;
 }
@@ -27,8 +35,4 @@ export interface Capability<A> {
   applier: Applier<A>;
 }
 
-export interface CapabilityStatus {
-  revision: number;
-  ok: boolean;
-  error?: string;
-}
+export type { CapabilityStatus } from '../../model/reports.js';

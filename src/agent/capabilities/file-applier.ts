@@ -1,6 +1,7 @@
 // An applier for artefacts that are files (balancer configs, certificates, resolver files): validates
 // the new text (e.g. `haproxy -c -f <tmp>`), then swaps it in atomically and keeps a copy of the last
-// good one beside it. A failed validation leaves the file in force untouched.
+// good one beside it. A failed validation leaves the file in force untouched. The resync (verify) puts
+// back a file that was deleted or changed behind the agent's back.
 import { readFile, copyFile, rm } from 'node:fs/promises';
 import { writeFileAtomic } from '../../common/atomic-file.js';
 import type { Applier } from './capability.js';
@@ -38,5 +39,24 @@ export class FileApplier implements Applier<string> {
     await writeFileAtomic(path, text, this.opts.mode);
     await rm(candidate, { force: true });
     await this.opts.afterSwap?.(path);
+  }
+
+  /**
+   * Resync: the file in force must be `text` (the last one applied, validated then). A deleted or
+   * changed file is restored (atomically, then afterSwap); the drifted content is not kept as last good.
+   */
+  async verify(text: string): Promise<string | undefined> {
+    const { path } = this.opts;
+    let current: string | undefined;
+    try {
+      current = await readFile(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      current = undefined;
+    }
+    if (current === text) return undefined;
+    await writeFileAtomic(path, text, this.opts.mode);
+    await this.opts.afterSwap?.(path);
+    return current === undefined ? `${path} was missing: restored` : `${path} had been changed: restored`;
   }
 }

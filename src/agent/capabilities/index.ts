@@ -1,10 +1,11 @@
-// The capabilities a production agent runs, in order.
+// The controllers a production agent runs, in order (each capability in a folder of its own).
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../common/log.js';
-import type { Capability } from './capability.js';
+import type { Controller } from '../controller/controller.js';
 import type { DockerRuntimeHandle } from '../runtime/docker-runtime.js';
-import { metadataCapability } from './metadata/controller.js';
-import { dnsCapability } from './dns/controller.js';
+import { metadataController } from './metadata/controller.js';
+import { dnsController } from './dns/controller.js';
+import { runtimeController } from './runtime.js';
 
 export interface CapabilityDeps {
   log: Logger;
@@ -17,13 +18,13 @@ export interface CapabilityDeps {
   dockerRuntime?: DockerRuntimeHandle | undefined;
 }
 
-export function agentCapabilities(deps: CapabilityDeps): Capability<unknown>[] {
+export function agentCapabilities(deps: CapabilityDeps): Controller[] {
   const reg = deps.registry ? { registry: deps.registry } : {};
   return [
-    ...(deps.metadataListen ? [metadataCapability({ log: deps.log, listen: deps.metadataListen, ...reg }) as Capability<unknown>] : []),
-    ...(deps.dnsListen ? [dnsCapability({ log: deps.log, listen: deps.dnsListen, ...reg }) as Capability<unknown>] : []),
+    ...(deps.metadataListen ? [metadataController({ log: deps.log, listen: deps.metadataListen, ...reg })] : []),
+    ...(deps.dnsListen ? [dnsController({ log: deps.log, listen: deps.dnsListen, ...reg })] : []),
     // ---- docker runtime (src/agent/runtime): runs this host's scheduled containers. Keep it last, so the
     // metadata/DNS the containers use is in place before they start.
-    ...(deps.dockerRuntime ? [deps.dockerRuntime.capability as Capability<unknown>] : []),
+    ...(deps.dockerRuntime ? [runtimeController(deps.dockerRuntime)] : []),
   ];
 }

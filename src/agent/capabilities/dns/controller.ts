@@ -1,52 +1,63 @@
-// Capability: the DNS server on 169.254.169.250:53 (UDP and TCP), answering per asking container from
-// the synced state. Render = prepared per-client views (pure); apply = start once, swap the data.
+// Controller: the DNS server on 169.254.169.250:53 (UDP and TCP), answering per asking container from
+// the synced state. start = read the host's resolvers and bind the sockets (a port in use is retried by
+// the manager with backoff); reconcile = render (render.ts) and swap the data in; stop = close.
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../../common/log.js';
 import { DnsServer } from '../../../dns/server.js';
-import { fullDelta } from '../../../model/state.js';
-import { renderDns } from './render.js';
 import type { DnsData } from '../../../dns/data.js';
-import type { Capability } from '../capability.js';
-import { listenWithAddress, splitHostPort } from '../listen-address.js';
 import { readResolvConf } from '../../../dns/resolvconf.js';
+import type { Controller } from '../../controller/controller.js';
+import { listenWithAddress, splitHostPort } from '../listen-address.js';
+import { renderDns } from './render.js';
 
-export interface DnsCapabilityOptions {
+export interface DnsControllerOptions {
   log: Logger;
-  registry?: Registry;
+  registry?: Registry | undefined;
   /** HOST:PORT, default 169.254.169.250:53. */
   listen: string;
   /** TTL of local answers in seconds (default 1). */
-  ttl?: number;
+  ttl?: number | undefined;
   /** The host's resolv.conf, for recursion (default /etc/resolv.conf). */
-  resolvConf?: string;
+  resolvConf?: string | undefined;
 }
 
-export function dnsCapability(opts: DnsCapabilityOptions): Capability<DnsData> & { server: DnsServer } {
+export type DnsController = Controller & { readonly server: DnsServer };
+
+export function dnsController(opts: DnsControllerOptions): DnsController {
   const log = opts.log.child({ component: 'dns' });
   const server = new DnsServer({ log, ...(opts.registry ? { registry: opts.registry } : {}) });
   const { host, port } = splitHostPort(opts.listen);
-  let listening = false;
+  let previous: DnsData | undefined;
   return {
     name: 'dns',
     server,
-    render: (state, h) => renderDns(undefined, state, fullDelta(state.revision), h, { ttl: opts.ttl }),
-    // Prepared views hold maps and encoded records; a new state is simply a new data set.
-    same: () => false,
-    applier: {
-      async apply(data) {
-        server.setData(data);
-        if (!listening) {
-          const resolvers = await readResolvConf(opts.resolvConf);
-          if (resolvers.length === 0) log.warn('no host resolvers: names outside rancher.internal will get SERVFAIL');
-          server.setHostResolvers(resolvers);
-          await listenWithAddress(host, () => server.listen(host, port), log);
-          listening = true;
-          log.info({ address: opts.listen }, 'DNS listening');
-        }
-      },
-      async close() {
-        await server.close();
-      },
+    async start() {
+      const resolvers = await readResolvConf(opts.resolvConf);
+      if (resolvers.length === 0) log.warn('no host resolvers: names outside rancher.internal will get SERVFAIL');
+      server.setHostResolvers(resolvers);
+      try {
+        await listenWithAddress(host, () => server.listen(host, port), log);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EADDRINUSE') throw new Error(`cannot listen on ${opts.listen}: the port is in use (another DNS server on this host?)`, { cause: err });
+        if (code === 'EACCES') throw new Error(`cannot listen on ${opts.listen}: permission denied (port ${port} needs root or CAP_NET_BIND_SERVICE)`, { cause: err });
+        throw err;
+      }
+      log.info({ address: opts.listen }, 'DNS listening');
+    },
+    reconcile(state, delta, h) {
+      const data = renderDns(previous, state, delta, h, { ttl: opts.ttl });
+      server.setData(data);
+      previous = data;
+      return Promise.resolve();
+    },
+    // The data lives in this process; what can drift is the sockets (closed under us).
+    verify() {
+      if (server.addresses().length === 0) return Promise.reject(new Error(`DNS is not listening on ${opts.listen}`));
+      return Promise.resolve(undefined);
+    },
+    async stop() {
+      await server.close();
     },
   };
 }

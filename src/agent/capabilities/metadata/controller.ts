@@ -1,55 +1,64 @@
-// Capability: the rancher-metadata service on 169.254.169.250:80, answering from the synced state.
-// Render = the answers trees for this host (pure); apply = start the server once, swap the answers.
+// Controller: the rancher-metadata service on 169.254.169.250:80, answering from the synced state.
+// start = bind the listener (a port in use is retried by the manager with backoff); reconcile = render
+// (render.ts) and swap the answers in (long polls wake up); stop = close.
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../../common/log.js';
 import { MetadataServer } from '../../../metadata/server.js';
-import { fullDelta } from '../../../model/state.js';
-import { renderMetadata } from './render.js';
 import type { Answers } from '../../../metadata/answers.js';
-import type { Capability } from '../capability.js';
+import type { Controller } from '../../controller/controller.js';
 import { listenWithAddress, splitHostPort } from '../listen-address.js';
+import { renderMetadata } from './render.js';
 
-export interface MetadataCapabilityOptions {
+export interface MetadataControllerOptions {
   log: Logger;
-  registry?: Registry;
+  registry?: Registry | undefined;
   /** HOST:PORT, default 169.254.169.250:80. */
   listen: string;
 }
 
-export function metadataCapability(opts: MetadataCapabilityOptions): Capability<Answers> & { server: MetadataServer } {
+export type MetadataController = Controller & { readonly server: MetadataServer };
+
+export function metadataController(opts: MetadataControllerOptions): MetadataController {
   const log = opts.log.child({ component: 'metadata' });
   const server = new MetadataServer({ log, ...(opts.registry ? { registry: opts.registry } : {}) });
   const { host, port } = splitHostPort(opts.listen);
+  let previous: Answers | undefined;
   let listening = false;
-  let keyMissing = false;
   let warnedNoKey = false;
   return {
     name: 'metadata',
     server,
-    // Service tokens are keyed with the control plane's key; without one yet (an agent upgraded from a
-    // version that had none, before the server first answers) they are null rather than guessable.
-    render: (state, h) => {
-      keyMissing = h.metadataTokenKey === undefined;
-      return renderMetadata(undefined, state, fullDelta(state.revision), h);
+    async start() {
+      try {
+        await listenWithAddress(host, () => server.listen(host, port), log);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EADDRINUSE') throw new Error(`cannot listen on ${opts.listen}: the port is in use`, { cause: err });
+        if (code === 'EACCES') throw new Error(`cannot listen on ${opts.listen}: permission denied (port ${port} needs root or CAP_NET_BIND_SERVICE)`, { cause: err });
+        throw err;
+      }
+      listening = true;
+      log.info({ address: opts.listen }, 'metadata listening');
     },
-    // The answers carry the state's revision in `version`: a new state is always a new answer set.
-    same: () => false,
-    applier: {
-      async apply(answers) {
-        if (keyMissing && !warnedNoKey) {
-          warnedNoKey = true;
-          log.warn('no metadata token key from the control plane yet: self/service/token is null until it sends one');
-        }
-        server.setAnswers(answers);
-        if (!listening) {
-          await listenWithAddress(host, () => server.listen(host, port), log);
-          listening = true;
-          log.info({ address: opts.listen }, 'metadata listening');
-        }
-      },
-      async close() {
-        await server.close();
-      },
+    reconcile(state, delta, h) {
+      // Service tokens are keyed with the control plane's key; without one yet (an agent upgraded from a
+      // version that had none, before the server first answers) they are null rather than guessable.
+      if (h.metadataTokenKey === undefined && !warnedNoKey) {
+        warnedNoKey = true;
+        log.warn('no metadata token key from the control plane yet: self/service/token is null until it sends one');
+      }
+      const answers = renderMetadata(previous, state, delta, h);
+      server.setAnswers(answers);
+      previous = answers;
+      return Promise.resolve();
+    },
+    verify() {
+      if (!listening) return Promise.reject(new Error(`metadata is not listening on ${opts.listen}`));
+      return Promise.resolve(undefined);
+    },
+    async stop() {
+      listening = false;
+      await server.close();
     },
   };
 }
