@@ -485,6 +485,7 @@ describe('compose: errors name the file, the service and the field', () => {
     rejects({ dockerCompose: dc, rancherCompose: 'web: {scael: 1}\n' }, 'field "scael": unknown key "scael"; did you mean "scale"?', 'UnknownComposeKey');
     rejects({ dockerCompose: dc, rancherCompose: 'web: {start_on_create: true}\n' }, 'field "start_on_create": "start_on_create" is not supported by drover yet', 'UnsupportedComposeKey');
     rejects({ dockerCompose: dc, rancherCompose: 'web: {retain_ip: maybe}\n' }, 'field "retain_ip": expected true or false');
+    rejects({ dockerCompose: dc, rancherCompose: 'web: {retain_ip: false}\n' }, 'field "retain_ip": "retain_ip: false" is not supported by drover', 'UnsupportedComposeKey');
     rejects({ dockerCompose: dc, rancherCompose: 'web: {health_check: {interval: 2000}}\n' }, 'field "health_check.port": is required');
     rejects({ dockerCompose: dc, rancherCompose: 'web: {health_check: {port: 80, timeout: 2}}\n' }, 'field "health_check.timeout": unknown key "timeout"', 'UnknownComposeKey');
     rejects({ dockerCompose: dc, rancherCompose: 'web: {health_check: {port: 80, strategy: restart}}\n' }, '"restart" is not a strategy (accepted: none, recreate, recreateOnQuorum)');

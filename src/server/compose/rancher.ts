@@ -267,9 +267,12 @@ export function parseRancherService(where: Where, raw: unknown): RancherService 
     }
     if (!RANCHER_SERVICE_KEYS.includes(key)) unknownKey(where, key, key, RANCHER_SERVICE_KEYS);
   }
-  // retain_ip is checked and dropped: drover always keeps a container's IP across restarts and upgrades,
-  // which is what `retain_ip: true` asked for.
-  if (m.retain_ip !== undefined) asBool(where, 'retain_ip', m.retain_ip);
+  // retain_ip is checked and dropped: drover always keeps a container's IP across restarts, upgrades and
+  // health recreates (the address belongs to the slot), which is what `retain_ip: true` asked for;
+  // `false` (a new address each time) is refused rather than ignored.
+  if (m.retain_ip !== undefined && m.retain_ip !== null && !asBool(where, 'retain_ip', m.retain_ip)) {
+    fail(where, 'retain_ip', '"retain_ip: false" is not supported by drover (a slot keeps its address); remove it', 'UnsupportedComposeKey');
+  }
   return {
     keys: Object.keys(m),
     ...opt(m, 'scale', (v) => asInt(where, 'scale', v, 0, LIMITS.maxScale)),
