@@ -1,7 +1,10 @@
 // The Docker runtime against a real dockerd (one lab host, test/lab/lab.ts): a control plane, an agent
 // with the runtime, and what the control plane schedules showing up in Docker — managed IPs, scale down,
 // containers stopped by hand, start_once and volumes_from sidekicks, adoption of hand-started
-// containers, a dockerd restart (events resync, no duplicates) and a missing image.
+// containers, a dockerd restart (events resync, no duplicates) and a missing image; the reconciler:
+// containers converging in parallel within the bound, a pull that hangs (a registry that accepts and
+// never answers) not delaying removals and restarts of other containers while the status says what is
+// pulling, and drift (a container removed or replaced by hand) repaired.
 // Skips (with the reason) when the lab cannot run here: not root, no dockerd, no busybox-static.
 // Set DROVER_TEST_LOG=debug to see the agent's logs.
 import { test } from 'node:test';
@@ -11,6 +14,9 @@ import type Dockerode from 'dockerode';
 import { Agent } from '../../src/agent/agent.js';
 import type { Capability } from '../../src/agent/capabilities/capability.js';
 import { createDockerRuntime, type DockerRuntimeHandle } from '../../src/agent/runtime/docker-runtime.js';
+import { parseEventLine, type DockerEvent } from '../../src/agent/runtime/docker-api.js';
+import { lineSplitter } from '../../src/agent/runtime/lines.js';
+import { freePort } from '../helpers/ports.js';
 import { createLogger } from '../../src/common/log.js';
 import { createRegistrationToken } from '../../src/server/auth/credentials.js';
 import { defaultEnvironment } from '../../src/server/domain/environments.js';
@@ -96,7 +102,10 @@ test('docker runtime on a real dockerd', { skip: skip ? `skipped: ${skip}` : fal
       // Events (not the periodic safety net) must drive everything below.
       resyncIntervalMs: 10 * 60_000,
       eventDebounceMs: 50,
+      concurrency: 4,
+      pullTimeoutMs: 120_000,
     });
+    const r = rt;
     agent = new Agent({
       dataDir: join(host.dataDir, 'agent'),
       serverUrl: s.url,
@@ -275,6 +284,123 @@ test('docker runtime on a real dockerd', { skip: skip ? `skipped: ${skip}` : fal
       await waitFor(async () => !(await record(rec2.id)), WAIT, 'second adopted record deleted');
     });
 
+    await t.test('containers converge in parallel, never more than the bound at once', async () => {
+      // Docker's own event stream tells the overlap: serially, every create is followed by its start
+      // before the next create; in parallel, several containers are between create and start at once.
+      const stream = (await docker.getEvents({ filters: { type: ['container'], label: ['io.rancher.stack_service.name=par/web'] } })) as NodeJS.ReadableStream;
+      const evs: DockerEvent[] = [];
+      stream.on('data', lineSplitter((l) => {
+        const ev = parseEventLine(l);
+        if (ev && (ev.Action === 'create' || ev.Action === 'start')) evs.push(ev);
+      }));
+      try {
+        const compose = `web:\n  image: ${image}\n  command: [sleep, '3600']\n  stop_signal: SIGKILL\n`;
+        const res = await api<{ id: string }>('POST', '/v1/stacks', { name: 'par', dockerCompose: compose, rancherCompose: 'web:\n  scale: 8\n' });
+        assert.equal(res.status, 201, JSON.stringify(res.body));
+        await waitFor(async () => {
+          const x = await serviceRecords('par', 'web');
+          return x.length === 8 && running(x);
+        }, WAIT, 'eight running par containers');
+        await waitFor(() => evs.filter((e) => e.Action === 'start').length >= 8, 10_000, 'eight start events');
+        let open = 0;
+        let maxOpen = 0;
+        for (const e of [...evs].sort((a, b) => (a.timeNano < b.timeNano ? -1 : a.timeNano > b.timeNano ? 1 : 0))) {
+          open += e.Action === 'create' ? 1 : -1;
+          maxOpen = Math.max(maxOpen, open);
+        }
+        assert.ok(maxOpen >= 2, `containers between create and start at once: ${maxOpen} (events ${evs.map((e) => e.Action).join(',')})`);
+        const q = r.status().queue;
+        assert.ok(q.peak >= 2 && q.peak <= 4, `operations in flight at once: ${q.peak} (bound 4)`);
+        assert.equal(r.status().state, 'ok', r.status().message);
+        assert.equal((await api('DELETE', `/v1/stacks/${res.body.id}`)).status < 300, true);
+        await waitFor(async () => (await dockerOurs()).filter((c) => c.Labels['io.rancher.stack_service.name'] === 'par/web').length === 0, WAIT, 'par removed');
+      } finally {
+        (stream as NodeJS.ReadableStream & { destroy(): void }).destroy();
+      }
+    });
+
+    await t.test('a pull that hangs does not delay removing or restarting other containers; the status says what is pulling', async () => {
+      // A "registry" on 127.0.0.1 in dockerd's netns (insecure by default there) that accepts and never answers.
+      const port = await freePort();
+      const hang = host.spawn([process.execPath, '-e', `require('net').createServer(() => {}).listen(${port}, '127.0.0.1', () => console.log('listening'))`], {
+        what: 'hanging registry',
+      });
+      try {
+        let out = '';
+        hang.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+        await waitFor(() => out.includes('listening'), 10_000, 'hanging registry listening');
+        const victim = await api<{ id: string }>('POST', '/v1/containers', {
+          name: 'victim',
+          launchConfig: { image, command: ['sleep', '3600'], stopSignal: 'SIGKILL' },
+        });
+        assert.equal(victim.status, 201, JSON.stringify(victim.body));
+        const v = await waitFor(async () => {
+          const x = await record(victim.body.id);
+          return x?.state === 'running' && x.externalId ? x : undefined;
+        }, WAIT, 'victim running');
+        const hangImage = `127.0.0.1:${port}/hang/app:1`;
+        const h1 = await api<{ id: string }>('POST', '/v1/containers', { name: 'hang1', launchConfig: { image: hangImage } });
+        const h2 = await api<{ id: string }>('POST', '/v1/containers', { name: 'hang2', launchConfig: { image: hangImage } });
+        assert.equal(h1.status, 201, JSON.stringify(h1.body));
+        await waitFor(async () => (await record(h1.body.id))?.state === 'creating', WAIT, 'hang1 waiting for its image');
+
+        // While the pull hangs: a removal and a restart of other containers go through.
+        assert.equal((await api('DELETE', `/v1/containers/${victim.body.id}`)).status, 204);
+        await waitFor(async () => !(await inspect(v.externalId as string)), 30_000, 'victim removed from docker during the pull');
+        const [web] = await serviceRecords('app', 'web');
+        assert.ok(web?.externalId);
+        await docker.getContainer(web.externalId).stop({ t: 1 });
+        await waitFor(async () => {
+          const x = await record(web.id);
+          return x?.state === 'running' && x.startCount === web.startCount + 1;
+        }, 30_000, 'web restarted during the pull');
+
+        // The pull is still going on, shared by both containers, and the status says so.
+        const st = r.status();
+        assert.equal(st.state, 'degraded', st.message);
+        assert.equal(st.message, `pulling ${hangImage} for 2 containers`);
+        assert.deepEqual(st.pulls.map((p) => [p.image, p.state, p.containers.length]), [[hangImage, 'pulling', 2]]);
+        assert.equal((await record(h2.body.id))?.state, 'creating');
+        assert.match((await record(h1.body.id))?.transitioningMessage ?? '', /pulling image 127\.0\.0\.1:\d+\/hang\/app:1/);
+        const applied = async () =>
+          (await api<{ data: { applied: Record<string, { ok: boolean; error?: string; message?: string }> }[] }>('GET', '/v1/hosts')).body.data[0]?.applied['docker-runtime'];
+        await waitFor(async () => {
+          const a = await applied();
+          return a && !a.ok && /pulling 127\.0\.0\.1:\d+\/hang\/app:1 for 2 containers/.test(`${a.error ?? ''} ${a.message ?? ''}`);
+        }, WAIT, 'the host shows the runtime pulling, not ok');
+
+        assert.equal((await api('DELETE', `/v1/containers/${h1.body.id}`)).status, 204);
+        assert.equal((await api('DELETE', `/v1/containers/${h2.body.id}`)).status, 204);
+        await waitFor(() => r.status().state === 'ok', WAIT, 'status ok once nothing waits for the pull');
+      } finally {
+        await lab?.stopProcess(hang);
+      }
+    });
+
+    await t.test('drift: a container removed by hand is recreated, one replaced by hand is replaced back', async () => {
+      const [web] = await serviceRecords('app', 'web');
+      assert.ok(web?.externalId);
+      const before = await inspect(web.externalId);
+      assert.ok(before);
+      await docker.getContainer(web.externalId).remove({ force: true });
+      // An impostor with the record's labels but another launch config (a different config hash).
+      const impostor = await docker.createContainer({
+        name: 'impostor',
+        Image: image,
+        Cmd: ['sleep', '3601'],
+        Labels: { ...before.Config.Labels, 'io.drover.config-hash': 'tampered' },
+      });
+      const back = await waitFor(async () => {
+        const x = await record(web.id);
+        const ours = (await dockerOurs()).filter((c) => c.Labels['io.rancher.container.uuid'] === web.uuid);
+        return x?.state === 'running' && x.externalId !== web.externalId && ours.length === 1 && ours[0]?.Id === x.externalId ? x : undefined;
+      }, WAIT, 'recreated, impostor gone');
+      assert.equal(await inspect(impostor.id), undefined, 'the impostor was removed');
+      const now = await inspect(back.externalId as string);
+      assert.equal(now?.Config.Labels['io.drover.config-hash'], before.Config.Labels['io.drover.config-hash']);
+      assert.equal(now?.NetworkSettings.Networks.drover?.IPAddress, web.primaryIpAddress, 'same managed address');
+    });
+
     await t.test('a missing image is reported as a clear error, and removing the record clears it', async () => {
       const r = await api<{ id: string }>('POST', '/v1/containers', { name: 'ghost', launchConfig: { image: 'drover-test/missing:1' } });
       assert.equal(r.status, 201, JSON.stringify(r.body));
@@ -285,8 +411,12 @@ test('docker runtime on a real dockerd', { skip: skip ? `skipped: ${skip}` : fal
       assert.match(rec.transitioningMessage ?? '', /image drover-test\/missing:1 is not on this host and pulling it failed: \S/);
       const hostStatus = async () =>
         (await api<{ data: { applied: Record<string, { ok: boolean; error?: string }> }[] }>('GET', '/v1/hosts')).body.data[0]?.applied['docker-runtime'];
-      await waitFor(async () => (await hostStatus())?.ok === false, WAIT, 'capability status not ok');
-      assert.match((await hostStatus())?.error ?? '', /ghost.*drover-test\/missing:1/);
+      // First "pulling" (degraded), then the failure with the container and the image.
+      await waitFor(async () => {
+        const h = await hostStatus();
+        return h?.ok === false && /ghost.*drover-test\/missing:1/.test(h.error ?? '');
+      }, WAIT, 'capability status not ok, naming the container and the image');
+      assert.equal(rt?.status().state, 'failed');
       const never = await api<{ id: string }>('POST', '/v1/containers', {
         name: 'ghost2',
         launchConfig: { image: 'drover-test/missing:2', pullPolicy: 'never' },

@@ -1,17 +1,26 @@
 // Runs what the control plane scheduled on this host through Docker, and reports what happens to it.
 //
-// The capability renders the desired containers (desired.ts); `apply` stores them and runs a reconcile
-// pass. Passes are serialised and coalesced (Coalescer): a pass lists every container, then
-//   - removes drover containers that are no longer desired (and duplicates of one record),
-//   - recreates those whose launch config changed (`io.drover.config-hash`),
-//   - creates the missing ones (dependencies first: volumes_from sidekicks before their primary),
-//   - starts/stops them to match the desired state: a container that exited while desired running is
+// A reconciler: every container converges on its own. The capability's `apply` stores the desired
+// containers and runs a pass: the pass makes sure the managed network exists, lists the containers once
+// and puts every container that needs looking at into a work queue keyed by its record uuid
+// (work-queue.ts: at most one operation in flight per container, at most `concurrency` at once, retries
+// with exponential backoff per container). One container's job:
+//   - removes it when it is no longer desired (and duplicates of one record),
+//   - recreates it when its launch config changed (`io.drover.config-hash`) or it was removed by hand,
+//   - creates it once its dependencies exist (volumes_from sidekicks) and no stopping container of
+//     drover still holds its address (an upgrade's previous generation, a rollback's new one),
+//   - starts/stops it to match the desired state: a container that exited while desired running is
 //     started again (with a crash-loop backoff) unless it is start_once and has run,
-//   - adopts hand-started containers labelled io.rancher.container.network=true, keeps adopted ones on
-//     the managed network with their address, and reports them `removed` once they are gone,
-//   - reports every record's state (only changes reach the control plane).
-// Docker events (events.ts) trigger passes; a periodic pass is the safety net. Only containers carrying
-// drover's labels are touched, besides the network attachment of adopted ones.
+//   - reports the record's state (only changes reach the control plane).
+// A container whose image must be pulled asks the pull queue (pull-queue.ts: one pull per image, shared,
+// bounded) and steps aside; the end of the pull wakes it. So a pull (up to pullTimeoutMs) never delays
+// stops, removals or restarts of other containers. The runtime's status says what is going on: ok,
+// degraded ("pulling busybox:latest for 2 containers") or failed (with each container's error).
+// Docker events wake the containers they are about; the periodic pass is the resync that repairs drift.
+// Hand-started containers labelled io.rancher.container.network=true are adopted through a queue of
+// their own (one control-plane call at a time, retried with backoff), never inside a pass; adopted ones
+// are kept on the managed network with their address and reported `removed` once they are gone.
+// Only containers carrying drover's labels are touched, besides the network attachment of adopted ones.
 import Dockerode from 'dockerode';
 import type { Logger } from '../../common/log.js';
 import { errorMessage } from '../../common/errors.js';
@@ -19,8 +28,8 @@ import type { ContainerReport } from '../../model/reports.js';
 import type { Capability } from '../capabilities/capability.js';
 import type { AgentControlPlane, ContainerStateSource } from '../agent.js';
 import { renderRuntime, sameArtefact, type RuntimeArtefact } from './artefact.js';
-import { LABEL_CONFIG_HASH, LABEL_NETWORK, LABEL_RECORD_ID, LABEL_UUID, type DesiredContainer } from './desired.js';
-import { createOptions } from './create-spec.js';
+import { LABEL_CONFIG_HASH, LABEL_NETWORK, LABEL_RECORD_ID, LABEL_UUID, canonicalJson, type DesiredContainer } from './desired.js';
+import { MANAGED_NETWORK, createOptions } from './create-spec.js';
 import {
   InspectedContainer,
   ListedContainers,
@@ -31,13 +40,15 @@ import {
   type DockerEvent,
   type ListedContainer,
 } from './docker-api.js';
-import { PullFailures, ensureImage } from './images.js';
+import { PullFailures, hasImage, pullImage } from './images.js';
 import { ensureManagedNetwork } from './network.js';
 import { DockerEventWatcher } from './events.js';
 import { Coalescer } from './coalesce.js';
 import { ReportBook, type RuntimeState } from './report-book.js';
 import { adoptRequestOf, attachToManagedNetwork } from './adoption.js';
-import { ContainerActionError, ConvergeError, ImageUnavailableError } from './errors.js';
+import { ContainerActionError, ConvergeError, ImageUnavailableError, RuntimeError } from './errors.js';
+import { KeyedQueue, type KeyedQueueStats } from './work-queue.js';
+import { PullQueue } from './pull-queue.js';
 
 /** What the runtime needs from the control plane (given by the agent once it has credentials). */
 export type RuntimeControlPlane = AgentControlPlane;
@@ -48,7 +59,7 @@ export interface DockerRuntimeOptions {
   log: Logger;
   /** dockerd's network namespace (a netns file) when it is not the agent's: where the bridge sysctls go. */
   netns?: string;
-  /** Safety-net pass interval; default 30 s. */
+  /** Resync (a pass over every container) interval; default 30 s. */
   resyncIntervalMs?: number;
   /** Seconds Docker waits after SIGTERM when stopping; default 10. */
   stopTimeoutSec?: number;
@@ -62,28 +73,58 @@ export interface DockerRuntimeOptions {
    * while it goes away leaves containerd tasks behind that block later starts.
    */
   restartGraceMs?: number;
-  /** Events that trigger a pass wait this long for more (coalescing bursts). */
+  /** Events wait this long for more before they wake their containers (coalescing bursts). */
   eventDebounceMs?: number;
   /**
-   * How long `apply` waits for its pass (default 20 s). A longer pass (image pulls) goes on in the
-   * background, so the agent's other capabilities are not held up; the container reports tell the rest.
+   * How long `apply` waits for the containers' operations to settle (default 20 s). Pulls are never
+   * waited for: the status says they are going on.
    */
   applyWaitMs?: number;
+  /** Containers converging at once (default 4). */
+  concurrency?: number;
+  /** Image pulls at once (default 2). */
+  pullConcurrency?: number;
+  /** Backoff of a container whose operation failed: first retry, and the longest wait (default 1 s, 60 s). */
+  retryBackoff?: { initialMs: number; maxMs: number };
 }
 
 export interface PassResult {
   failures: string[];
 }
 
+/** What the runtime is doing, honestly: `degraded` while pulls keep containers waiting, `failed` when containers cannot converge. */
+export interface RuntimeStatus {
+  state: 'ok' | 'degraded' | 'failed';
+  /** '' when ok. */
+  message: string;
+  /** Pulls queued or running, with the docker names of the containers waiting for them. */
+  pulls: { image: string; state: 'queued' | 'pulling'; containers: string[]; since: string }[];
+  /** `name: error` of every container that failed its last operation. */
+  failures: string[];
+  /** Container operations running / waiting for a slot / scheduled (retries, crash-loop delays). */
+  queue: KeyedQueueStats;
+  /** When the status was last `ok` (ISO), if ever. */
+  lastOkAt?: string;
+}
+
+/** The status is not ok; thrown by the capability's apply when containers still wait for pulls. */
+export class RuntimeDegradedError extends RuntimeError {}
+
 interface RestartBook {
   consecutive: number;
   at: number;
 }
 
-/** The handle the agent wiring gets: the capability, the report source, and shutdown. */
+/** The handle the agent wiring gets: the capability, the report source, the status, and shutdown. */
 export interface DockerRuntimeHandle {
   capability: Capability<RuntimeArtefact>;
   states: ContainerStateSource & { connectControlPlane(cp: RuntimeControlPlane): void };
+  /** The runtime's own status (a controller adapter reports it; it changes without a new state). */
+  status(): RuntimeStatus;
+  /** Called when the status changes (state or message). */
+  onStatus(cb: (st: RuntimeStatus) => void): void;
+  /** The status in a controller's terms: undefined when ok. */
+  health(): { state: 'degraded' | 'failed'; message: string } | undefined;
   runtime: DockerRuntime;
   close(): Promise<void>;
 }
@@ -103,27 +144,65 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): DockerRuntimeHa
       onReports: (cb) => runtime.reports.onReports(cb),
       connectControlPlane: (cp) => runtime.connectControlPlane(cp),
     },
+    status: () => runtime.status(),
+    onStatus: (cb) => runtime.onStatus(cb),
+    health: () => {
+      const st = runtime.status();
+      return st.state === 'ok' ? undefined : { state: st.state, message: st.message };
+    },
     runtime,
     close: () => runtime.close(),
   };
 }
+
+/** A container job that cannot go on until another container's job has run (its dependency, or the holder of its address). */
+type Step = 'done' | 'waiting';
+
+const KEY_CONTAINER = 'c:';
+const KEY_ADOPTED = 'a:';
 
 export class DockerRuntime {
   readonly docker: Dockerode;
   readonly reports = new ReportBook();
   private readonly log: Logger;
   private artefact: RuntimeArtefact | undefined;
+  private byUuid = new Map<string, DesiredContainer>();
+  private byRecord = new Map<string, DesiredContainer>();
+  private known = new Set<string>();
+  /** Record ids of uuids no longer desired, until their job ran (which forgets them). */
+  private readonly gone = new Map<string, string>();
+  /** uuids whose desired container changed since the last pass: enqueued even when backing off. */
+  private readonly changed = new Set<string>();
   private controlPlane: RuntimeControlPlane | undefined;
-  private readonly passes: Coalescer<PassResult>;
+  private readonly passes: Coalescer<void>;
   private readonly events: DockerEventWatcher;
+  /** Container jobs (keys `c:<uuid>` for drover's, `a:<docker id>` for adopted ones). */
+  private readonly queue: KeyedQueue;
+  /** Adoption calls to the control plane, one at a time, keyed by docker id. */
+  private readonly adoptions: KeyedQueue;
+  private readonly pulls: PullQueue;
+  private readonly pullAbort = new AbortController();
+  /** The outcome of the pull a container waited for (consumed by its next job). */
+  private readonly pullOutcomes = new Map<string, { image: string; error: string | undefined }>();
+  /** Failed pulls are asked again only after 30 s (the resync), not on every retry. */
+  private readonly pullFailures = new PullFailures(30_000);
+  /** uuid → uuids of containers waiting for its job (dependencies, address holders). */
+  private readonly waitingOn = new Map<string, Set<string>>();
+  /** uuid → its docker id, once a job saw or created it. */
+  private readonly present = new Map<string, string>();
   private networkReadyFor: string | undefined;
+  private passError: string | undefined;
+  private passFailures = 0;
+  private forceNextPass = false;
   private closed = false;
   private started = false;
   /** The event stream is down: dockerd is stopping or away. No container is started meanwhile. */
   private daemonAway = false;
   private resyncTimer: NodeJS.Timeout | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
-  private retryTimer: { at: number; t: NodeJS.Timeout } | undefined;
+  private passRetryTimer: NodeJS.Timeout | undefined;
+  private readonly eventKeys = new Set<string>();
+  private eventPass = false;
   /** Start events seen per record (and the server's count after an agent restart). */
   private readonly startCounts = new Map<string, number>();
   private readonly restarts = new Map<string, RestartBook>();
@@ -132,11 +211,12 @@ export class DockerRuntime {
   private readonly errors = new Map<string, string>();
   /** Adopted containers by docker id, learnt from the state and from adopt answers. */
   private readonly adoptedLocal = new Map<string, { recordId: string; ipAddress: string | null }>();
-  private readonly adoptFailures = new Map<string, { at: number; message: string }>();
-  /** Failed pulls are retried after 30 s (the periodic pass), not on every pass. */
-  private readonly pullFailures = new PullFailures(30_000);
   /** Docker id → record id, for start events. */
   private readonly recordOfDocker = new Map<string, string>();
+  private readonly statusListeners: ((st: RuntimeStatus) => void)[] = [];
+  private lastStatusKey = '';
+  private lastOkAt: string | undefined;
+  private statusQueued = false;
   private readonly o: Required<Omit<DockerRuntimeOptions, 'netns' | 'socketPath' | 'log'>>;
 
   constructor(private readonly opts: DockerRuntimeOptions) {
@@ -151,15 +231,54 @@ export class DockerRuntime {
       restartGraceMs: opts.restartGraceMs ?? 2_000,
       eventDebounceMs: opts.eventDebounceMs ?? 100,
       applyWaitMs: opts.applyWaitMs ?? 20_000,
+      concurrency: opts.concurrency ?? 4,
+      pullConcurrency: opts.pullConcurrency ?? 2,
+      retryBackoff: opts.retryBackoff ?? { initialMs: 1000, maxMs: 60_000 },
     };
     this.passes = new Coalescer(() => this.pass());
+    this.queue = new KeyedQueue({
+      concurrency: this.o.concurrency,
+      backoff: this.o.retryBackoff,
+      run: (key) => this.runKey(key),
+      onDone: (key) => {
+        if (key.startsWith(KEY_CONTAINER)) this.wakeWaiters(key.slice(KEY_CONTAINER.length));
+        this.statusChanged();
+      },
+      onError: (key, err, retryInMs) => {
+        this.log.debug({ key, err: errorMessage(err), retryInMs }, 'container operation failed; retrying with backoff');
+        if (key.startsWith(KEY_CONTAINER)) this.wakeWaiters(key.slice(KEY_CONTAINER.length)); // they fail with it
+        this.statusChanged();
+      },
+    });
+    this.adoptions = new KeyedQueue({
+      concurrency: 1,
+      backoff: { initialMs: 5_000, maxMs: 60_000 },
+      run: (id) => this.adoptOne(id),
+      onError: (id, err, retryInMs) =>
+        this.log.warn({ id: id.slice(0, 12), err: errorMessage(err), retryInMs }, 'adoption failed; retrying later'),
+    });
+    this.pulls = new PullQueue({
+      concurrency: this.o.pullConcurrency,
+      pull: (image) => this.pull(image),
+      errorMessage: dockerMessage,
+      onDone: (image, waiters, error) => {
+        for (const uuid of waiters) {
+          this.pullOutcomes.set(uuid, { image, error });
+          this.queue.enqueue(KEY_CONTAINER + uuid);
+        }
+        this.statusChanged();
+      },
+    });
     this.events = new DockerEventWatcher({
       docker: this.docker,
       log: this.log,
       onEvent: (ev) => this.onEvent(ev),
       onConnected: ({ reconnect }) => {
         this.daemonAway = false;
-        if (reconnect) this.networkReadyFor = undefined; // dockerd may have restarted: check again
+        if (reconnect) {
+          this.networkReadyFor = undefined; // dockerd may have restarted: check again
+          this.forceNextPass = true; // and the retries scheduled while it was away run now
+        }
         this.kick();
       },
       onDisconnected: () => {
@@ -173,7 +292,11 @@ export class DockerRuntime {
     this.kick();
   }
 
-  /** The capability's apply: converge on this artefact; throws ConvergeError when containers failed. */
+  /**
+   * The capability's apply: converge on this artefact. Waits (up to applyWaitMs) for the container
+   * operations it started, never for pulls; throws ConvergeError when containers failed and
+   * RuntimeDegradedError while containers wait for their images.
+   */
   async apply(artefact: RuntimeArtefact): Promise<void> {
     if (this.closed) return;
     if (!artefact.hostId) {
@@ -185,37 +308,117 @@ export class DockerRuntime {
       if (n > (this.startCounts.get(id) ?? 0)) this.startCounts.set(id, n);
     }
     for (const a of artefact.adopted) this.adoptedLocal.set(a.externalId, { recordId: a.recordId, ipAddress: a.ipAddress });
-    this.artefact = artefact;
+    this.setArtefact(artefact);
     this.start();
-    const pass = this.passes.trigger();
+    await this.passes.trigger();
     let timer: NodeJS.Timeout | undefined;
     const slow = new Promise<'slow'>((resolve) => {
       timer = setTimeout(() => resolve('slow'), this.o.applyWaitMs);
     });
-    const res = await Promise.race([pass, slow]).finally(() => clearTimeout(timer));
-    if (res === 'slow') {
-      this.log.info({ waitedMs: this.o.applyWaitMs }, 'still converging (image pulls?); continuing in the background');
-      pass.then(
-        (r) => r.failures.length && this.log.warn({ failures: r.failures }, 'background pass finished with failures'),
-        (err: unknown) => this.log.warn({ err: errorMessage(err) }, 'background pass failed'),
-      );
-      return;
-    }
-    if (res.failures.length) throw new ConvergeError(res.failures);
+    const res = await Promise.race([this.queue.settled().then(() => 'settled' as const), slow]).finally(() => clearTimeout(timer));
+    if (res === 'slow') this.log.info({ waitedMs: this.o.applyWaitMs }, 'still converging; continuing in the background');
+    const st = this.status();
+    if (st.state === 'failed') throw st.failures.length ? new ConvergeError(st.failures) : new RuntimeError(st.message);
+    if (st.state === 'degraded') throw new RuntimeDegradedError(st.message);
   }
 
-  /** Runs a pass now (tests, and callers that want the result). */
-  reconcile(): Promise<PassResult> {
-    return this.passes.trigger();
+  /** Runs a pass now and waits until the container operations it started settled (tests, and callers that want the result). */
+  async reconcile(): Promise<PassResult> {
+    await this.passes.trigger();
+    await this.queue.settled();
+    await this.adoptions.settled();
+    await this.queue.settled();
+    return { failures: this.failureList() };
+  }
+
+  /** What the runtime is doing now. */
+  status(): RuntimeStatus {
+    const failures = this.failureList();
+    const nameOfUuid = (uuid: string) => this.byUuid.get(uuid)?.name ?? uuid;
+    const pulls = this.pulls
+      .pending()
+      .filter((p) => p.waiters.length > 0)
+      .map((p) => ({ image: p.image, state: p.state, containers: p.waiters.map(nameOfUuid).sort(), since: new Date(p.sinceMs).toISOString() }));
+    const pulling = pulls.map((p) => `${p.state === 'queued' ? 'waiting to pull' : 'pulling'} ${p.image} for ${p.containers.length} container${p.containers.length === 1 ? '' : 's'}`);
+    let state: RuntimeStatus['state'] = 'ok';
+    let message = '';
+    if (this.passError !== undefined) {
+      state = 'failed';
+      message = this.passError;
+    } else if (failures.length) {
+      state = 'failed';
+      message = new ConvergeError(failures).message;
+      if (pulling.length) message += `; ${pulling.join('; ')}`;
+    } else if (pulling.length) {
+      state = 'degraded';
+      message = pulling.join('; ');
+    }
+    if (state === 'ok') this.lastOkAt = new Date().toISOString();
+    return { state, message, pulls, failures, queue: this.queue.stats(), ...(this.lastOkAt ? { lastOkAt: this.lastOkAt } : {}) };
+  }
+
+  onStatus(cb: (st: RuntimeStatus) => void): void {
+    this.statusListeners.push(cb);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const t of [this.resyncTimer, this.debounceTimer, this.retryTimer?.t]) if (t) clearTimeout(t);
+    for (const t of [this.resyncTimer, this.debounceTimer, this.passRetryTimer]) if (t) clearTimeout(t);
+    this.pulls.close();
+    this.pullAbort.abort();
     await this.events.close();
     await this.passes.idle();
+    await Promise.all([this.queue.close(), this.adoptions.close()]);
     this.log.info('docker runtime stopped');
+  }
+
+  private setArtefact(art: RuntimeArtefact): void {
+    const prev = this.byUuid;
+    const next = new Map(art.containers.map((d) => [d.uuid, d]));
+    for (const [uuid, d] of next) {
+      const p = prev.get(uuid);
+      if (!p || canonicalJson(p) !== canonicalJson(d)) this.changed.add(uuid);
+    }
+    for (const [uuid, p] of prev) {
+      if (next.has(uuid)) continue;
+      this.changed.add(uuid);
+      this.gone.set(uuid, p.recordId);
+    }
+    for (const uuid of next.keys()) this.gone.delete(uuid);
+    this.artefact = art;
+    this.byUuid = next;
+    this.byRecord = new Map(art.containers.map((d) => [d.recordId, d]));
+    this.known = new Set(art.knownUuids);
+  }
+
+  private failureList(): string[] {
+    const out: string[] = [];
+    for (const [recordId, msg] of this.errors) {
+      const d = this.byRecord.get(recordId);
+      if (d) out.push(`${d.name}: ${msg}`);
+    }
+    return out.sort();
+  }
+
+  /** Tells the status listeners (once per turn) when the status changed. */
+  private statusChanged(): void {
+    if (this.statusQueued || this.statusListeners.length === 0) return;
+    this.statusQueued = true;
+    queueMicrotask(() => {
+      this.statusQueued = false;
+      const st = this.status();
+      const key = `${st.state}|${st.message}`;
+      if (key === this.lastStatusKey) return;
+      this.lastStatusKey = key;
+      for (const cb of this.statusListeners) {
+        try {
+          cb(st);
+        } catch (err) {
+          this.log.error({ err: errorMessage(err) }, 'status listener failed');
+        }
+      }
+    });
   }
 
   private start(): void {
@@ -238,134 +441,153 @@ export class DockerRuntime {
     this.passes.trigger().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'reconcile pass failed'));
   }
 
-  private kickSoon(): void {
-    if (this.debounceTimer) return;
-    this.debounceTimer = setTimeout(() => {
-      this.debounceTimer = undefined;
-      this.kick();
-    }, this.o.eventDebounceMs);
-    this.debounceTimer.unref();
-  }
-
-  /** A pass at `ms` from now (crash-loop backoff), unless one is already due earlier. */
-  private retryIn(ms: number): void {
-    const at = Date.now() + ms;
-    if (this.retryTimer && this.retryTimer.at <= at) return;
-    if (this.retryTimer) clearTimeout(this.retryTimer.t);
-    const t = setTimeout(() => {
-      this.retryTimer = undefined;
-      this.kick();
-    }, ms);
-    t.unref();
-    this.retryTimer = { at, t };
-  }
-
   private onEvent(ev: DockerEvent): void {
     const attrs = ev.Actor.Attributes;
     const recordId = attrs[LABEL_RECORD_ID] ?? this.recordOfDocker.get(ev.Actor.ID) ?? this.adoptedLocal.get(ev.Actor.ID)?.recordId;
-    const relevant = recordId !== undefined || attrs[LABEL_UUID] !== undefined || attrs[LABEL_NETWORK] === 'true';
+    const uuid = attrs[LABEL_UUID];
+    const relevant = recordId !== undefined || uuid !== undefined || attrs[LABEL_NETWORK] === 'true';
     if (!relevant) return;
     this.log.debug({ action: ev.Action, container: attrs.name, id: ev.Actor.ID.slice(0, 12) }, 'docker event');
     if (ev.Action === 'start' && recordId !== undefined) {
       this.startCounts.set(recordId, (this.startCounts.get(recordId) ?? 0) + 1);
     }
-    this.kickSoon();
+    if (this.adoptedLocal.has(ev.Actor.ID)) this.eventKeys.add(KEY_ADOPTED + ev.Actor.ID);
+    else if (uuid !== undefined && (this.byUuid.has(uuid) || this.known.has(uuid) || attrs[LABEL_CONFIG_HASH] !== undefined)) {
+      this.eventKeys.add(KEY_CONTAINER + uuid);
+    } else this.eventPass = true; // a candidate for adoption (or a container we do not know yet)
+    if (this.debounceTimer) return;
+    this.debounceTimer = setTimeout(() => {
+      this.debounceTimer = undefined;
+      const keys = [...this.eventKeys];
+      this.eventKeys.clear();
+      for (const k of keys) this.queue.poke(k);
+      if (this.eventPass) {
+        this.eventPass = false;
+        this.kick();
+      }
+    }, this.o.eventDebounceMs);
+    this.debounceTimer.unref();
   }
 
-  // ---- the pass --------------------------------------------------------------------------------
+  // ---- the pass: one listing, then every container that needs it goes to the queue ---------------
 
-  private async pass(): Promise<PassResult> {
+  private async pass(): Promise<void> {
     const art = this.artefact;
-    if (!art || this.closed) return { failures: [] };
-    const failures: string[] = [];
-    if (this.networkReadyFor !== art.subnet) {
-      await ensureManagedNetwork({ docker: this.docker, subnet: art.subnet, log: this.log, ...(this.opts.netns ? { netns: this.opts.netns } : {}) });
-      this.networkReadyFor = art.subnet;
-    }
-    const listed = ListedContainers.parse(await this.docker.listContainers({ all: true }));
-    const known = new Set(art.knownUuids);
-    const desiredByUuid = new Map(art.containers.map((d) => [d.uuid, d]));
-    const ours = new Map<string, ListedContainer[]>();
-    const adoptedHere = new Map<string, ListedContainer>();
-    const candidates: ListedContainer[] = [];
-    for (const c of listed) {
-      const uuid = c.Labels[LABEL_UUID];
-      if (uuid !== undefined && (c.Labels[LABEL_CONFIG_HASH] !== undefined || known.has(uuid))) {
-        const list = ours.get(uuid) ?? [];
-        list.push(c);
-        ours.set(uuid, list);
-      } else if (this.adoptedLocal.has(c.Id)) {
-        adoptedHere.set(c.Id, c);
-      } else if (c.Labels[LABEL_NETWORK] === 'true') {
-        candidates.push(c);
+    if (!art || this.closed) return;
+    try {
+      if (this.networkReadyFor !== art.subnet) {
+        await ensureManagedNetwork({ docker: this.docker, subnet: art.subnet, log: this.log, ...(this.opts.netns ? { netns: this.opts.netns } : {}) });
+        this.networkReadyFor = art.subnet;
       }
-    }
-
-    // Not desired any more (scaled down, moved, removed): remove, and say so.
-    for (const [uuid, cs] of ours) {
-      if (desiredByUuid.has(uuid)) continue;
-      for (const c of cs) {
-        const recordId = c.Labels[LABEL_RECORD_ID];
-        try {
-          await this.remove(c.Id, c.State);
-          this.log.info({ container: nameOf(c), recordId }, 'removed a container that is no longer scheduled here');
-          if (recordId) {
-            this.put(recordId, { state: 'removed', externalId: c.Id });
-            this.forget(recordId);
-          }
-        } catch (err) {
-          failures.push(`remove ${nameOf(c)}: ${dockerMessage(err)}`);
+      const listed = ListedContainers.parse(await this.docker.listContainers({ all: true }));
+      this.passError = undefined;
+      this.passFailures = 0;
+      const force = this.forceNextPass;
+      this.forceNextPass = false;
+      const touch = (uuid: string) => {
+        if (this.changed.delete(uuid) || force) this.queue.enqueue(KEY_CONTAINER + uuid);
+        else this.queue.poke(KEY_CONTAINER + uuid);
+      };
+      const present = new Set<string>();
+      for (const c of listed) {
+        present.add(c.Id);
+        const uuid = c.Labels[LABEL_UUID];
+        if (uuid !== undefined && (c.Labels[LABEL_CONFIG_HASH] !== undefined || this.known.has(uuid))) {
+          if (!this.byUuid.has(uuid)) touch(uuid); // no longer desired here: removed by its job
+        } else if (this.adoptedLocal.has(c.Id)) {
+          if (force) this.queue.enqueue(KEY_ADOPTED + c.Id);
+          else this.queue.poke(KEY_ADOPTED + c.Id);
+        } else if (c.Labels[LABEL_NETWORK] === 'true' && c.State !== 'removing' && c.State !== 'dead') {
+          if (this.controlPlane) this.adoptions.poke(c.Id);
+          else this.log.debug({ container: nameOf(c) }, 'a container to adopt, but no control plane connection yet');
         }
       }
-      ours.delete(uuid);
-    }
-
-    // Stops first: an upgrade's previous generation holds the slot's address until it is stopped.
-    for (const d of art.containers) {
-      if (d.desiredState !== 'stopped') continue;
-      for (const c of ours.get(d.uuid) ?? []) {
-        if (c.State !== 'running' && c.State !== 'restarting' && c.State !== 'paused') continue;
-        try {
-          await this.act(d, 'stop', () => this.docker.getContainer(c.Id).stop({ t: this.o.stopTimeoutSec }), [304, 404]);
-          c.State = 'exited';
-          this.log.info({ container: d.name }, 'stopped (desired stopped)');
-        } catch (err) {
-          this.log.warn({ container: d.name, err: errorMessage(err) }, 'stop failed');
-        }
+      for (const uuid of this.byUuid.keys()) touch(uuid);
+      for (const uuid of [...this.changed]) {
+        this.changed.delete(uuid);
+        this.queue.enqueue(KEY_CONTAINER + uuid);
       }
+      // Adopted containers that are gone: their jobs report them removed.
+      for (const id of this.adoptedLocal.keys()) if (!present.has(id)) this.queue.poke(KEY_ADOPTED + id);
+    } catch (err) {
+      this.passError = `reconcile pass failed: ${errorMessage(err)}`;
+      this.passFailures++;
+      const delay = Math.min(this.o.retryBackoff.maxMs, this.o.retryBackoff.initialMs * 2 ** (this.passFailures - 1));
+      if (this.passRetryTimer) clearTimeout(this.passRetryTimer);
+      this.passRetryTimer = setTimeout(() => {
+        this.passRetryTimer = undefined;
+        this.kick();
+      }, delay);
+      this.passRetryTimer.unref();
+      this.statusChanged();
+      throw err;
     }
-
-    // Desired containers, dependencies first.
-    const failed = new Set<string>();
-    for (const d of art.containers) {
-      if (this.closed) break;
-      const blocker = d.after.find((id) => failed.has(id));
-      if (blocker) {
-        failed.add(d.recordId);
-        const msg = `waiting for ${art.containers.find((x) => x.recordId === blocker)?.name ?? blocker}, which failed`;
-        this.setError(d, msg);
-        failures.push(`${d.name}: ${msg}`);
-        continue;
-      }
-      try {
-        await this.converge(d, ours.get(d.uuid) ?? []);
-        this.errors.delete(d.recordId);
-      } catch (err) {
-        failed.add(d.recordId);
-        const msg = err instanceof ContainerActionError || err instanceof ImageUnavailableError ? err.message : dockerMessage(err);
-        this.setError(d, msg);
-        failures.push(`${d.name}: ${msg}`);
-        this.log.warn({ container: d.name, recordId: d.recordId, err: msg }, 'container not converged');
-      }
-    }
-
-    await this.adopted(adoptedHere);
-    await this.adopt(candidates);
-    return { failures };
+    this.statusChanged();
   }
 
-  /** Brings one desired container to its state. Throws with a message worth reporting. */
-  private async converge(d: DesiredContainer, existing: ListedContainer[]): Promise<void> {
+  private runKey(key: string): Promise<number | void> {
+    if (this.closed) return Promise.resolve();
+    if (key.startsWith(KEY_ADOPTED)) return this.adoptedOne(key.slice(KEY_ADOPTED.length));
+    return this.containerJob(key.slice(KEY_CONTAINER.length));
+  }
+
+  private wakeWaiters(uuid: string): void {
+    const ws = this.waitingOn.get(uuid);
+    if (!ws) return;
+    this.waitingOn.delete(uuid);
+    for (const w of ws) this.queue.enqueue(KEY_CONTAINER + w);
+  }
+
+  /** `uuid` runs again after `blocker`'s next job; that job is asked for unless it waits for a pull (the pull's end runs it). */
+  private waitFor(uuid: string, blocker: string, poke = true): Step {
+    let ws = this.waitingOn.get(blocker);
+    if (!ws) this.waitingOn.set(blocker, (ws = new Set()));
+    ws.add(uuid);
+    if (poke && !this.pulls.isWaiting(blocker)) this.queue.poke(KEY_CONTAINER + blocker);
+    return 'waiting';
+  }
+
+  // ---- one container ----------------------------------------------------------------------------
+
+  /** The job of one record uuid; throws (→ retry with backoff) when it could not converge. */
+  private async containerJob(uuid: string): Promise<number | void> {
+    const listed = ListedContainers.parse(await this.docker.listContainers({ all: true, filters: { label: [`${LABEL_UUID}=${uuid}`] } }));
+    const known = this.known.has(uuid);
+    const ours = listed.filter((c) => c.Labels[LABEL_UUID] === uuid && (c.Labels[LABEL_CONFIG_HASH] !== undefined || known));
+    const d = this.byUuid.get(uuid);
+    if (!d) {
+      // Not desired any more (scaled down, moved, removed): remove, and say so.
+      this.pulls.withdraw(uuid);
+      this.pullOutcomes.delete(uuid);
+      for (const c of ours) {
+        const recordId = c.Labels[LABEL_RECORD_ID];
+        await this.remove(c.Id, c.State);
+        this.log.info({ container: nameOf(c), recordId }, 'removed a container that is no longer scheduled here');
+        if (recordId) {
+          this.put(recordId, { state: 'removed', externalId: c.Id });
+          this.forget(recordId);
+        }
+      }
+      this.present.delete(uuid);
+      const recordId = this.gone.get(uuid);
+      this.gone.delete(uuid);
+      if (recordId && ours.length === 0) this.forget(recordId); // never had a container (e.g. its image failed)
+      return;
+    }
+    try {
+      const later = await this.converge(d, ours);
+      this.errors.delete(d.recordId);
+      return later;
+    } catch (err) {
+      const msg = err instanceof RuntimeError ? err.message : dockerMessage(err);
+      this.setError(d, msg);
+      this.log.warn({ container: d.name, recordId: d.recordId, err: msg }, 'container not converged');
+      throw err;
+    }
+  }
+
+  /** Brings one desired container to its state; returns a delay when it wants to run again later. */
+  private async converge(d: DesiredContainer, existing: ListedContainer[]): Promise<number | void> {
     // Duplicates of one record (e.g. created twice around a crash): keep the best one.
     const ranked = [...existing].sort((a, b) => score(b, d) - score(a, d));
     for (const dup of ranked.slice(1)) {
@@ -376,12 +598,16 @@ export class DockerRuntime {
     if (current && (current.Labels[LABEL_CONFIG_HASH] !== d.configHash || current.State === 'dead')) {
       this.log.info({ container: d.name, had: current.Labels[LABEL_CONFIG_HASH], want: d.configHash, state: current.State }, 'recreating the container');
       await this.remove(current.Id, current.State);
+      this.present.delete(d.uuid);
       current = undefined;
     }
     if (!current) {
+      this.present.delete(d.uuid);
       await this.create(d);
       return;
     }
+    this.present.set(d.uuid, current.Id);
+    this.pulls.withdraw(d.uuid);
     this.recordOfDocker.set(current.Id, d.recordId);
     if (current.State === 'removing') return; // the next event brings it back here
 
@@ -389,7 +615,7 @@ export class DockerRuntime {
       // Stopped on purpose: when it is wanted again (e.g. a rollback) that is no crash loop.
       this.restarts.delete(d.recordId);
       if (current.State === 'running' || current.State === 'restarting' || current.State === 'paused') {
-        await this.act(d, 'stop', () => this.docker.getContainer(current.Id).stop({ t: this.o.stopTimeoutSec }), [304]);
+        await this.act(d, 'stop', () => this.docker.getContainer(current.Id).stop({ t: this.o.stopTimeoutSec }), [304, 404]);
         this.log.info({ container: d.name }, 'stopped (desired stopped)');
       }
       await this.reportFromInspect(d, current.Id);
@@ -424,10 +650,10 @@ export class DockerRuntime {
     const grace = Number.isFinite(stoppedFor) ? this.o.restartGraceMs - stoppedFor : 0;
     const wait = Math.max(book.at + delay - Date.now(), grace);
     if (wait > 0) {
-      this.retryIn(wait);
       this.reportInspected(d, info, `exited (code ${info.State.ExitCode}); restarting in ${Math.ceil(wait / 1000)} s (crash-loop backoff)`);
-      return;
+      return wait;
     }
+    if ((await this.addressHolder(d)) === 'waiting') return;
     this.restarts.set(d.recordId, { consecutive, at: Date.now() });
     await this.act(d, 'start', () => this.docker.getContainer(current.Id).start(), [304]);
     if (hasStarted(info)) {
@@ -438,26 +664,116 @@ export class DockerRuntime {
     await this.reportFromInspect(d, current.Id);
   }
 
+  /**
+   * Dependencies first: every record this one mounts volumes from (or shares a network with) must have
+   * its container. A failed dependency fails this one; a missing one makes it wait for that job.
+   */
+  private dependencies(d: DesiredContainer): Step {
+    for (const dep of d.after) {
+      const dd = this.byRecord.get(dep);
+      if (!dd) continue;
+      if (this.errors.has(dep)) {
+        this.waitFor(d.uuid, dd.uuid, false); // its success brings this one back before the backoff ends
+        throw new ContainerActionError(d.recordId, d.name, 'create', `waiting for ${dd.name}, which failed`);
+      }
+      if (!this.present.has(dd.uuid)) return this.waitFor(d.uuid, dd.uuid);
+    }
+    return 'done';
+  }
+
+  /**
+   * A running drover container that holds this one's managed address and is desired stopped or not
+   * desired at all (an upgrade's previous generation, a rollback's newer one): this one waits until
+   * that one's job stopped or removed it.
+   */
+  private async addressHolder(d: DesiredContainer): Promise<Step> {
+    if (d.networkMode !== 'managed' || !d.ipAddress) return 'done';
+    const running = ListedContainers.parse(
+      await this.docker.listContainers({ filters: { network: [MANAGED_NETWORK], status: ['running', 'restarting', 'paused'] } }),
+    );
+    for (const c of running) {
+      const uuid = c.Labels[LABEL_UUID];
+      if (uuid === undefined || uuid === d.uuid || c.NetworkSettings?.Networks[MANAGED_NETWORK]?.IPAddress !== d.ipAddress) continue;
+      const other = this.byUuid.get(uuid);
+      if (other?.desiredState === 'running') continue; // two desired owners: the create error says so
+      if (!other && c.Labels[LABEL_CONFIG_HASH] === undefined && !this.known.has(uuid)) continue;
+      this.log.info({ container: d.name, holder: nameOf(c), ip: d.ipAddress }, 'waiting for the container holding the address to stop');
+      return this.waitFor(d.uuid, uuid);
+    }
+    return 'done';
+  }
+
+  /**
+   * The image for a create, by pull policy. 'waiting' when a pull was asked for: the job ends and the
+   * end of the pull runs it again (with the outcome). A warning is a failed `always` pull with a local
+   * image to fall back on.
+   */
+  private async image(d: DesiredContainer): Promise<{ step: Step; warning?: string }> {
+    const local = await hasImage(this.docker, d.image);
+    if (d.pullPolicy === 'never') {
+      if (!local) throw new ImageUnavailableError(d.image, 'is not on this host and its pull policy is "never" (load it with docker load / docker pull)');
+      return { step: 'done' };
+    }
+    if (d.pullPolicy === 'missing' && local) return { step: 'done' };
+    const outcome = this.pullOutcomes.get(d.uuid);
+    this.pullOutcomes.delete(d.uuid);
+    let failed: string | undefined;
+    if (outcome && outcome.image === d.image) {
+      if (outcome.error === undefined) return { step: 'done' };
+      failed = outcome.error;
+    } else {
+      failed = this.pullFailures.recent(d.image);
+    }
+    if (failed === undefined) {
+      this.pulls.request(d.image, d.uuid);
+      this.put(d.recordId, { state: 'creating', externalId: null, message: `pulling image ${d.image}` });
+      this.statusChanged();
+      return { step: 'waiting' };
+    }
+    if (local) {
+      this.log.warn({ image: d.image, err: failed }, 'pull failed; using the local image');
+      return { step: 'done', warning: `pull of ${d.image} failed (${failed}); using the local image` };
+    }
+    throw new ImageUnavailableError(d.image, `is not on this host and pulling it failed: ${failed}`);
+  }
+
+  private async pull(image: string): Promise<void> {
+    this.log.info({ image }, 'pulling image');
+    try {
+      await pullImage(this.docker, image, this.o.pullTimeoutMs, this.pullAbort.signal);
+    } catch (err) {
+      this.pullFailures.record(image, dockerMessage(err));
+      this.log.warn({ image, err: dockerMessage(err) }, 'pull failed');
+      throw err;
+    }
+    this.pullFailures.clear(image);
+    this.log.info({ image }, 'pulled image');
+  }
+
   private async create(d: DesiredContainer): Promise<void> {
     if (d.networkMode === 'managed' && !d.ipAddress) {
       throw new ContainerActionError(d.recordId, d.name, 'create', 'it has no managed IP address yet');
     }
-    this.put(d.recordId, { state: 'creating', externalId: null });
-    const img = await ensureImage(this.docker, d.image, d.pullPolicy, this.log, this.o.pullTimeoutMs, this.pullFailures);
+    if (this.dependencies(d) === 'waiting') return;
+    const img = await this.image(d);
+    if (img.step === 'waiting') return;
     if (img.warning) this.notes.set(d.recordId, img.warning);
+    if (d.desiredState === 'running' && (await this.addressHolder(d)) === 'waiting') return;
+    this.put(d.recordId, { state: 'creating', externalId: null });
     let id: string;
     try {
       const created = await this.docker.createContainer(createOptions(d));
       id = created.id;
     } catch (err) {
       if (dockerStatus(err) === 409) {
-        // The name is taken: a container of ours we did not list (race) is handled next pass; anything
+        // The name is taken: a container of ours we did not list (race) is handled by the retry; anything
         // else is a foreign container in the way.
         throw new ContainerActionError(d.recordId, d.name, 'create', `the name is taken by another container (${dockerMessage(err)})`);
       }
       throw new ContainerActionError(d.recordId, d.name, 'create', dockerMessage(err));
     }
     this.recordOfDocker.set(id, d.recordId);
+    this.present.set(d.uuid, id);
     this.restarts.set(d.recordId, { consecutive: 0, at: Date.now() });
     this.log.info({ container: d.name, id: id.slice(0, 12), ip: d.ipAddress, image: d.image }, 'created');
     if (d.desiredState === 'running') {
@@ -502,71 +818,54 @@ export class DockerRuntime {
   // ---- adoption --------------------------------------------------------------------------------
 
   /**
-   * Adopted containers: keep them on the managed network with their address, report them, and report
-   * `removed` once they are gone (the server then deletes the record and frees the address). Problems
+   * An adopted container: keep it on the managed network with its address, report it, and report
+   * `removed` once it is gone (the server then deletes the record and frees the address). Problems
    * are reported on the record only: the user runs these containers, they do not fail the capability.
    */
-  private async adopted(present: Map<string, ListedContainer>): Promise<void> {
-    for (const [externalId, rec] of [...this.adoptedLocal]) {
-      const c = present.get(externalId);
-      if (!c) {
-        this.log.info({ recordId: rec.recordId, id: externalId.slice(0, 12) }, 'an adopted container is gone');
-        this.put(rec.recordId, { state: 'removed', externalId });
-        this.forget(rec.recordId);
-        this.adoptedLocal.delete(externalId);
-        continue;
-      }
-      this.recordOfDocker.set(externalId, rec.recordId);
-      const info = await this.inspect(externalId);
-      if (!info) continue;
-      let message: string | undefined;
-      if (rec.ipAddress) {
-        try {
-          if (await attachToManagedNetwork(this.docker, info, rec.ipAddress)) {
-            this.log.info({ container: nameOf(c), ip: rec.ipAddress }, 'joined an adopted container to the managed network');
-          }
-        } catch (err) {
-          message = errorMessage(err);
-          this.log.warn({ container: nameOf(c), err: message }, 'adopted container not on the managed network');
-        }
-      }
-      this.put(rec.recordId, {
-        state: message ? 'error' : stateOf(info),
-        exitCode: info.State.Running ? null : info.State.ExitCode,
-        externalId,
-        ...(message ? { message } : {}),
-      });
-    }
-  }
-
-  /** Hand-started containers with io.rancher.container.network=true become container records. */
-  private async adopt(candidates: ListedContainer[]): Promise<void> {
-    if (candidates.length === 0) return;
-    const cp = this.controlPlane;
-    if (!cp) {
-      this.log.debug({ count: candidates.length }, 'containers to adopt, but no control plane connection yet');
+  private async adoptedOne(externalId: string): Promise<void> {
+    const rec = this.adoptedLocal.get(externalId);
+    if (!rec) return;
+    const info = await this.inspect(externalId);
+    if (!info) {
+      this.log.info({ recordId: rec.recordId, id: externalId.slice(0, 12) }, 'an adopted container is gone');
+      this.put(rec.recordId, { state: 'removed', externalId });
+      this.forget(rec.recordId);
+      this.adoptedLocal.delete(externalId);
+      this.recordOfDocker.delete(externalId);
       return;
     }
-    for (const c of candidates) {
-      if (c.State === 'removing' || c.State === 'dead') continue;
-      const failedBefore = this.adoptFailures.get(c.Id);
-      if (failedBefore && Date.now() - failedBefore.at < 30_000) continue;
-      const info = await this.inspect(c.Id);
-      if (!info) continue;
+    this.recordOfDocker.set(externalId, rec.recordId);
+    let message: string | undefined;
+    if (rec.ipAddress && info.State.Status !== 'removing') {
       try {
-        const rec = await cp.adopt(adoptRequestOf(info));
-        this.adoptFailures.delete(c.Id);
-        this.adoptedLocal.set(c.Id, { recordId: rec.id, ipAddress: rec.primaryIpAddress });
-        this.recordOfDocker.set(c.Id, rec.id);
-        this.log.info({ container: nameOf(c), recordId: rec.id, ip: rec.primaryIpAddress }, 'adopted a container started by hand');
-        this.kick(); // the next pass joins it to the network and reports it
+        if (await attachToManagedNetwork(this.docker, info, rec.ipAddress)) {
+          this.log.info({ container: info.Name.replace(/^\//, ''), ip: rec.ipAddress }, 'joined an adopted container to the managed network');
+        }
       } catch (err) {
-        const message = errorMessage(err);
-        this.adoptFailures.set(c.Id, { at: Date.now(), message });
-        this.log.warn({ container: nameOf(c), err: message }, 'adoption failed; retrying later');
-        this.retryIn(30_000);
+        message = errorMessage(err);
+        this.log.warn({ container: info.Name.replace(/^\//, ''), err: message }, 'adopted container not on the managed network');
       }
     }
+    this.put(rec.recordId, {
+      state: message ? 'error' : stateOf(info),
+      exitCode: info.State.Running ? null : info.State.ExitCode,
+      externalId,
+      ...(message ? { message } : {}),
+    });
+  }
+
+  /** A hand-started container with io.rancher.container.network=true becomes a container record (the adoption queue's job). */
+  private async adoptOne(id: string): Promise<void> {
+    if (this.closed || this.adoptedLocal.has(id)) return;
+    const cp = this.controlPlane;
+    if (!cp) return; // connectControlPlane runs a pass, which brings it back
+    const info = await this.inspect(id);
+    if (!info || info.State.Status === 'removing' || info.State.Status === 'dead') return;
+    const rec = await cp.adopt(adoptRequestOf(info));
+    this.adoptedLocal.set(id, { recordId: rec.id, ipAddress: rec.primaryIpAddress });
+    this.recordOfDocker.set(id, rec.id);
+    this.log.info({ container: info.Name.replace(/^\//, ''), recordId: rec.id, ip: rec.primaryIpAddress }, 'adopted a container started by hand');
+    this.queue.enqueue(KEY_ADOPTED + id); // joins it to the network and reports it
   }
 
   // ---- reports ---------------------------------------------------------------------------------
