@@ -1,15 +1,23 @@
 // What agents report about the containers on their host.
 import { z } from 'zod';
+import { HEALTH_STATES } from './liveness.js';
+import { LIMITS } from './limits.js';
 
+/**
+ * One container as its host's agent observed it. The control plane keeps it in its status store, apart
+ * from the revisioned documents (src/server/domain/status.ts); only serving and health-state changes
+ * reach the documents. Bounded: a hostile report is refused by field (422), never stored.
+ */
 export const ContainerReport = z.strictObject({
-  id: z.string(),
+  id: z.string().min(1).max(LIMITS.maxName),
   /** creating | starting | running | stopping | stopped | error | removed */
-  state: z.string(),
+  state: z.string().min(1).max(LIMITS.maxName),
   exitCode: z.number().int().nullable().optional(),
-  externalId: z.string().nullable().optional(),
-  healthState: z.string().nullable().optional(),
-  startCount: z.number().int().optional(),
-  message: z.string().optional(),
+  externalId: z.string().max(LIMITS.maxName).nullable().optional(),
+  /** The agent's health checker (src/agent/capabilities/health): null when the service has no check. */
+  healthState: z.enum(HEALTH_STATES).nullable().optional(),
+  startCount: z.number().int().min(0).optional(),
+  message: z.string().max(LIMITS.maxString).optional(),
 });
 export type ContainerReport = z.infer<typeof ContainerReport>;
 
@@ -34,6 +42,18 @@ export const AdoptRequest = z.strictObject({
 });
 export type AdoptRequest = z.infer<typeof AdoptRequest>;
 export type AdoptRequestInput = z.input<typeof AdoptRequest>;
+
+/**
+ * The answer to one `found` container of an agent report (`POST /v1/agent/report`): the record that
+ * adopted it, or why it was not adopted.
+ */
+export const FoundAnswer = z.object({
+  externalId: z.string(),
+  id: z.string().optional(),
+  primaryIpAddress: z.string().nullable().optional(),
+  error: z.string().optional(),
+});
+export type FoundAnswer = z.infer<typeof FoundAnswer>;
 
 // ---- capability status (src/agent/controller) ----------------------------------------------------
 /**

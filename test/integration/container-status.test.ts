@@ -29,6 +29,7 @@ interface Ctr {
   transitioningMessage?: string;
 }
 type Creds = { accessKey: string; secretKey: string };
+type Reply = { status: number; body: { fieldName?: string; message: string } };
 
 const DC = `
 web:
@@ -241,13 +242,13 @@ describe('container status apart from the spec, and health strategies', () => {
       ['intervalMillis', 1000],
       ['startFirst', true],
     ] as const) {
-      const r = await api<{ fieldName?: string; message: string }>('POST', `/v1/services/${svc.id}?action=upgrade`, {
+      const r: Reply = await api<Reply['body']>('POST', `/v1/services/${svc.id}?action=upgrade`, {
         inServiceStrategy: { [field]: value },
       });
       assert.equal(r.status, 422, JSON.stringify(r.body));
       assert.match(r.body.fieldName ?? '', new RegExp(field), JSON.stringify(r.body));
       assert.match(r.body.message, /not supported yet/);
-      const c = await api<{ fieldName?: string; message: string }>('POST', '/v1/services', {
+      const c: Reply = await api<Reply['body']>('POST', '/v1/services', {
         stackId: svc.stackId,
         name: `up-${field.toLowerCase()}`,
         launchConfig: { image: 'nginx' },
