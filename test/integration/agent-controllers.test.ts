@@ -1,0 +1,235 @@
+// The agent's controllers against a real control plane, real sockets and real files:
+// - DNS and metadata ports held by other sockets: the agent retries with backoff by itself and serves
+//   once they are freed, with no further change from the control plane; the host shows the status;
+// - an artefact deleted or changed behind the agent's back is restored by the periodic resync;
+// - a persist that fails (a directory where the state log should be) does not skip the revision: the
+//   change is persisted and applied once the disk is writable again; nor does a throwing listener.
+// Bounds: each test ≤ 30 s (timeouts below), everything started is torn down in `finally`.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Agent } from '../../src/agent/agent.js';
+import { metadataController } from '../../src/agent/capabilities/metadata/controller.js';
+import { dnsController } from '../../src/agent/capabilities/dns/controller.js';
+import { FileApplier } from '../../src/agent/capabilities/file-applier.js';
+import type { Capability } from '../../src/agent/capabilities/capability.js';
+import { loadState } from '../../src/agent/sync/state-file.js';
+import type { EnvState } from '../../src/model/state.js';
+import { silentLogger } from '../../src/common/log.js';
+import { createRegistrationToken } from '../../src/server/auth/credentials.js';
+import { defaultEnvironment } from '../../src/server/domain/environments.js';
+import { cleanup, eventually, startTestServer, tempDir, type TestServer } from '../helpers/server.js';
+import { freePort } from '../helpers/ports.js';
+
+const run = promisify(execFile);
+
+function servicesFile(path: string): Capability<string> {
+  return {
+    name: 'services-file',
+    render: (st: EnvState) => [...st.services.values()].map((s) => s.name).sort().join('\n') + '\n',
+    applier: new FileApplier({ path }),
+  };
+}
+
+function newAgent(t: TestServer, dir: string, extra: Partial<ConstructorParameters<typeof Agent>[0]>): Agent {
+  const envId = defaultEnvironment(t.srv.store).id;
+  return new Agent({
+    dataDir: dir,
+    serverUrl: t.url,
+    registrationToken: createRegistrationToken(t.srv.store, envId).token,
+    hostname: 'node1',
+    agentIp: '192.0.2.41',
+    log: silentLogger(),
+    watchTimeoutSec: 5,
+    controllerBackoff: { initialMs: 50, maxMs: 400 },
+    syncBackoff: { initialMs: 50, maxMs: 400 },
+    ...extra,
+  });
+}
+
+test('DNS and metadata ports in use: retried with backoff by themselves, served once freed; status on the host', { timeout: 30_000 }, async () => {
+  const t = await startTestServer();
+  const dir = tempDir('drover-agent-');
+  const dnsPort = await freePort();
+  const mdPort = await freePort();
+  // Other sockets hold the ports (DNS: UDP; metadata: TCP).
+  const squatUdp = dgram.createSocket('udp4');
+  await new Promise<void>((r) => squatUdp.bind(dnsPort, '127.0.0.1', () => r()));
+  const squatTcp = net.createServer();
+  await new Promise<void>((r) => squatTcp.listen(mdPort, '127.0.0.1', () => r()));
+  let squatting = true;
+  const freeSquatters = async () => {
+    if (!squatting) return;
+    squatting = false;
+    await new Promise<void>((r) => squatUdp.close(() => r()));
+    await new Promise<void>((r) => squatTcp.close(() => r()));
+  };
+  let agent: Agent | undefined;
+  try {
+    const envId = defaultEnvironment(t.srv.store).id;
+    assert.equal((await t.api('PUT', `/v1/environments/${envId}`, { network: { subnet: '127.0.0.0/16' } })).status, 200);
+    agent = newAgent(t, dir, {
+      capabilities: [
+        metadataController({ log: silentLogger(), listen: `127.0.0.1:${mdPort}` }),
+        dnsController({ log: silentLogger(), listen: `127.0.0.1:${dnsPort}`, resolvConf: '/dev/null' }),
+      ],
+    });
+    await agent.start();
+    const hostId = await eventually(() => agent?.hostId(), 10_000, 'registration');
+    const st = await t.api<{ id: string }>('POST', '/v1/stacks', {
+      name: 'shop',
+      dockerCompose: 'web:\n  image: nginx\n  labels:\n    io.rancher.container.requested_ip: 127.0.0.10\n',
+    });
+    assert.equal(st.status, 201);
+    const ctrs = (await t.api<{ data: { id: string }[] }>('GET', `/v1/containers?stackId=${st.body.id}`)).body.data;
+    const creds = JSON.parse(readFileSync(join(dir, 'agent.json'), 'utf8')) as { accessKey: string; secretKey: string };
+    const rep = await fetch(`${t.url}/v1/agent/report`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Basic ' + Buffer.from(`${creds.accessKey}:${creds.secretKey}`).toString('base64') },
+      body: JSON.stringify({ containers: ctrs.map((c) => ({ id: c.id, state: 'running' })) }),
+    });
+    assert.equal(rep.status, 200);
+    // Settled: the agent holds the server's revision and nothing has changed for a while.
+    let settledAt = -1;
+    await eventually(async () => {
+      const rev = t.srv.store.revision(envId);
+      if (agent?.currentState()?.revision !== rev) return false;
+      if (rev !== settledAt) {
+        settledAt = rev;
+        return false;
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      return t.srv.store.revision(envId) === rev;
+    }, 10_000, 'agent in sync');
+
+    // While the ports are held: the host shows both capabilities failed, with the reason and retries.
+    type Applied = Record<string, { ok: boolean; state?: string; error?: string; consecutiveFailures?: number }>;
+    const applied = async () => (await t.api<{ applied: Applied }>('GET', `/v1/hosts/${hostId}`)).body.applied;
+    await eventually(async () => {
+      const a = await applied();
+      return a.dns?.state === 'failed' && a.metadata?.state === 'failed' && (a.dns.consecutiveFailures ?? 0) >= 2;
+    }, 10_000, 'failed status with retries on the host');
+    const a = await applied();
+    assert.equal(a.dns?.ok, false);
+    assert.match(a.dns?.error ?? '', /in use/);
+    assert.match(a.metadata?.error ?? '', /in use/);
+
+    // The ports are freed; no new state comes: the retries alone get them served.
+    let deliveries = 0;
+    agent.onState(() => deliveries++);
+    await freeSquatters();
+    const dig = async () => (await run('dig', ['+short', '+time=1', '+tries=1', '-b', '127.0.0.10', '-p', String(dnsPort), '@127.0.0.1', 'web.shop.rancher.internal'])).stdout.trim();
+    await eventually(async () => (await dig()) === '127.0.0.10', 10_000, 'DNS answers after the port was freed');
+    const md = async () => (await run('curl', ['-s', '--max-time', '2', '--interface', '127.0.0.10', `http://127.0.0.1:${mdPort}/latest/self/container/name`])).stdout;
+    await eventually(async () => (await md()) === 'shop-web-1', 10_000, 'metadata answers after the port was freed');
+    assert.equal(deliveries, 0, 'no new state was needed');
+    await eventually(async () => {
+      const b = await applied();
+      return b.dns?.state === 'ok' && b.metadata?.state === 'ok' && b.dns.ok && b.dns.consecutiveFailures === 0;
+    }, 10_000, 'ok status on the host');
+  } finally {
+    await agent?.stop();
+    await freeSquatters();
+    await t.close();
+    cleanup(dir);
+  }
+});
+
+test('resync restores an artefact deleted or changed behind the agent, keeping the last good one', { timeout: 30_000 }, async () => {
+  const t = await startTestServer();
+  const dir = tempDir('drover-agent-');
+  const out = join(dir, 'services.txt');
+  let agent: Agent | undefined;
+  try {
+    agent = newAgent(t, dir, { capabilities: [servicesFile(out) as Capability<unknown>], resyncMs: 150 });
+    await agent.start();
+    await t.api('POST', '/v1/stacks', { name: 'shop', dockerCompose: 'web:\n  image: nginx\ndb:\n  image: postgres\n' });
+    await eventually(() => existsSync(out) && readFileSync(out, 'utf8') === 'db\nweb\n', 10_000, 'artefact in place');
+
+    rmSync(out);
+    await eventually(() => existsSync(out) && readFileSync(out, 'utf8') === 'db\nweb\n', 5_000, 'deleted artefact restored');
+    writeFileSync(out, 'tampered\n');
+    await eventually(() => readFileSync(out, 'utf8') === 'db\nweb\n', 5_000, 'changed artefact restored');
+    if (existsSync(`${out}.last-good`)) assert.notEqual(readFileSync(`${out}.last-good`, 'utf8'), 'tampered\n', 'drift is never kept as last good');
+  } finally {
+    await agent?.stop();
+    await t.close();
+    cleanup(dir);
+  }
+});
+
+test('a failed persist (a directory in the way) does not skip the revision: applied once the disk is writable', { timeout: 30_000 }, async () => {
+  const t = await startTestServer();
+  const dir = tempDir('drover-agent-');
+  const out = join(dir, 'services.txt');
+  let agent: Agent | undefined;
+  try {
+    const envId = defaultEnvironment(t.srv.store).id;
+    agent = newAgent(t, dir, { capabilities: [servicesFile(out) as Capability<unknown>] });
+    await agent.start();
+    await t.api('POST', '/v1/stacks', { name: 'shop', dockerCompose: 'web:\n  image: nginx\n' });
+    await eventually(() => existsSync(out) && readFileSync(out, 'utf8') === 'web\n', 10_000, 'first change applied');
+    const before = t.srv.store.revision(envId);
+    await eventually(() => agent?.confirmedRevision() === before, 10_000, 'confirmed');
+
+    // The disk refuses the next write: a directory (not empty) where the state log goes.
+    const blocker = join(dir, 'state.log');
+    rmSync(blocker, { force: true });
+    mkdirSync(join(blocker, 'x'), { recursive: true });
+    await t.api('POST', '/v1/stacks', { name: 'later', dockerCompose: 'cache:\n  image: redis\n' });
+    const after = t.srv.store.revision(envId);
+    assert.ok(after > before);
+    // Retried and failing: the revision stays the last persisted one, the controllers keep the old state.
+    await new Promise((r) => setTimeout(r, 800));
+    assert.equal(agent.confirmedRevision(), before, 'the revision does not move past the failed persist');
+    assert.equal(readFileSync(out, 'utf8'), 'web\n');
+
+    rmSync(blocker, { recursive: true });
+    await eventually(() => readFileSync(out, 'utf8') === 'cache\nweb\n', 10_000, 'the change applied after the disk came back');
+    await eventually(() => agent?.confirmedRevision() === after, 10_000, 'confirmed after the disk came back');
+    const onDisk = await loadState(join(dir, 'state.json'));
+    assert.equal(onDisk?.revision, after);
+    assert.deepEqual([...(onDisk?.services.values() ?? [])].map((s) => s.name).sort(), ['cache', 'web']);
+  } finally {
+    await agent?.stop();
+    await t.close();
+    cleanup(dir);
+  }
+});
+
+test('a throwing state listener does not skip the revision: it gets the same revision again', { timeout: 30_000 }, async () => {
+  const t = await startTestServer();
+  const dir = tempDir('drover-agent-');
+  let agent: Agent | undefined;
+  try {
+    const envId = defaultEnvironment(t.srv.store).id;
+    agent = newAgent(t, dir, {});
+    await agent.start();
+    await t.api('POST', '/v1/stacks', { name: 'shop', dockerCompose: 'web:\n  image: nginx\n' });
+    await eventually(() => agent?.confirmedRevision() === t.srv.store.revision(envId), 10_000, 'in sync');
+    const web = (await t.api<{ data: { id: string }[] }>('GET', '/v1/services?name=web')).body.data[0] as { id: string };
+    const seen: number[] = [];
+    let throwOnce = true;
+    agent.onState((st) => {
+      seen.push(st.revision);
+      if (throwOnce) {
+        throwOnce = false;
+        throw new Error('listener broke');
+      }
+    });
+    // One change, one revision.
+    await t.api('PUT', `/v1/services/${web.id}`, { metadata: { tier: 'front' } });
+    const rev = t.srv.store.revision(envId);
+    await eventually(() => seen.filter((r) => r === rev).length >= 2, 10_000, 'the listener given the revision again');
+    await eventually(() => agent?.confirmedRevision() === rev, 10_000, 'confirmed');
+  } finally {
+    await agent?.stop();
+    await t.close();
+    cleanup(dir);
+  }
+});
