@@ -1,5 +1,6 @@
 // The prepared form of DNS data: what the server's hot path reads. Built by the renderers in view.ts
-// whenever the environment (or the answers file) changes, then swapped in whole; never mutated after.
+// whenever the environment (or the answers file) changes, then swapped in whole. The environment renderer
+// keeps its shared tables up to date change by change (NameTable.set/delete, between queries: one thread).
 //
 // Lookup cost is what shapes it: names are lower-case keys without the trailing dot; A records carry
 // their wire bytes (all but the owner, which is a pointer to the question); search-suffix expansion
@@ -80,24 +81,81 @@ export interface SuffixEntry {
 export class NameTable {
   readonly exact: ReadonlyMap<string, NameRecords>;
   private readonly byPrefix = new Map<string, SuffixEntry[]>();
+  private readonly wanted: ReadonlySet<string>;
+  private readonly zoneName: string | undefined;
+  private readonly zoneDotted: string | undefined;
 
-  constructor(entries: ReadonlyMap<string, NameRecords>, suffixes: Iterable<string> = []) {
+  /**
+   * `suffixes`: the search suffixes to index. `indexZone`: also index every suffix under (or equal to) this
+   * zone, so that tables kept up to date change by change (view.ts) never need re-indexing when a client
+   * with a new stack or service search suffix appears. Extra indexed suffixes change no answer: lookups
+   * only ever ask for the client's own suffixes.
+   */
+  constructor(entries: ReadonlyMap<string, NameRecords>, suffixes: Iterable<string> = [], indexZone?: string) {
     this.exact = entries;
-    const wanted = new Set(suffixes);
-    if (wanted.size === 0) return;
-    for (const [name, records] of entries) {
-      let i = name.indexOf('.');
-      while (i >= 0) {
-        const suffix = name.slice(i + 1);
-        if (wanted.has(suffix)) {
-          const prefix = name.slice(0, i);
-          let list = this.byPrefix.get(prefix);
-          if (!list) this.byPrefix.set(prefix, (list = []));
-          if (!list.some((e) => e.suffix === suffix)) list.push({ suffix, records });
-        }
-        i = name.indexOf('.', i + 1);
+    this.wanted = new Set(suffixes);
+    this.zoneName = indexZone;
+    this.zoneDotted = indexZone === undefined ? undefined : `.${indexZone}`;
+    if (this.wanted.size === 0 && indexZone === undefined) return;
+    for (const [name, records] of entries) this.index(name, records);
+  }
+
+  private indexed(suffix: string): boolean {
+    if (this.wanted.has(suffix)) return true;
+    return this.zoneName !== undefined && (suffix === this.zoneName || suffix.endsWith(this.zoneDotted!));
+  }
+
+  private index(name: string, records: NameRecords): void {
+    let i = name.indexOf('.');
+    while (i >= 0) {
+      const suffix = name.slice(i + 1);
+      if (this.indexed(suffix)) {
+        const prefix = name.slice(0, i);
+        let list = this.byPrefix.get(prefix);
+        if (!list) this.byPrefix.set(prefix, (list = []));
+        const at = list.findIndex((e) => e.suffix === suffix);
+        if (at < 0) list.push({ suffix, records });
+        else list[at] = { suffix, records };
       }
+      i = name.indexOf('.', i + 1);
     }
+  }
+
+  private unindex(name: string): void {
+    let i = name.indexOf('.');
+    while (i >= 0) {
+      const suffix = name.slice(i + 1);
+      if (this.indexed(suffix)) {
+        const prefix = name.slice(0, i);
+        const list = this.byPrefix.get(prefix);
+        if (list) {
+          const at = list.findIndex((e) => e.suffix === suffix);
+          if (at >= 0) list.splice(at, 1);
+          if (list.length === 0) this.byPrefix.delete(prefix);
+        }
+      }
+      i = name.indexOf('.', i + 1);
+    }
+  }
+
+  /** Whether every suffix in `suffixes` is indexed (a table kept up to date must be rebuilt otherwise). */
+  indexes(suffixes: Iterable<string>): boolean {
+    for (const s of suffixes) if (!this.indexed(s)) return false;
+    return true;
+  }
+
+  /**
+   * Sets a name (tables built over a Map the caller owns and keeps up to date: view.ts's incremental
+   * renderer). The server reads tables only between changes (one thread), so an update is never seen half-way.
+   */
+  set(name: string, records: NameRecords): void {
+    (this.exact as Map<string, NameRecords>).set(name, records);
+    this.index(name, records);
+  }
+
+  delete(name: string): void {
+    if (!(this.exact as Map<string, NameRecords>).delete(name)) return;
+    this.unindex(name);
   }
 
   get(name: string): NameRecords | undefined {

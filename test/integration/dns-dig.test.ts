@@ -25,7 +25,7 @@ function environment(scope: 'linked' | 'stack' | 'environment' = 'linked'): { b:
   const other = b.stack('other');
   const lonely = b.stack('lonely');
   const web = b.service(app, 'web', { ports: [{ publicPort: 8080, privatePort: 80, protocol: 'tcp' }], sidekicks: [{ name: 'logger' }] });
-  const db = b.service(app, 'db', { expose: [{ privatePort: 5432, protocol: 'tcp' }] });
+  const db = b.service(app, 'db', { expose: [{ privatePort: 5432, protocol: 'tcp' }], healthCheckPort: 5432 });
   const cache = b.service(app, 'cache', { vip: '10.43.0.10' });
   const big = b.service(app, 'big');
   const api = b.service(other, 'api');
@@ -203,15 +203,17 @@ describe('DNS server with dig', () => {
     assert.equal((await dig('_5432._tcp.db.app.rancher.internal', { port, from: DB1, type: 'A' })).status, 'NOERROR');
   });
 
-  test('unhealthy containers drop out on the next query after setData; the last one stays', async () => {
+  test('unhealthy containers of a checked service drop out on the next query after setData; none serving: no address', async () => {
     const { b, ids } = env;
     b.update(ids.db2!, { healthState: 'unhealthy' });
     server.setData(buildDnsData(b.state));
     assert.deepEqual(ips(await dig('db', { port, from: WEB1 })), [DB1]);
     b.update(ids.db1!, { healthState: 'unhealthy' });
     server.setData(buildDnsData(b.state));
-    const last = ips(await dig('db', { port, from: WEB1 }));
-    assert.equal(last.length, 1, 'never empty');
+    // Only serving endpoints: the name exists (NOERROR) with no address — never "the newest one anyway".
+    const none = await dig('db', { port, from: WEB1 });
+    assert.equal(none.status, 'NOERROR');
+    assert.deepEqual(ips(none), []);
     b.update(ids.db1!, { healthState: 'healthy' }).update(ids.db2!, { healthState: 'healthy' });
     server.setData(buildDnsData(b.state));
     assert.deepEqual(ips(await dig('db', { port, from: WEB1 })), DBS);

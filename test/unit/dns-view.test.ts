@@ -17,9 +17,10 @@ function env(scope: 'linked' | 'stack' | 'environment', hostDnsView = false): { 
     ports: [{ publicPort: 8080, privatePort: 80, protocol: 'tcp' }],
     sidekicks: [{ name: 'logger' }],
   });
-  const db = b.service(app, 'db', { expose: [{ privatePort: 5432, protocol: 'tcp' }] });
+  // db and api are health-checked: their healthState decides (without a check it is ignored).
+  const db = b.service(app, 'db', { expose: [{ privatePort: 5432, protocol: 'tcp' }], healthCheckPort: 5432 });
   const cache = b.service(app, 'cache', { vip: '10.43.0.10' });
-  const api = b.service(other, 'api');
+  const api = b.service(other, 'api', { healthCheckPort: 80 });
   const ext = b.service(other, 'ext', { kind: 'externalService', hostname: 'www.example.com.' });
   const extip = b.service(other, 'extip', { kind: 'externalService', externalIps: ['192.0.2.5', '192.0.2.6'] });
   const both = b.service(other, 'both', { kind: 'dnsService' });
@@ -194,21 +195,41 @@ test('non-container clients: metadata only, or the environment view with hostDns
   assert.ok('9.9.42.10.in-addr.arpa' in h.names);
 });
 
-test('health: unhealthy containers drop out; when none is healthy the newest stays; never empty', () => {
+test('health: a checked service answers with ALL its serving containers, none when none is (never the newest anyway)', () => {
   const b = new EnvBuilder();
   const st = b.stack('s');
-  const svc = b.service(st, 'svc');
-  const c1 = b.container('c1', '10.42.0.1', { stackId: st, serviceId: svc, healthState: 'healthy', createIndex: 1 });
-  const c2 = b.container('c2', '10.42.0.2', { stackId: st, serviceId: svc, healthState: 'healthy', createIndex: 2 });
-  b.container('c3', '10.42.0.3', { stackId: st, serviceId: svc, healthState: 'initializing', createIndex: 3 });
-  const a = (): string[] | undefined => dumpClientView(buildDnsData(b.state), '10.42.0.1').names['svc.s.rancher.internal']?.a;
-  assert.deepEqual(a(), ['10.42.0.1', '10.42.0.2']);
-  b.update(c1, { healthState: 'unhealthy' });
-  assert.deepEqual(a(), ['10.42.0.2']);
+  const svc = b.service(st, 'svc', { healthCheckPort: 80, expose: [{ privatePort: 80, protocol: 'tcp' }] });
+  const c1 = b.container('c1', '10.42.0.1', { stackId: st, serviceId: svc, healthState: 'initializing', createIndex: 1 });
+  const c2 = b.container('c2', '10.42.0.2', { stackId: st, serviceId: svc, healthState: 'initializing', createIndex: 2 });
+  const c3 = b.container('c3', '10.42.0.3', { stackId: st, serviceId: svc, healthState: 'initializing', createIndex: 3 });
+  const names = (): Record<string, unknown> => dumpClientView(buildDnsData(b.state), '10.42.0.1').names;
+  const a = (): unknown => names()['svc.s.rancher.internal'];
+  // Scale 3, none healthy yet: the name exists with no address (was: the newest one, permanently).
+  assert.deepEqual(a(), {});
+  assert.deepEqual(names()['_80._tcp.svc.s.rancher.internal'], { srv: [] });
+  // A container's own name stays while it runs (its identity, like its PTR).
+  assert.deepEqual(names()['c3.rancher.internal'], { a: ['10.42.0.3'] });
+  b.update(c1, { healthState: 'healthy' });
+  assert.deepEqual(a(), { a: ['10.42.0.1'] });
+  b.update(c2, { healthState: 'healthy' });
+  b.update(c3, { healthState: 'healthy' });
+  // Scale 3, all healthy: 3 A records and 3 SRV targets.
+  assert.deepEqual(a(), { a: ['10.42.0.1', '10.42.0.2', '10.42.0.3'] });
+  assert.deepEqual((names()['_80._tcp.svc.s.rancher.internal'] as { srv: string[] }).srv.length, 3);
   b.update(c2, { healthState: 'unhealthy' });
-  assert.deepEqual(a(), ['10.42.0.3']);
-  b.update(c1, { state: 'starting', healthState: null });
-  assert.deepEqual(a(), ['10.42.0.1']);
+  assert.deepEqual(a(), { a: ['10.42.0.1', '10.42.0.3'] });
+  b.update(c1, { state: 'starting' });
+  assert.deepEqual(a(), { a: ['10.42.0.3'] });
+  b.update(c3, { state: 'stopped' });
+  assert.deepEqual(a(), {});
+
+  // Without a health check the health state is ignored: every running container serves.
+  const u = new EnvBuilder();
+  const ust = u.stack('s');
+  const usvc = u.service(ust, 'svc');
+  u.container('d1', '10.42.0.1', { stackId: ust, serviceId: usvc, healthState: 'unhealthy' });
+  u.container('d2', '10.42.0.2', { stackId: ust, serviceId: usvc, healthState: 'initializing' });
+  assert.deepEqual(dumpClientView(buildDnsData(u.state), '10.42.0.1').names['svc.s.rancher.internal'], { a: ['10.42.0.1', '10.42.0.2'] });
 });
 
 test('a service without running containers exists with no records (NODATA, not NXDOMAIN)', () => {
