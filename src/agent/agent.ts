@@ -22,7 +22,7 @@ import type { Controller } from './controller/controller.js';
 import { capabilityController, isController } from './capabilities/adapter.js';
 import type { Capability } from './capabilities/capability.js';
 import { Backoff } from './sync/backoff.js';
-import type { AdoptRequest, CapabilityStatus, ContainerReport } from '../model/reports.js';
+import { FoundAnswer, type AdoptRequest, type CapabilityStatus, type ContainerReport } from '../model/reports.js';
 import type { Container } from '../model/resources.js';
 
 const Identity = z.object({
@@ -68,6 +68,10 @@ export interface ContainerStateSource {
   onReports(cb: () => void): void;
   /** Given the agent's control plane calls once the agent syncs (adoption of hand-started containers). */
   connectControlPlane?(cp: AgentControlPlane): void;
+  /** Hand-started containers found on the host, sent in the next report (the control plane adopts them). */
+  drainFound?(): AdoptRequest[];
+  /** The control plane's answer to the containers sent as found (the record, or why not). */
+  foundAnswered?(answers: FoundAnswer[]): void;
 }
 
 /** Control plane calls the agent makes on behalf of its container runtime. */
@@ -320,12 +324,17 @@ export class Agent {
     for (const r of this.opts.containerStates?.drainReports() ?? []) this.pending.set(r.id, r);
     const applied: Record<string, CapabilityStatus> = this.runner.statuses();
     const key = JSON.stringify(applied);
-    if (key === this.lastReported && this.pending.size === 0) return;
+    const found = this.opts.containerStates?.drainFound?.() ?? [];
+    if (key === this.lastReported && this.pending.size === 0 && found.length === 0) return;
     const containers = [...this.pending.values()];
     this.pending.clear();
     try {
-      await client.report({ containers, applied });
+      const res = await client.report({ containers, applied, ...(found.length ? { found } : {}) });
       this.lastReported = key;
+      if (found.length) {
+        const answers = z.object({ found: z.array(FoundAnswer).default([]) }).safeParse(res);
+        this.opts.containerStates?.foundAnswered?.(answers.success ? answers.data.found : []);
+      }
     } catch (err) {
       for (const r of containers) if (!this.pending.has(r.id)) this.pending.set(r.id, r);
       this.log.warn({ err: errorMessage(err) }, 'report failed; will retry');

@@ -74,8 +74,9 @@ export class ControlPlaneClient {
     return WatchResponse.parse(json);
   }
 
-  async report(body: unknown): Promise<void> {
-    await this.request('POST', '/v1/agent/report', body);
+  /** The answer's body (it carries the answers to `found` containers). */
+  async report(body: unknown): Promise<unknown> {
+    return this.request('POST', '/v1/agent/report', body);
   }
 
   /** Adoption of a hand-started container (src/agent/runtime): the container record the server keeps for it. */

@@ -17,14 +17,15 @@
 // stops, removals or restarts of other containers. The runtime's status says what is going on: ok,
 // degraded ("pulling busybox:latest for 2 containers") or failed (with each container's error).
 // Docker events wake the containers they are about; the periodic pass is the resync that repairs drift.
-// Hand-started containers labelled io.rancher.container.network=true are adopted through a queue of
-// their own (one control-plane call at a time, retried with backoff), never inside a pass; adopted ones
-// are kept on the managed network with their address and reported `removed` once they are gone.
+// Hand-started containers labelled io.rancher.container.network=true are reported as found (with the
+// next container reports; the control plane adopts them and answers with the record) — never a call
+// to the control plane inside a pass; adopted ones are kept on the managed network with their address
+// and reported `removed` once they are gone.
 // Only containers carrying drover's labels are touched, besides the network attachment of adopted ones.
 import Dockerode from 'dockerode';
 import type { Logger } from '../../common/log.js';
 import { errorMessage } from '../../common/errors.js';
-import type { ContainerReport } from '../../model/reports.js';
+import type { AdoptRequest, ContainerReport, FoundAnswer } from '../../model/reports.js';
 import type { Capability } from '../capabilities/capability.js';
 import type { AgentControlPlane, ContainerStateSource } from '../agent.js';
 import { renderRuntime, sameArtefact, type RuntimeArtefact } from './artefact.js';
@@ -118,7 +119,11 @@ interface RestartBook {
 /** The handle the agent wiring gets: the capability, the report source, the status, and shutdown. */
 export interface DockerRuntimeHandle {
   capability: Capability<RuntimeArtefact>;
-  states: ContainerStateSource & { connectControlPlane(cp: RuntimeControlPlane): void };
+  states: ContainerStateSource & {
+    connectControlPlane(cp: RuntimeControlPlane): void;
+    drainFound(): AdoptRequest[];
+    foundAnswered(answers: FoundAnswer[]): void;
+  };
   /** The runtime's own status (a controller adapter reports it; it changes without a new state). */
   status(): RuntimeStatus;
   /** Called when the status changes (state or message). */
@@ -143,6 +148,8 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): DockerRuntimeHa
       drainReports: () => runtime.reports.drain(),
       onReports: (cb) => runtime.reports.onReports(cb),
       connectControlPlane: (cp) => runtime.connectControlPlane(cp),
+      drainFound: () => runtime.drainFound(),
+      foundAnswered: (answers) => runtime.foundAnswered(answers),
     },
     status: () => runtime.status(),
     onStatus: (cb) => runtime.onStatus(cb),
@@ -160,6 +167,9 @@ type Step = 'done' | 'waiting';
 
 const KEY_CONTAINER = 'c:';
 const KEY_ADOPTED = 'a:';
+const KEY_FOUND = 'f:';
+/** A found container not answered within this long is offered again. */
+const FOUND_ANSWER_WAIT_MS = 30_000;
 
 export class DockerRuntime {
   readonly docker: Dockerode;
@@ -173,13 +183,12 @@ export class DockerRuntime {
   private readonly gone = new Map<string, string>();
   /** uuids whose desired container changed since the last pass: enqueued even when backing off. */
   private readonly changed = new Set<string>();
-  private controlPlane: RuntimeControlPlane | undefined;
   private readonly passes: Coalescer<void>;
   private readonly events: DockerEventWatcher;
   /** Container jobs (keys `c:<uuid>` for drover's, `a:<docker id>` for adopted ones). */
   private readonly queue: KeyedQueue;
-  /** Adoption calls to the control plane, one at a time, keyed by docker id. */
-  private readonly adoptions: KeyedQueue;
+  /** Hand-started containers to adopt, by docker id: offered in reports until the control plane adopted them. */
+  private readonly found = new Map<string, { req: AdoptRequest; dueAt: number; refusals: number }>();
   private readonly pulls: PullQueue;
   private readonly pullAbort = new AbortController();
   /** The outcome of the pull a container waited for (consumed by its next job). */
@@ -250,13 +259,6 @@ export class DockerRuntime {
         this.statusChanged();
       },
     });
-    this.adoptions = new KeyedQueue({
-      concurrency: 1,
-      backoff: { initialMs: 5_000, maxMs: 60_000 },
-      run: (id) => this.adoptOne(id),
-      onError: (id, err, retryInMs) =>
-        this.log.warn({ id: id.slice(0, 12), err: errorMessage(err), retryInMs }, 'adoption failed; retrying later'),
-    });
     this.pulls = new PullQueue({
       concurrency: this.o.pullConcurrency,
       pull: (image) => this.pull(image),
@@ -287,8 +289,8 @@ export class DockerRuntime {
     });
   }
 
-  connectControlPlane(cp: RuntimeControlPlane): void {
-    this.controlPlane = cp;
+  /** The agent reaches the control plane: a pass now reports what it finds (adoption needs no calls of its own any more). */
+  connectControlPlane(_cp: RuntimeControlPlane): void {
     this.kick();
   }
 
@@ -307,7 +309,10 @@ export class DockerRuntime {
     for (const [id, n] of Object.entries(artefact.startCounts)) {
       if (n > (this.startCounts.get(id) ?? 0)) this.startCounts.set(id, n);
     }
-    for (const a of artefact.adopted) this.adoptedLocal.set(a.externalId, { recordId: a.recordId, ipAddress: a.ipAddress });
+    for (const a of artefact.adopted) {
+      this.adoptedLocal.set(a.externalId, { recordId: a.recordId, ipAddress: a.ipAddress });
+      this.found.delete(a.externalId);
+    }
     this.setArtefact(artefact);
     this.start();
     await this.passes.trigger();
@@ -325,8 +330,6 @@ export class DockerRuntime {
   /** Runs a pass now and waits until the container operations it started settled (tests, and callers that want the result). */
   async reconcile(): Promise<PassResult> {
     await this.passes.trigger();
-    await this.queue.settled();
-    await this.adoptions.settled();
     await this.queue.settled();
     return { failures: this.failureList() };
   }
@@ -369,7 +372,7 @@ export class DockerRuntime {
     this.pullAbort.abort();
     await this.events.close();
     await this.passes.idle();
-    await Promise.all([this.queue.close(), this.adoptions.close()]);
+    await this.queue.close();
     this.log.info('docker runtime stopped');
   }
 
@@ -498,10 +501,11 @@ export class DockerRuntime {
           if (force) this.queue.enqueue(KEY_ADOPTED + c.Id);
           else this.queue.poke(KEY_ADOPTED + c.Id);
         } else if (c.Labels[LABEL_NETWORK] === 'true' && c.State !== 'removing' && c.State !== 'dead') {
-          if (this.controlPlane) this.adoptions.poke(c.Id);
-          else this.log.debug({ container: nameOf(c) }, 'a container to adopt, but no control plane connection yet');
+          if (!this.found.has(c.Id)) this.queue.poke(KEY_FOUND + c.Id);
         }
       }
+      for (const id of this.found.keys()) if (!present.has(id)) this.found.delete(id);
+      if ([...this.found.values()].some((f) => f.dueAt <= Date.now())) this.reports.poke();
       for (const uuid of this.byUuid.keys()) touch(uuid);
       for (const uuid of [...this.changed]) {
         this.changed.delete(uuid);
@@ -528,6 +532,7 @@ export class DockerRuntime {
   private runKey(key: string): Promise<number | void> {
     if (this.closed) return Promise.resolve();
     if (key.startsWith(KEY_ADOPTED)) return this.adoptedOne(key.slice(KEY_ADOPTED.length));
+    if (key.startsWith(KEY_FOUND)) return this.foundOne(key.slice(KEY_FOUND.length));
     return this.containerJob(key.slice(KEY_CONTAINER.length));
   }
 
@@ -854,18 +859,46 @@ export class DockerRuntime {
     });
   }
 
-  /** A hand-started container with io.rancher.container.network=true becomes a container record (the adoption queue's job). */
-  private async adoptOne(id: string): Promise<void> {
-    if (this.closed || this.adoptedLocal.has(id)) return;
-    const cp = this.controlPlane;
-    if (!cp) return; // connectControlPlane runs a pass, which brings it back
+  /** A hand-started container with io.rancher.container.network=true: described, to be reported as found. */
+  private async foundOne(id: string): Promise<void> {
+    if (this.adoptedLocal.has(id) || this.found.has(id)) return;
     const info = await this.inspect(id);
     if (!info || info.State.Status === 'removing' || info.State.Status === 'dead') return;
-    const rec = await cp.adopt(adoptRequestOf(info));
-    this.adoptedLocal.set(id, { recordId: rec.id, ipAddress: rec.primaryIpAddress });
-    this.recordOfDocker.set(id, rec.id);
-    this.log.info({ container: info.Name.replace(/^\//, ''), recordId: rec.id, ip: rec.primaryIpAddress }, 'adopted a container started by hand');
-    this.queue.enqueue(KEY_ADOPTED + id); // joins it to the network and reports it
+    this.found.set(id, { req: adoptRequestOf(info), dueAt: 0, refusals: 0 });
+    this.log.info({ container: info.Name.replace(/^\//, ''), id: id.slice(0, 12) }, 'found a container started by hand; reporting it for adoption');
+    this.reports.poke();
+  }
+
+  /** The found containers due to be reported (never offered, refused a while ago, or not answered). */
+  drainFound(): AdoptRequest[] {
+    const now = Date.now();
+    const out: AdoptRequest[] = [];
+    for (const f of this.found.values()) {
+      if (f.dueAt > now) continue;
+      f.dueAt = now + FOUND_ANSWER_WAIT_MS;
+      out.push(f.req);
+    }
+    return out;
+  }
+
+  /** The control plane's answers: adopted ones join the managed network now; refused ones are offered again later. */
+  foundAnswered(answers: FoundAnswer[]): void {
+    for (const a of answers) {
+      const f = this.found.get(a.externalId);
+      if (!f) continue;
+      if (a.id) {
+        this.found.delete(a.externalId);
+        this.adoptedLocal.set(a.externalId, { recordId: a.id, ipAddress: a.primaryIpAddress ?? null });
+        this.recordOfDocker.set(a.externalId, a.id);
+        this.log.info({ container: f.req.name, recordId: a.id, ip: a.primaryIpAddress }, 'adopted a container started by hand');
+        this.queue.enqueue(KEY_ADOPTED + a.externalId);
+        continue;
+      }
+      f.refusals++;
+      const retryInMs = Math.min(5 * 60_000, 5_000 * 2 ** (f.refusals - 1));
+      f.dueAt = Date.now() + retryInMs;
+      this.log.warn({ container: f.req.name, err: a.error, retryInMs }, 'the control plane did not adopt a container started by hand; offering it again later');
+    }
   }
 
   // ---- reports ---------------------------------------------------------------------------------

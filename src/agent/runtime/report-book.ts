@@ -42,6 +42,11 @@ export class ReportBook {
     return out;
   }
 
+  /** Tells the listeners there is something to send besides reports (found containers). */
+  poke(): void {
+    this.notify();
+  }
+
   onReports(cb: () => void): void {
     this.listeners.push(cb);
     if (this.pending.size) this.notify();

@@ -49,6 +49,7 @@ import {
   removeContainer,
   setContainerDesired,
 } from '../domain/containers.js';
+import { adoptFound } from '../domain/adopt-found.js';
 import { createCertificate, removeCertificate } from '../domain/certificates.js';
 import { StatusPublisher, containerWithStatus, containersWithStatus } from '../domain/status.js';
 import type { WatchHub } from '../sync/watch.js';
@@ -458,7 +459,8 @@ export function buildRouter(deps: RouteDeps): Router {
         .prepare('INSERT INTO host_status (host_id, last_seen, applied) VALUES (?, ?, ?) ON CONFLICT(host_id) DO UPDATE SET last_seen = excluded.last_seen, applied = excluded.applied')
         .run(p.hostId, nowIso(), JSON.stringify(applied));
     } else touchHost(store, p.hostId);
-    ctx.body = { type: 'agentReport', containersChanged: changed };
+    const found = b.found.length ? adoptFound(store, p.hostId, b.found) : [];
+    ctx.body = { type: 'agentReport', containersChanged: changed, ...(found.length ? { found } : {}) };
   });
 
   // Adoption of a container started by hand on the agent's host (src/agent/runtime): 201 with the new

@@ -177,6 +177,8 @@ export const AgentReport = z.strictObject({
       CapabilityStatus,
     )
     .default({}),
+  /** Hand-started containers the agent found on its host (src/agent/runtime): adopted by the control plane. */
+  found: z.array(AdoptRequest).max(LIMITS.maxContainersPerEnvironment).default([]),
 });
 
 /** `POST /v1/agent/adopt` (src/agent/runtime): a hand-started container to adopt. */
