@@ -31,6 +31,8 @@ export interface Controller {
   verify?(state: EnvState, host: HostContext): Promise<string | undefined>;
   /** The controller's own view of its health beyond its last reconcile (e.g. behind on a slow pull). */
   health?(): { state: Exclude<CapabilityHealth, 'ok'>; message: string } | undefined;
+  /** Registers the manager's callback for changes of `health()` that come without a new state. */
+  onHealthChange?(notify: () => void): void;
   /** Releases what the controller holds; after it, nothing of it runs. */
   stop?(): Promise<void>;
 }

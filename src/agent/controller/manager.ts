@@ -328,6 +328,7 @@ export class ControllerManager {
       onStatus: opts.onStatus ?? (() => undefined),
     };
     this.workers = controllers.map((c) => new Worker(c, opts.log.child({ controller: c.name }), metrics, o));
+    for (const c of controllers) c.onHealthChange?.(o.onStatus);
   }
 
   /** Starts every controller (binds its sockets); a failing start is retried in the background. */
