@@ -9,7 +9,7 @@
 // the new health state (so that one report per container never loses what the runtime said).
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../../../common/log.js';
-import type { ContainerReport } from '../../../model/reports.js';
+import type { ContainerReport, FoundAnswer } from '../../../model/reports.js';
 import type { EnvState, StateDelta } from '../../../model/state.js';
 import type { HealthState } from '../../../model/liveness.js';
 import type { ContainerStateSource, AgentControlPlane } from '../../agent.js';
@@ -117,6 +117,9 @@ export class HealthMonitor {
         if (this.pending.size) cb();
       },
       ...(inner?.connectControlPlane ? { connectControlPlane: (cp: AgentControlPlane) => inner.connectControlPlane?.(cp) } : {}),
+      // Hand-started containers the runtime found (adopted through the report), passed through.
+      ...(inner?.drainFound ? { drainFound: () => inner.drainFound?.() ?? [] } : {}),
+      ...(inner?.foundAnswered ? { foundAnswered: (answers: FoundAnswer[]) => inner.foundAnswered?.(answers) } : {}),
     };
   }
 
