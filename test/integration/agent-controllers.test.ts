@@ -233,3 +233,45 @@ test('a throwing state listener does not skip the revision: it gets the same rev
     cleanup(dir);
   }
 });
+
+test('reports: the status of agents before the controllers still parses; the richer one is shown on the host; bad fields are 4xx', { timeout: 15_000 }, async () => {
+  const t = await startTestServer();
+  const dir = tempDir('drover-agent-');
+  let agent: Agent | undefined;
+  try {
+    agent = newAgent(t, dir, {});
+    await agent.start();
+    const hostId = await eventually(() => agent?.hostId(), 10_000, 'registration');
+    await agent.stop();
+    agent = undefined;
+    const creds = JSON.parse(readFileSync(join(dir, 'agent.json'), 'utf8')) as { accessKey: string; secretKey: string };
+    const report = (applied: unknown) =>
+      fetch(`${t.url}/v1/agent/report`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Basic ' + Buffer.from(`${creds.accessKey}:${creds.secretKey}`).toString('base64') },
+        body: JSON.stringify({ applied }),
+      });
+    type Shown = Record<string, Record<string, unknown>>;
+    const shown = async () => (await t.api<{ applied: Shown }>('GET', `/v1/hosts/${hostId}`)).body.applied;
+    // An agent of the previous version.
+    assert.equal((await report({ dns: { revision: 3, ok: false, error: 'bind failed' } })).status, 200);
+    assert.deepEqual({ ...(await shown()).dns, at: 'x' }, { revision: 3, ok: false, error: 'bind failed', at: 'x' });
+    // The controllers' status.
+    const rich = { revision: 4, ok: false, error: 'cannot listen', state: 'degraded', message: 'cannot listen (the last good state stays in force)', lastSuccess: '2026-01-01T00:00:00.000Z', lastSuccessRevision: 3, attempts: 9, consecutiveFailures: 2, nextRetryAt: '2026-01-01T00:00:01.000Z' };
+    assert.equal((await report({ dns: rich })).status, 200);
+    const d = (await shown()).dns ?? {};
+    for (const [k, v] of Object.entries(rich)) assert.deepEqual(d[k], v, k);
+    // Bad input: a 4xx naming the field, never a 5xx; the server still answers.
+    for (const bad of [{ dns: { ...rich, state: 'sideways' } }, { dns: { ...rich, attempts: -1 } }, { dns: { ...rich, color: 'red' } }]) {
+      const r = await report(bad);
+      assert.ok(r.status >= 400 && r.status < 500, `status ${r.status}`);
+      const body = JSON.stringify(await r.json());
+      assert.match(body, /state|attempts|color/, body);
+    }
+    assert.equal((await shown()).dns?.attempts, 9, 'the stored status is untouched by rejected reports');
+  } finally {
+    await agent?.stop();
+    await t.close();
+    cleanup(dir);
+  }
+});

@@ -248,6 +248,7 @@ class Worker {
         this.everApplied ? `${phase} failed; the last good state stays in force, retrying` : `${phase} failed; retrying`,
       );
       this.scheduleRetry(delay);
+      this.status(); // refreshes the health gauge
       this.o.onStatus();
       return false;
     }
@@ -266,6 +267,7 @@ class Worker {
     }
     if (recovered) this.log.info({ phase, revision }, 'recovered');
     else if (phase === 'reconcile') this.log.debug({ revision, ms: Math.round(seconds * 1000) }, 'reconciled');
+    this.status(); // refreshes the health gauge
     this.o.onStatus();
     return true;
   }
