@@ -28,6 +28,17 @@ export function dnsController(opts: DnsControllerOptions): DnsController {
   const server = new DnsServer({ log, ...(opts.registry ? { registry: opts.registry } : {}) });
   const { host, port } = splitHostPort(opts.listen);
   let previous: DnsData | undefined;
+  const bind = async (): Promise<void> => {
+    try {
+      await listenWithAddress(host, () => server.listen(host, port), log);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE') throw new Error(`cannot listen on ${opts.listen}: the port is in use (another DNS server on this host?)`, { cause: err });
+      if (code === 'EACCES') throw new Error(`cannot listen on ${opts.listen}: permission denied (port ${port} needs root or CAP_NET_BIND_SERVICE)`, { cause: err });
+      throw err;
+    }
+    log.info({ address: opts.listen }, 'DNS listening');
+  };
   return {
     name: 'dns',
     server,
@@ -35,15 +46,7 @@ export function dnsController(opts: DnsControllerOptions): DnsController {
       const resolvers = await readResolvConf(opts.resolvConf);
       if (resolvers.length === 0) log.warn('no host resolvers: names outside rancher.internal will get SERVFAIL');
       server.setHostResolvers(resolvers);
-      try {
-        await listenWithAddress(host, () => server.listen(host, port), log);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EADDRINUSE') throw new Error(`cannot listen on ${opts.listen}: the port is in use (another DNS server on this host?)`, { cause: err });
-        if (code === 'EACCES') throw new Error(`cannot listen on ${opts.listen}: permission denied (port ${port} needs root or CAP_NET_BIND_SERVICE)`, { cause: err });
-        throw err;
-      }
-      log.info({ address: opts.listen }, 'DNS listening');
+      await bind();
     },
     reconcile(state, delta, h) {
       const data = renderDns(previous, state, delta, h, { ttl: opts.ttl });
@@ -51,10 +54,11 @@ export function dnsController(opts: DnsControllerOptions): DnsController {
       previous = data;
       return Promise.resolve();
     },
-    // The data lives in this process; what can drift is the sockets (closed under us).
-    verify() {
-      if (server.addresses().length === 0) return Promise.reject(new Error(`DNS is not listening on ${opts.listen}`));
-      return Promise.resolve(undefined);
+    // The data lives in this process; what can drift is the sockets (lost under us): bound again.
+    async verify() {
+      if (server.addresses().length > 0) return undefined;
+      await bind();
+      return `DNS was not listening on ${opts.listen}: bound again`;
     },
     async stop() {
       await server.close();
