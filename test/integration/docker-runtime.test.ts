@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import type Dockerode from 'dockerode';
 import { Agent } from '../../src/agent/agent.js';
-import type { Capability } from '../../src/agent/capabilities/capability.js';
+import { runtimeController } from '../../src/agent/capabilities/runtime.js';
 import { createDockerRuntime, type DockerRuntimeHandle } from '../../src/agent/runtime/docker-runtime.js';
 import { parseEventLine, type DockerEvent } from '../../src/agent/runtime/docker-api.js';
 import { lineSplitter } from '../../src/agent/runtime/lines.js';
@@ -113,7 +113,8 @@ test('docker runtime on a real dockerd', { skip: skip ? `skipped: ${skip}` : fal
       hostname: host.name,
       agentIp: host.ip,
       log,
-      capabilities: [rt.capability as Capability<unknown>],
+      // As drover agent wires it: the runtime's own status (pulls, failing containers) is the controller's health.
+      capabilities: [runtimeController(rt)],
       containerStates: rt.states,
       watchTimeoutSec: 5,
     });
@@ -366,11 +367,12 @@ test('docker runtime on a real dockerd', { skip: skip ? `skipped: ${skip}` : fal
         assert.equal((await record(h2.body.id))?.state, 'creating');
         assert.match((await record(h1.body.id))?.transitioningMessage ?? '', /pulling image 127\.0\.0\.1:\d+\/hang\/app:1/);
         const applied = async () =>
-          (await api<{ data: { applied: Record<string, { ok: boolean; error?: string; message?: string }> }[] }>('GET', '/v1/hosts')).body.data[0]?.applied['docker-runtime'];
+          (await api<{ data: { applied: Record<string, { ok: boolean; error?: string; message?: string; state?: string }> }[] }>('GET', '/v1/hosts')).body.data[0]
+            ?.applied['docker-runtime'];
         await waitFor(async () => {
           const a = await applied();
-          return a && !a.ok && /pulling 127\.0\.0\.1:\d+\/hang\/app:1 for 2 containers/.test(`${a.error ?? ''} ${a.message ?? ''}`);
-        }, WAIT, 'the host shows the runtime pulling, not ok');
+          return a && !a.ok && a.state === 'degraded' && /pulling 127\.0\.0\.1:\d+\/hang\/app:1 for 2 containers/.test(`${a.error ?? ''} ${a.message ?? ''}`);
+        }, WAIT, 'the host shows the runtime degraded: pulling');
 
         assert.equal((await api('DELETE', `/v1/containers/${h1.body.id}`)).status, 204);
         assert.equal((await api('DELETE', `/v1/containers/${h2.body.id}`)).status, 204);
@@ -413,11 +415,12 @@ test('docker runtime on a real dockerd', { skip: skip ? `skipped: ${skip}` : fal
       }, WAIT, 'error state');
       assert.match(rec.transitioningMessage ?? '', /image drover-test\/missing:1 is not on this host and pulling it failed: \S/);
       const hostStatus = async () =>
-        (await api<{ data: { applied: Record<string, { ok: boolean; error?: string }> }[] }>('GET', '/v1/hosts')).body.data[0]?.applied['docker-runtime'];
+        (await api<{ data: { applied: Record<string, { ok: boolean; error?: string; message?: string; state?: string }> }[] }>('GET', '/v1/hosts')).body.data[0]
+          ?.applied['docker-runtime'];
       // First "pulling" (degraded), then the failure with the container and the image.
       await waitFor(async () => {
         const h = await hostStatus();
-        return h?.ok === false && /ghost.*drover-test\/missing:1/.test(h.error ?? '');
+        return h?.ok === false && h.state === 'failed' && /ghost.*drover-test\/missing:1/.test(`${h.error ?? ''} ${h.message ?? ''}`);
       }, WAIT, 'capability status not ok, naming the container and the image');
       assert.equal(rt?.status().state, 'failed');
       const never = await api<{ id: string }>('POST', '/v1/containers', {

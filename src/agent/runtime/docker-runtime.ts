@@ -108,9 +108,6 @@ export interface RuntimeStatus {
   lastOkAt?: string;
 }
 
-/** The status is not ok; thrown by the capability's apply when containers still wait for pulls. */
-export class RuntimeDegradedError extends RuntimeError {}
-
 interface RestartBook {
   consecutive: number;
   at: number;
@@ -153,10 +150,7 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): DockerRuntimeHa
     },
     status: () => runtime.status(),
     onStatus: (cb) => runtime.onStatus(cb),
-    health: () => {
-      const st = runtime.status();
-      return st.state === 'ok' ? undefined : { state: st.state, message: st.message };
-    },
+    health: () => runtime.health(),
     runtime,
     close: () => runtime.close(),
   };
@@ -203,6 +197,7 @@ export class DockerRuntime {
   private passError: string | undefined;
   private passFailures = 0;
   private forceNextPass = false;
+  private passErrorThrown = false;
   private closed = false;
   private started = false;
   /** The event stream is down: dockerd is stopping or away. No container is started meanwhile. */
@@ -296,8 +291,10 @@ export class DockerRuntime {
 
   /**
    * The capability's apply: converge on this artefact. Waits (up to applyWaitMs) for the container
-   * operations it started, never for pulls; throws ConvergeError when containers failed and
-   * RuntimeDegradedError while containers wait for their images.
+   * operations it started, never for pulls. Throws only when the pass itself failed (dockerd
+   * unreachable, the managed network unusable): containers that fail are retried by the runtime with
+   * backoff, and they — like pulls keeping containers waiting — are the runtime's status (status(),
+   * health(), onStatus), which changes without a new state.
    */
   async apply(artefact: RuntimeArtefact): Promise<void> {
     if (this.closed) return;
@@ -315,16 +312,18 @@ export class DockerRuntime {
     }
     this.setArtefact(artefact);
     this.start();
-    await this.passes.trigger();
+    try {
+      await this.passes.trigger();
+    } catch (err) {
+      this.passErrorThrown = true; // the controller has it as its error: health() does not say it again
+      throw err;
+    }
     let timer: NodeJS.Timeout | undefined;
     const slow = new Promise<'slow'>((resolve) => {
       timer = setTimeout(() => resolve('slow'), this.o.applyWaitMs);
     });
     const res = await Promise.race([this.queue.settled().then(() => 'settled' as const), slow]).finally(() => clearTimeout(timer));
     if (res === 'slow') this.log.info({ waitedMs: this.o.applyWaitMs }, 'still converging; continuing in the background');
-    const st = this.status();
-    if (st.state === 'failed') throw st.failures.length ? new ConvergeError(st.failures) : new RuntimeError(st.message);
-    if (st.state === 'degraded') throw new RuntimeDegradedError(st.message);
   }
 
   /** Runs a pass now and waits until the container operations it started settled (tests, and callers that want the result). */
@@ -336,6 +335,14 @@ export class DockerRuntime {
 
   /** What the runtime is doing now. */
   status(): RuntimeStatus {
+    return this.computeStatus(true);
+  }
+
+  private statusWithoutPassError(): RuntimeStatus {
+    return this.computeStatus(false);
+  }
+
+  private computeStatus(withPassError: boolean): RuntimeStatus {
     const failures = this.failureList();
     const nameOfUuid = (uuid: string) => this.byUuid.get(uuid)?.name ?? uuid;
     const pulls = this.pulls
@@ -345,7 +352,7 @@ export class DockerRuntime {
     const pulling = pulls.map((p) => `${p.state === 'queued' ? 'waiting to pull' : 'pulling'} ${p.image} for ${p.containers.length} container${p.containers.length === 1 ? '' : 's'}`);
     let state: RuntimeStatus['state'] = 'ok';
     let message = '';
-    if (this.passError !== undefined) {
+    if (withPassError && this.passError !== undefined) {
       state = 'failed';
       message = this.passError;
     } else if (failures.length) {
@@ -356,8 +363,19 @@ export class DockerRuntime {
       state = 'degraded';
       message = pulling.join('; ');
     }
-    if (state === 'ok') this.lastOkAt = new Date().toISOString();
+    if (state === 'ok' && withPassError) this.lastOkAt = new Date().toISOString();
     return { state, message, pulls, failures, queue: this.queue.stats(), ...(this.lastOkAt ? { lastOkAt: this.lastOkAt } : {}) };
+  }
+
+  /** The status in a controller's terms (undefined when ok); a pass error apply threw is the controller's own error already. */
+  health(): { state: 'degraded' | 'failed'; message: string } | undefined {
+    const st = this.status();
+    if (st.state === 'ok') return undefined;
+    if (this.passErrorThrown && this.passError !== undefined) {
+      const rest = this.statusWithoutPassError();
+      return rest.state === 'ok' ? undefined : { state: rest.state, message: rest.message };
+    }
+    return { state: st.state, message: st.message };
   }
 
   onStatus(cb: (st: RuntimeStatus) => void): void {
@@ -484,6 +502,7 @@ export class DockerRuntime {
       }
       const listed = ListedContainers.parse(await this.docker.listContainers({ all: true }));
       this.passError = undefined;
+      this.passErrorThrown = false;
       this.passFailures = 0;
       const force = this.forceNextPass;
       this.forceNextPass = false;
