@@ -55,6 +55,9 @@ export const FoundAnswer = z.object({
 });
 export type FoundAnswer = z.infer<typeof FoundAnswer>;
 
+/** Found containers per report at most (each is an adoption in the control plane's store); the rest go in the next reports. */
+export const MAX_FOUND_PER_REPORT = 100;
+
 // ---- capability status (src/agent/controller) ----------------------------------------------------
 /**
  * What an agent reports per capability in `applied`. `revision`, `ok` and `error` are what agents

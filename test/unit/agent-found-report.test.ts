@@ -83,5 +83,11 @@ describe('found containers in agent reports', () => {
     const r2 = await report({ found: [{ ...found('g', 'g'), ipAddress: 'not-an-ip' }] });
     assert.equal(r2.status, 422, JSON.stringify(r2.body));
     assert.equal((r2.body as { fieldName?: string }).fieldName, 'found.0.ipAddress');
+    // More than one report's worth is refused whole (the agent sends at most 100 per report).
+    const many = Array.from({ length: 101 }, (_, i) => found(i.toString(16).padStart(2, '0'), `h${i}`));
+    const r3 = await report({ found: many });
+    assert.equal(r3.status, 422, JSON.stringify(r3.body).slice(0, 300));
+    assert.equal((r3.body as { fieldName?: string }).fieldName, 'found');
+    assert.equal((await report({ containers: [] })).status, 200, 'alive and answering');
   });
 });

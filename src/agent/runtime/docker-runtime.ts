@@ -25,7 +25,7 @@
 import Dockerode from 'dockerode';
 import type { Logger } from '../../common/log.js';
 import { errorMessage } from '../../common/errors.js';
-import type { AdoptRequest, ContainerReport, FoundAnswer } from '../../model/reports.js';
+import { MAX_FOUND_PER_REPORT, type AdoptRequest, type ContainerReport, type FoundAnswer } from '../../model/reports.js';
 import type { Capability } from '../capabilities/capability.js';
 import type { AgentControlPlane, ContainerStateSource } from '../agent.js';
 import { renderRuntime, sameArtefact, type RuntimeArtefact } from './artefact.js';
@@ -894,6 +894,10 @@ export class DockerRuntime {
     const out: AdoptRequest[] = [];
     for (const f of this.found.values()) {
       if (f.dueAt > now) continue;
+      if (out.length === MAX_FOUND_PER_REPORT) {
+        this.reports.poke(); // the rest in the next report
+        break;
+      }
       f.dueAt = now + FOUND_ANSWER_WAIT_MS;
       out.push(f.req);
     }

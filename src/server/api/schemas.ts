@@ -1,6 +1,6 @@
 // Request bodies of the API, validated at the edge.
 import { z } from 'zod';
-import { AdoptRequest, CapabilityStatus, ContainerReport } from '../../model/reports.js';
+import { AdoptRequest, CapabilityStatus, ContainerReport, MAX_FOUND_PER_REPORT } from '../../model/reports.js';
 import {
   EnvironmentNetwork,
   JsonMetadata,
@@ -178,7 +178,7 @@ export const AgentReport = z.strictObject({
     )
     .default({}),
   /** Hand-started containers the agent found on its host (src/agent/runtime): adopted by the control plane. */
-  found: z.array(AdoptRequest).max(LIMITS.maxContainersPerEnvironment).default([]),
+  found: z.array(AdoptRequest).max(MAX_FOUND_PER_REPORT).default([]),
 });
 
 /** `POST /v1/agent/adopt` (src/agent/runtime): a hand-started container to adopt. */
