@@ -5,6 +5,7 @@ import type { Server } from 'node:http';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { Agent } from '../agent/agent.js';
 import { agentCapabilities } from '../agent/capabilities/index.js';
+import { HealthMonitor } from '../agent/capabilities/health/monitor.js';
 import { startMetricsServer } from '../agent/metrics-server.js';
 import { createDockerRuntime } from '../agent/runtime/docker-runtime.js';
 import { resolveDockerSocket } from '../agent/runtime/socket.js';
@@ -98,6 +99,7 @@ export async function startHostAgent(
   const dockerSocket = resolveDockerSocket(flags.dockerSocket, log);
   const dockerRuntime = dockerSocket ? createDockerRuntime({ socketPath: dockerSocket, log }) : undefined;
   const hostname = flags.hostname ?? (cfg.agent.hostname || undefined);
+  const health = new HealthMonitor({ log, registry });
   const agent = new Agent({
     dataDir: where.dataDir,
     serverUrl: where.serverUrl,
@@ -113,8 +115,10 @@ export async function startHostAgent(
       metadataListen: flags.metadataListen ?? cfg.agent.metadataListen,
       dnsListen: flags.dnsListen ?? cfg.agent.dnsListen,
       dockerRuntime,
+      health,
     }),
-    ...(dockerRuntime ? { containerStates: dockerRuntime.states } : {}),
+    // The runtime's reports with the health states merged in (health/monitor.ts).
+    containerStates: health.wrap(dockerRuntime?.states),
     watchTimeoutSec: cfg.agent.watchTimeoutSeconds,
   });
   await agent.start();

@@ -6,6 +6,7 @@ import type { DockerRuntimeHandle } from '../runtime/docker-runtime.js';
 import { metadataController } from './metadata/controller.js';
 import { dnsController } from './dns/controller.js';
 import { runtimeController } from './runtime.js';
+import type { HealthMonitor } from './health/monitor.js';
 
 export interface CapabilityDeps {
   log: Logger;
@@ -16,6 +17,8 @@ export interface CapabilityDeps {
   dnsListen?: string;
   /** The Docker runtime (src/agent/runtime), when a docker socket is configured. */
   dockerRuntime?: DockerRuntimeHandle | undefined;
+  /** The health checks of this host's containers (health/); its `wrap` is the agent's report source. */
+  health?: HealthMonitor | undefined;
 }
 
 export function agentCapabilities(deps: CapabilityDeps): Controller[] {
@@ -26,5 +29,6 @@ export function agentCapabilities(deps: CapabilityDeps): Controller[] {
     // ---- docker runtime (src/agent/runtime): runs this host's scheduled containers. Keep it last, so the
     // metadata/DNS the containers use is in place before they start.
     ...(deps.dockerRuntime ? [runtimeController(deps.dockerRuntime)] : []),
+    ...(deps.health ? [deps.health] : []),
   ];
 }
