@@ -16,7 +16,7 @@ import { writeFileAtomic } from '../common/atomic-file.js';
 import type { Registry } from 'prom-client';
 import { applyChanges, fullDelta, mergeDeltas, stateFromSnapshot, type EnvState, type StateDelta } from '../model/state.js';
 import { ControlPlaneClient, ServerUnavailableError } from './client.js';
-import { StateStore } from './sync/state-file.js';
+import { PersistError, StateStore } from './sync/state-file.js';
 import { ControllerManager } from './controller/manager.js';
 import type { Controller } from './controller/controller.js';
 import { capabilityController, isController } from './capabilities/adapter.js';
@@ -87,6 +87,8 @@ export class Agent {
   /** What changed since `confirmed`, not yet handed over (a persist or a listener failed). */
   private unconfirmed: StateDelta | undefined;
   private readonly store: StateStore;
+  /** The persisted state's own status (reported as `agent-state`): a full disk shows on the host. */
+  private persistStatus: { failures: number; error?: string; lastSuccess?: string; attempts: number } = { failures: 0, attempts: 0 };
   private readonly runner: ControllerManager;
   private readonly log: Logger;
   private readonly abort = new AbortController();
@@ -237,13 +239,13 @@ export class Agent {
         if (res.snapshot) {
           this.state = stateFromSnapshot(res.revision, res.snapshot);
           this.unconfirmed = fullDelta(res.revision);
-          await this.store.persist(this.state, { replaced: true });
+          await this.persist({ replaced: true });
         } else if (this.state && (res.changes.length || res.environment || res.revision !== this.state.revision || this.unconfirmed)) {
           // Changes after `confirmed`; some may already be in memory (a persist failed after they were
           // applied): upserts and removals of a resource's latest form apply again the same way.
           const delta = applyChanges(this.state, res.revision, res.changes, res.environment);
           this.unconfirmed = this.unconfirmed ? mergeDeltas(this.unconfirmed, delta) : delta;
-          await this.store.persist(this.state, { replaced: false, changes: res.changes, environment: res.environment });
+          await this.persist({ replaced: false, changes: res.changes, environment: res.environment });
         } else if (!this.state) {
           continue;
         } else {
@@ -266,12 +268,44 @@ export class Agent {
         } else if ((err as { status?: number }).status === 401 && this.identity) {
           this.log.error({ err: errorMessage(err) }, 'credentials rejected; will register again if a token was given');
           if (this.opts.registrationToken) this.identity = undefined;
+        } else if (err instanceof PersistError) {
+          this.log.error({ err: err.message, revision: this.confirmed }, 'cannot persist the state: the revision stays where it was; retrying');
+          this.scheduleReport();
         } else {
           this.log.error({ err: errorMessage(err) }, 'sync failed');
         }
         await backoff.wait(signal);
       }
     }
+  }
+
+  private async persist(step: Parameters<StateStore['persist']>[1]): Promise<void> {
+    const st = this.state;
+    if (!st) return;
+    this.persistStatus.attempts++;
+    try {
+      await this.store.persist(st, step);
+    } catch (err) {
+      this.persistStatus.failures++;
+      this.persistStatus.error = errorMessage(err);
+      throw err;
+    }
+    this.persistStatus = { failures: 0, attempts: this.persistStatus.attempts, lastSuccess: new Date().toISOString() };
+  }
+
+  private persistReport(): CapabilityStatus | undefined {
+    const p = this.persistStatus;
+    if (p.attempts === 0) return undefined;
+    const failing = p.failures > 0;
+    return {
+      revision: this.confirmed,
+      ok: !failing,
+      state: failing ? 'degraded' : 'ok',
+      ...(failing && p.error ? { error: p.error, message: `${p.error} (serving revision ${this.confirmed} meanwhile)` } : {}),
+      ...(p.lastSuccess ? { lastSuccess: p.lastSuccess } : {}),
+      attempts: p.attempts,
+      consecutiveFailures: p.failures,
+    };
   }
 
   /** Stores a new metadata token key with the identity (mode 0600); true when it changed. */
@@ -323,6 +357,8 @@ export class Agent {
   private async sendReport(client: ControlPlaneClient): Promise<void> {
     for (const r of this.opts.containerStates?.drainReports() ?? []) this.pending.set(r.id, r);
     const applied: Record<string, CapabilityStatus> = this.runner.statuses();
+    const persisted = this.persistReport();
+    if (persisted) applied['agent-state'] = persisted;
     const key = JSON.stringify(applied);
     const found = this.opts.containerStates?.drainFound?.() ?? [];
     if (key === this.lastReported && this.pending.size === 0 && found.length === 0) return;

@@ -188,12 +188,21 @@ test('a failed persist (a directory in the way) does not skip the revision: appl
     await new Promise((r) => setTimeout(r, 800));
     assert.equal(agent.confirmedRevision(), before, 'the revision does not move past the failed persist');
     assert.equal(readFileSync(out, 'utf8'), 'web\n');
+    // The host shows it: the agent's state store is degraded, with the reason.
+    const hostId = agent.hostId() ?? '';
+    type Applied = Record<string, { ok: boolean; state?: string; error?: string; revision: number }>;
+    const applied = async () => (await t.api<{ applied: Applied }>('GET', `/v1/hosts/${hostId}`)).body.applied;
+    await eventually(async () => (await applied())['agent-state']?.state === 'degraded', 10_000, 'persist failure on the host');
+    const shown = (await applied())['agent-state'];
+    assert.equal(shown?.revision, before);
+    assert.match(shown?.error ?? '', /cannot persist the agent's state .*state\.log/);
 
     rmSync(blocker, { recursive: true });
     await eventually(() => readFileSync(out, 'utf8') === 'cache\nweb\n', 10_000, 'the change applied after the disk came back');
     await eventually(() => agent?.confirmedRevision() === after, 10_000, 'confirmed after the disk came back');
     const onDisk = await loadState(join(dir, 'state.json'));
     assert.equal(onDisk?.revision, after);
+    await eventually(async () => (await applied())['agent-state']?.state === 'ok', 10_000, 'persist ok on the host');
     assert.deepEqual([...(onDisk?.services.values() ?? [])].map((s) => s.name).sort(), ['cache', 'web']);
   } finally {
     await agent?.stop();
