@@ -120,7 +120,8 @@ test('agent metadata and DNS answer what the API holds, per client address', asy
       (await run('dig', ['+short', '+time=1', '+tries=1', '-b', from, '-p', String(dnsPort), '@127.0.0.1', name])).stdout.trim();
     const status = async (name: string, from = '127.0.0.10') =>
       /status: (\w+)/.exec((await run('dig', ['+time=1', '+tries=1', '-b', from, '-p', String(dnsPort), '@127.0.0.1', name])).stdout)?.[1];
-    assert.equal(await dig('db.shop.rancher.internal'), '127.0.0.20');
+    // Serving (running) reaches the agents once the control plane publishes it (its status window, 250 ms).
+    await eventually(async () => (await dig('db.shop.rancher.internal')) === '127.0.0.20', 5000, 'db serving in DNS');
     assert.equal(await dig('database.rancher.internal'), '127.0.0.20');
     assert.equal(await dig('db'), '127.0.0.20', 'short name through the search suffixes');
     assert.equal(await status('cache.shop.rancher.internal'), 'NXDOMAIN', 'not linked: does not exist for web');
