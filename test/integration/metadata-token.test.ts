@@ -1,6 +1,6 @@
 // self/service/token from real agents: keyed with the control plane's secret (delivered to the agents in the
 // watch responses), so a container cannot compute any service's token from what the metadata API shows
-// (the environment uuid, the service uuids); the same on every host, different per service, and the same
+// (the environment uuid, the service uuids); one key on every host, different per service, and the same
 // after an agent restart — even one while the control plane is down. Bounded: about 10 s.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -59,48 +59,61 @@ test('service tokens: secret-keyed, same on every host, per service, stable acro
     await Promise.all(agents.map((a) => a.start()));
     const st = await t.api<{ id: string }>('POST', '/v1/stacks', { name: 'tok', dockerCompose: DC });
     assert.equal(st.status, 201, JSON.stringify(st.body));
+    // Each agent serves the trees of its own host's containers only: find which one serves each address.
+    const servedBy = new Map<string, number>();
     await eventually(async () => {
-      for (let i = 0; i < 2; i++) {
-        const r = await curl(`http://127.0.0.1:${ports[i] as number}/latest/self/service/token`, { from: DB_IP, timeoutS: 5 }).catch(() => undefined);
-        if (r?.status !== 200 || !/^[0-9a-f]{64}$/.test(r.text)) return false;
+      for (const ip of [WEB_IP, DB_IP]) {
+        for (let i = 0; i < 2; i++) {
+          const r = await curl(`http://127.0.0.1:${ports[i] as number}/latest/self/service/token`, { from: ip, timeoutS: 5 }).catch(() => undefined);
+          if (r?.status === 200 && /^[0-9a-f]{64}$/.test(r.text)) servedBy.set(ip, i);
+        }
       }
-      return true;
-    }, 15_000, 'tokens served by both agents');
+      return servedBy.size === 2;
+    }, 15_000, 'tokens served by the agents of the containers');
+    const wi = servedBy.get(WEB_IP) as number;
+    const di = servedBy.get(DB_IP) as number;
+    // The other agent gives that address `default`: no self/service there.
+    const elsewhere = await curl(`http://127.0.0.1:${ports[1 - wi] as number}/latest/self/service/token`, { from: WEB_IP, timeoutS: 5 });
+    assert.equal(elsewhere.status, 404);
 
-    const webToken = await get(0, '/latest/self/service/token', WEB_IP);
-    const dbToken = await get(0, '/latest/self/service/token', DB_IP);
-    const webUuid = await get(0, '/latest/self/service/uuid', WEB_IP);
-    const envUuid = await get(0, '/latest/self/container/environment_uuid', WEB_IP);
+    const webToken = await get(wi, '/latest/self/service/token', WEB_IP);
+    const dbToken = await get(di, '/latest/self/service/token', DB_IP);
+    const webUuid = await get(wi, '/latest/self/service/uuid', WEB_IP);
+    const dbUuid = await get(di, '/latest/self/service/uuid', DB_IP);
+    const envUuid = await get(wi, '/latest/self/container/environment_uuid', WEB_IP);
     assert.match(webToken, /^[0-9a-f]{64}$/);
     // Not computable from what the metadata API exposes.
     assert.notEqual(webToken, serviceToken(envUuid, webUuid));
     assert.notEqual(webToken, serviceToken(envUuid, envUuid));
-    // Per service; the same on the other host.
+    // Per service.
     assert.notEqual(webToken, dbToken);
-    assert.equal(await get(1, '/latest/self/service/token', WEB_IP), webToken);
-    assert.equal(await get(1, '/latest/self/service/token', DB_IP), dbToken);
 
     // The key the agents hold: what the tokens are keyed with, and nowhere in what a container can read.
-    const key = (JSON.parse(readFileSync(join(dirs[0] as string, 'agent.json'), 'utf8')) as { metadataTokenKey?: string }).metadataTokenKey;
+    const keyOf = (i: number): string | undefined =>
+      (JSON.parse(readFileSync(join(dirs[i] as string, 'agent.json'), 'utf8')) as { metadataTokenKey?: string }).metadataTokenKey;
+    const key = keyOf(0);
     assert.ok(key && key.length >= 32, 'the agent keeps the metadata token key with its identity');
+    // The same on every host: both agents hold the one key, and each token is keyed with it.
+    assert.equal(keyOf(1), key);
     assert.equal(webToken, serviceToken(key, webUuid));
+    assert.equal(dbToken, serviceToken(key, dbUuid));
     for (const accept of ['application/json', 'application/yaml', '*/*']) {
       for (const path of ['/latest', '/latest/self/service', '/latest/services', '/2015-07-25/self/service', '/']) {
-        const r = await curl(`http://127.0.0.1:${ports[0] as number}${path}`, { from: WEB_IP, headers: { Accept: accept } });
+        const r = await curl(`http://127.0.0.1:${ports[wi] as number}${path}`, { from: WEB_IP, headers: { Accept: accept } });
         assert.ok(!r.text.includes(key), `${path} (${accept}) shows the key`);
       }
     }
-    const other = (await get(0, '/latest/services', WEB_IP)).split('\n').filter(Boolean).length;
+    const other = (await get(wi, '/latest/services', WEB_IP)).split('\n').filter(Boolean).length;
     assert.ok(other >= 2);
 
-    // Restart agent 0 while the control plane is down: it serves its persisted state with the same tokens.
-    await (agents[0] as Agent).stop();
+    // Restart web's agent while the control plane is down: it serves its persisted state with the same tokens.
+    await (agents[wi] as Agent).stop();
     await t.close();
     serverUp = false;
-    agents[0] = mkAgent(0);
-    await (agents[0] as Agent).start();
-    assert.equal(await get(0, '/latest/self/service/token', WEB_IP), webToken);
-    assert.equal(await get(0, '/latest/self/service/token', DB_IP), dbToken);
+    agents[wi] = mkAgent(wi);
+    await (agents[wi] as Agent).start();
+    assert.equal(await get(wi, '/latest/self/service/token', WEB_IP), webToken);
+    if (di === wi) assert.equal(await get(wi, '/latest/self/service/token', DB_IP), dbToken);
   } finally {
     await Promise.all(agents.map((a) => a.stop().catch(() => undefined)));
     if (serverUp) await t.close();

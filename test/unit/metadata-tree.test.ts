@@ -78,18 +78,21 @@ describe('metadata tree: structure', () => {
     assert.equal(a.latest, a['2016-07-29']);
   });
 
-  it('has a default and one client entry per managed container IP (not removed, previous or host-network ones)', () => {
+  it("has a default and one client entry per managed container IP of this host's containers (not removed, previous or host-network ones)", () => {
     const a = build();
+    const b = build(HOST_B);
     for (const v of METADATA_VERSIONS) {
-      assert.deepEqual(Object.keys(a[v] ?? {}).sort(), [IP_APP, IP_SIDEKICK, IP_DB, IP_STANDALONE, 'default'].sort());
+      // Trees only for this host's containers: the others ask their own agent (were built for every host).
+      assert.deepEqual(Object.keys(a[v] ?? {}).sort(), [IP_APP, IP_SIDEKICK, 'default'].sort());
+      assert.deepEqual(Object.keys(b[v] ?? {}).sort(), [IP_DB, IP_STANDALONE, 'default'].sort());
     }
   });
 
   it('gives every client the top-level keys of default, sharing their values', () => {
-    const a = build();
+    const a = build(HOST_B);
     for (const v of METADATA_VERSIONS) {
       const def = tree(a, v, 'default');
-      for (const ip of [IP_APP, IP_STANDALONE]) {
+      for (const ip of [IP_DB, IP_STANDALONE]) {
         const t = tree(a, v, ip);
         assert.deepEqual(Object.keys(t), Object.keys(def));
         for (const k of Object.keys(def)) if (k !== 'self') assert.equal(t[k], def[k], `${v} ${ip} ${k}`);
@@ -114,12 +117,13 @@ describe('metadata tree: structure', () => {
     const def = tree(a, 'latest', 'default');
     assert.deepEqual(Object.keys(get(def, 'self') as JsonMap), ['host']);
     assert.equal(get(def, 'self', 'host', 'name'), 'host-b');
-    const self = get(tree(a, 'latest', IP_APP), 'self') as JsonMap;
+    const self = get(tree(build(HOST_A), 'latest', IP_APP), 'self') as JsonMap;
     assert.deepEqual(Object.keys(self), ['container', 'host', 'service', 'stack']);
     assert.equal(get(self, 'container', 'primary_ip'), IP_APP);
-    assert.equal(get(self, 'host', 'name'), 'host-a'); // the container's host, not the agent's
+    assert.equal(get(self, 'host', 'name'), 'host-a');
     assert.equal(get(self, 'service', 'name'), 'app');
     assert.equal(get(self, 'stack', 'name'), 'webstack');
+    assert.equal(get(tree(a, 'latest', IP_DB), 'self', 'host', 'name'), 'host-b');
     const solo = get(tree(a, 'latest', IP_STANDALONE), 'self') as JsonMap;
     assert.equal(solo.service, null);
     assert.equal(solo.stack, null);
@@ -288,6 +292,6 @@ describe('metadata tree: services', () => {
     assert.equal(typeof v1, 'string');
     assert.match(String(v1), /^7-[0-9a-f]{16}$/);
     assert.notEqual(v1, v2);
-    for (const v of METADATA_VERSIONS) assert.equal(get(tree(buildMetadataAnswers(st, { hostId: HOST_A }), v, IP_DB), 'version'), v2);
+    for (const v of METADATA_VERSIONS) assert.equal(get(tree(buildMetadataAnswers(st, { hostId: HOST_A }), v, IP_APP), 'version'), v2);
   });
 });
