@@ -151,8 +151,10 @@ export type LbConfig = z.infer<typeof LbConfig>;
 
 export const UpgradeStrategy = z.object({
   startFirst: z.boolean().default(false),
-  batchSize: z.number().int().positive().default(1),
-  intervalMillis: z.number().int().min(0).default(2000),
+  /** Slots replaced per batch; absent: every slot at once. */
+  batchSize: z.number().int().positive().optional(),
+  /** Pause between batches once a batch serves (ms); with batchSize, 2000 when absent (Rancher's default). */
+  intervalMillis: z.number().int().min(0).optional(),
 });
 export type UpgradeStrategy = z.infer<typeof UpgradeStrategy>;
 
@@ -243,6 +245,9 @@ export const ServiceUpgrade = z.object({
   previousLaunchConfig: LaunchConfig,
   previousSecondaryLaunchConfigs: z.array(LaunchConfig),
   strategy: UpgradeStrategy,
+  /** Batched upgrade: the slots of the batch in progress, and the slots still to replace, in order. */
+  batch: z.array(z.number().int()).default([]),
+  remaining: z.array(z.number().int()).default([]),
 });
 
 export const Service = z.object({

@@ -2,7 +2,8 @@
 // agent reports go to the status store (the API shows them at once) and move the environment's revision
 // only when a container starts or stops serving or changes health, coalesced per window; `recreate`
 // replaces an unhealthy container in its slot on the same address, `none` only marks it,
-// `recreateOnQuorum` waits for its quorum. Bound: ~15 s (a 600 ms window, a few dozen requests).
+// `recreateOnQuorum` waits for its quorum; batched upgrades move on when a batch serves. Bound: ~20 s
+// (a 600 ms window, a few dozen requests).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,6 +28,8 @@ interface Ctr {
   exitCode: number | null;
   startCount: number;
   transitioningMessage?: string;
+  generation: string;
+  config: { image: string };
 }
 type Creds = { accessKey: string; secretKey: string };
 type Reply = { status: number; body: { fieldName?: string; message: string } };
@@ -39,6 +42,10 @@ marked:
 healed:
   image: nginx
 quorate:
+  image: nginx
+rolled:
+  image: nginx
+undone:
   image: nginx
 `;
 const RC = `
@@ -56,6 +63,10 @@ quorate:
     port: 80
     strategy: recreateOnQuorum
     recreate_on_quorum_strategy_config: {quorum: 2}
+rolled:
+  scale: 4
+undone:
+  scale: 3
 `;
 
 describe('container status apart from the spec, and health strategies', () => {
@@ -234,20 +245,70 @@ describe('container status apart from the spec, and health strategies', () => {
     assert.equal(now.find((c) => c.serviceIndex === cs[2].serviceIndex)?.id, cs[2].id);
   });
 
-  it('refuses upgrade settings it would ignore, and a quorum strategy without its quorum, naming the field', async () => {
-    const svc = (await api<{ data: { id: string; stackId: string }[] }>('GET', '/v1/services?name=web')).body.data[0];
+  const serviceOf = async (name: string) => {
+    const svc = (await api<{ data: { id: string; stackId: string; state: string }[] }>('GET', `/v1/services?name=${name}`)).body.data[0];
     assert.ok(svc);
+    return svc;
+  };
+  const addresses = (cs: Ctr[]) => cs.map((c) => `${c.serviceIndex}=${c.primaryIpAddress}`).sort();
+
+  it('upgrades in batches: batchSize slots at a time, the next once the batch serves and intervalMillis passed', async () => {
+    const svc = await serviceOf('rolled');
+    const before = await containersOf('rolled');
+    assert.equal(before.length, 4);
+    await report(before.map((c) => ({ id: c.id, state: 'running' })));
+    const up = await api<{ state: string; actions: Record<string, string> }>('POST', `/v1/services/${svc.id}?action=upgrade`, {
+      inServiceStrategy: { launchConfig: { image: 'nginx:2' }, batchSize: 2, intervalMillis: 300 },
+    });
+    assert.equal(up.status, 200, JSON.stringify(up.body));
+    assert.equal(up.body.state, 'upgrading');
+    assert.deepEqual(Object.keys(up.body.actions), ['rollback']);
+    const current = async () => (await containersOf('rolled')).filter((c) => c.generation === 'current');
+    let cur = await current();
+    assert.deepEqual(cur.map((c) => `${c.serviceIndex}:${c.config.image}`), ['1:nginx:2', '2:nginx:2', '3:nginx', '4:nginx']);
+    assert.equal((await api('POST', `/v1/services/${svc.id}?action=finishupgrade`)).status, 409, 'batches remain');
+    // The batch does not serve yet: the upgrade holds.
+    await sleep(800);
+    assert.equal((await serviceOf('rolled')).state, 'upgrading');
+    const t0 = performance.now();
+    await report(cur.filter((c) => c.config.image === 'nginx:2').map((c) => ({ id: c.id, state: 'running' })));
+    await eventually(async () => (await serviceOf('rolled')).state === 'upgraded', 5000, 'second batch');
+    const took = performance.now() - t0;
+    assert.ok(took >= 300, `the next batch waited intervalMillis after the batch served (${took.toFixed(0)} ms)`);
+    cur = await current();
+    assert.deepEqual(cur.map((c) => `${c.serviceIndex}:${c.config.image}`), ['1:nginx:2', '2:nginx:2', '3:nginx:2', '4:nginx:2']);
+    assert.deepEqual(addresses(cur), addresses(before), 'every slot kept its address');
+    assert.equal((await api('POST', `/v1/services/${svc.id}?action=finishupgrade`)).status, 200);
+    assert.equal((await containersOf('rolled')).length, 4, 'the previous generation is gone');
+  });
+
+  it('rolls back a batched upgrade midway: replaced slots go back, the others were never touched', async () => {
+    const svc = await serviceOf('undone');
+    const before = await containersOf('undone');
+    const up = await api('POST', `/v1/services/${svc.id}?action=upgrade`, { inServiceStrategy: { launchConfig: { image: 'nginx:3' }, batchSize: 1 } });
+    assert.equal(up.status, 200, JSON.stringify(up.body));
+    const rb = await api<{ state: string }>('POST', `/v1/services/${svc.id}?action=rollback`);
+    assert.equal(rb.status, 200, JSON.stringify(rb.body));
+    assert.equal(rb.body.state, 'active');
+    const after = await containersOf('undone');
+    assert.deepEqual(after.map((c) => `${c.serviceIndex}:${c.config.image}:${c.generation}`), ['1:nginx:current', '2:nginx:current', '3:nginx:current']);
+    assert.deepEqual(after.map((c) => c.id).slice(1), before.map((c) => c.id).slice(1), 'untouched slots keep their containers');
+    assert.deepEqual(addresses(after), addresses(before));
+  });
+
+  it('refuses startFirst (a slot keeps its address), and a quorum strategy without its quorum, naming the field', async () => {
+    const svc = await serviceOf('web');
     for (const [field, value] of [
-      ['batchSize', 2],
-      ['intervalMillis', 1000],
       ['startFirst', true],
+      ['batchSize', 0],
+      ['intervalMillis', -1],
     ] as const) {
       const r: Reply = await api<Reply['body']>('POST', `/v1/services/${svc.id}?action=upgrade`, {
         inServiceStrategy: { [field]: value },
       });
       assert.equal(r.status, 422, JSON.stringify(r.body));
       assert.match(r.body.fieldName ?? '', new RegExp(field), JSON.stringify(r.body));
-      assert.match(r.body.message, /not supported yet/);
+      if (field === 'startFirst') assert.match(r.body.message, /not supported yet/);
       const c: Reply = await api<Reply['body']>('POST', '/v1/services', {
         stackId: svc.stackId,
         name: `up-${field.toLowerCase()}`,
@@ -266,12 +327,12 @@ describe('container status apart from the spec, and health strategies', () => {
     assert.equal(q.status, 422, JSON.stringify(q.body));
     assert.equal(q.body.fieldName, 'healthCheck.quorum');
     const imp = await api<{ message: string }>('POST', '/v1/stacks', {
-      name: 'batched',
+      name: 'startfirst',
       dockerCompose: 'a:\n  image: nginx\n',
-      rancherCompose: 'a:\n  upgrade_strategy: {batch_size: 2}\n',
+      rancherCompose: 'a:\n  upgrade_strategy: {start_first: true}\n',
     });
     assert.equal(imp.status, 422, JSON.stringify(imp.body));
-    assert.match(imp.body.message, /upgrade_strategy\.batch_size.*not supported/);
+    assert.match(imp.body.message, /upgrade_strategy\.start_first.*not supported/);
     // An upgrade without those settings still works.
     const ok = await api('POST', `/v1/services/${svc.id}?action=upgrade`, { inServiceStrategy: { startFirst: false } });
     assert.equal(ok.status, 200, JSON.stringify(ok.body));

@@ -142,7 +142,7 @@ describe('compose: the Jenkins catalog stack', () => {
       initializingTimeout: 60000,
       strategy: 'recreate',
     });
-    assert.deepEqual(jenkins.upgradeStrategy, { startFirst: false, batchSize: 1, intervalMillis: 2000 }); // defaults: not settable yet
+    assert.deepEqual(jenkins.upgradeStrategy, { startFirst: false, batchSize: 1, intervalMillis: 2000 });
     assert.deepEqual(spec.catalog, {
       name: 'Jenkins',
       version: '2.19.4',
@@ -246,7 +246,7 @@ describe('compose: v2 layout and the supported service keys', () => {
       healthyThreshold: 2,
       unhealthyThreshold: 3,
     });
-    assert.deepEqual(web.upgradeStrategy, { startFirst: false, batchSize: 1, intervalMillis: 2000 });
+    assert.deepEqual(web.upgradeStrategy, { startFirst: false });
   });
 
   it('reads v1 net, log_driver/log_opt, stringified environment values and the global label', () => {
@@ -501,9 +501,9 @@ describe('compose: errors name the file, the service and the field', () => {
       { dockerCompose: dc, rancherCompose: 'web: {health_check: {port: 80, strategy: recreateOnQuorum, recreate_on_quorum_strategy_config: {quorum: 0}}}\n' },
       'field "health_check.recreate_on_quorum_strategy_config.quorum": expected an integer ≥ 1, got 0',
     );
-    // Stored-but-ignored upgrade settings are refused by name until upgrades honour them.
-    rejects({ dockerCompose: dc, rancherCompose: 'web: {upgrade_strategy: {batch_size: 2}}\n' }, 'field "upgrade_strategy.batch_size": "batch_size" is not supported by drover yet', 'UnsupportedComposeKey');
-    rejects({ dockerCompose: dc, rancherCompose: 'web: {upgrade_strategy: {interval_millis: 2000}}\n' }, 'field "upgrade_strategy.interval_millis": "interval_millis" is not supported by drover yet', 'UnsupportedComposeKey');
+    rejects({ dockerCompose: dc, rancherCompose: 'web: {upgrade_strategy: {batch_size: 0}}\n' }, 'field "upgrade_strategy.batch_size": expected an integer between 1 and 1000, got 0');
+    rejects({ dockerCompose: dc, rancherCompose: 'web: {upgrade_strategy: {interval_millis: -1}}\n' }, 'field "upgrade_strategy.interval_millis": expected an integer');
+    // start_first would be ignored (a slot's address has one holder): refused by name.
     rejects({ dockerCompose: dc, rancherCompose: 'web: {upgrade_strategy: {start_first: true}}\n' }, 'field "upgrade_strategy.start_first": "start_first: true" is not supported by drover yet', 'UnsupportedComposeKey');
     rejects({ dockerCompose: dc, rancherCompose: 'web: {external_ips: [10.0.0.1]}\n' }, 'field "external_ips": "external_ips" applies to external services only');
     rejects({ dockerCompose: dc, rancherCompose: 'web: {metadata: [a]}\n' }, 'field "metadata": expected a map, got a list');

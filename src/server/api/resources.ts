@@ -51,7 +51,7 @@ export const SERVICE: ResourceDef = {
   collection: 'services',
   hide: (d) => ({ ...d, type: d.kind }),
   actions: (d) => {
-    if (d.upgrade) return ['finishupgrade', 'rollback'];
+    if (d.upgrade) return d.state === 'upgrading' ? ['rollback'] : ['finishupgrade', 'rollback'];
     const runs = d.kind === 'service' || d.kind === 'loadBalancerService';
     const base = [d.state === 'inactive' ? 'activate' : 'deactivate', 'setservicelinks'];
     return runs && d.state === 'active' ? [...base, 'upgrade'] : base;

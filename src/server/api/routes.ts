@@ -40,6 +40,7 @@ import {
   setServiceActive,
   setServiceLinks,
   upgrade,
+  UpgradeDriver,
 } from '../domain/services.js';
 import {
   adoptContainer,
@@ -127,6 +128,8 @@ export function buildRouter(deps: RouteDeps): Router {
     coalesceMs: deps.statusCoalesceMs ?? 250,
     exclusive: (fn) => offload.exclusive(fn),
   });
+  // Batched upgrades move on when a batch serves (reported status) and its interval has passed.
+  new UpgradeDriver(store, { exclusive: (fn) => offload.exclusive(fn) });
 
   r.get('/version', (ctx) => {
     ctx.body = { type: 'version', version: VERSION, apiVersion: 'v1' };
@@ -326,8 +329,12 @@ export function buildRouter(deps: RouteDeps): Router {
         return send(ctx, R.SERVICE, setServiceActive(store, id, a === 'activate'));
       case 'upgrade': {
         const b = parseBody(ctx, S.ServiceUpgrade).inServiceStrategy;
-        // batchSize, intervalMillis and startFirst: true are refused by the schema (not implemented yet).
-        const strategy = b.startFirst !== undefined ? { startFirst: b.startFirst } : {};
+        // startFirst: true is refused by the schema (a slot's address is held by one container at a time).
+        const strategy = {
+          ...(b.startFirst !== undefined ? { startFirst: b.startFirst } : {}),
+          ...(b.batchSize !== undefined ? { batchSize: b.batchSize } : {}),
+          ...(b.intervalMillis !== undefined ? { intervalMillis: b.intervalMillis } : {}),
+        };
         return send(
           ctx,
           R.SERVICE,

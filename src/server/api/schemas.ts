@@ -74,22 +74,18 @@ export const StackAddServices = z.strictObject({
 });
 
 /**
- * An upgrade replaces every container at once, the old ones stopped first: starting the new ones first,
- * batches and the pause between them are not implemented yet, so they are refused by name (422), never
- * stored and ignored.
+ * An upgrade replaces `batchSize` slots at a time (all at once without it), `intervalMillis` apart once a
+ * batch serves, stopping a slot's old container first: a slot's address cannot be held by two containers,
+ * so `startFirst: true` is refused (422), never stored and ignored.
  */
-const notYet = (what: string) =>
-  z.undefined({ error: `${what} is not supported yet (an upgrade replaces every container at once, stopping the old ones first)` }).optional();
 const startFirstFalse = z
   .boolean()
-  .refine((v) => !v, { message: 'startFirst: true is not supported yet (an upgrade stops the old containers first)' });
+  .refine((v) => !v, { message: 'startFirst: true is not supported yet (a slot keeps its address, so the old container stops first)' });
+const batchSize = z.number().int().positive().max(LIMITS.maxScale);
+const intervalMillis = z.number().int().min(0).max(86_400_000);
 const UpgradeStrategyInput = z
-  .strictObject({
-    startFirst: startFirstFalse.optional(),
-    batchSize: notYet('batchSize'),
-    intervalMillis: notYet('intervalMillis'),
-  })
-  .transform(() => UpgradeStrategy.parse({ startFirst: false }));
+  .strictObject({ startFirst: startFirstFalse.optional(), batchSize: batchSize.optional(), intervalMillis: intervalMillis.optional() })
+  .transform((v) => UpgradeStrategy.parse({ ...v, startFirst: false }));
 
 /**
  * POST /v1/services: the service's own fields as the model defines them, plus what only input has
@@ -125,8 +121,8 @@ export const ServiceUpgrade = z.strictObject({
     launchConfig: LaunchConfig.optional(),
     secondaryLaunchConfigs: z.array(LaunchConfig).max(LIMITS.maxList).optional(),
     startFirst: startFirstFalse.optional(),
-    batchSize: notYet('batchSize'),
-    intervalMillis: notYet('intervalMillis'),
+    batchSize: batchSize.optional(),
+    intervalMillis: intervalMillis.optional(),
   }),
 });
 

@@ -140,8 +140,10 @@ function lbConfigOut(lb: LbConfig): Out {
 }
 
 function upgradeStrategyOut(u: UpgradeStrategy): Out {
-  // Only what an upgrade honours (batch_size and interval_millis are rejected at import).
-  return { start_first: u.startFirst };
+  const out: Out = { start_first: u.startFirst };
+  put(out, 'batch_size', u.batchSize);
+  put(out, 'interval_millis', u.intervalMillis);
+  return out;
 }
 
 function rancherService(svc: ServiceSpec): Out {

@@ -218,23 +218,22 @@ function parseLbConfig(w: Where, f: string, value: unknown): LbConfigT {
 }
 
 /**
- * An upgrade replaces every container of the service at once, stopping the old ones first: that is
- * `start_first: false`. Starting the new ones first, batches and the pause between them are not
- * implemented yet, so they are rejected by name rather than stored and ignored.
+ * An upgrade replaces `batch_size` slots at a time (all at once without it), waiting `interval_millis`
+ * after each batch serves, and stops a slot's old container before starting its new one: a slot's address
+ * cannot be held by two containers, so `start_first: true` is refused by name rather than ignored.
  */
 function parseUpgradeStrategy(w: Where, f: string, value: unknown): UpgradeStrategyT {
   const m = asMap(w, f, value);
-  for (const key of ['batch_size', 'interval_millis']) {
-    if (m[key] !== undefined) {
-      fail(w, sub(f, key), `"${key}" is not supported by drover yet (an upgrade replaces every container at once)`, 'UnsupportedComposeKey');
-    }
-  }
-  checkKeys(w, f, m, ['start_first']);
+  checkKeys(w, f, m, ['start_first', 'batch_size', 'interval_millis']);
   const startFirst = m.start_first === undefined || m.start_first === null ? false : asBool(w, sub(f, 'start_first'), m.start_first);
   if (startFirst) {
-    fail(w, sub(f, 'start_first'), '"start_first: true" is not supported by drover yet (an upgrade stops the old containers first)', 'UnsupportedComposeKey');
+    fail(w, sub(f, 'start_first'), '"start_first: true" is not supported by drover yet (a slot keeps its address, so the old container stops first)', 'UnsupportedComposeKey');
   }
-  return UpgradeStrategy.parse({ startFirst });
+  return UpgradeStrategy.parse({
+    startFirst,
+    ...rename(opt(m, 'batch_size', (v) => asInt(w, sub(f, 'batch_size'), v, 1, LIMITS.maxScale)), 'batchSize'),
+    ...rename(opt(m, 'interval_millis', (v) => asInt(w, sub(f, 'interval_millis'), v, 0, 86_400_000)), 'intervalMillis'),
+  });
 }
 
 function parseExternalIps(w: Where, f: string, value: unknown): string[] {

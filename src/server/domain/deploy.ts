@@ -348,23 +348,52 @@ export function recreateUnit(tx: Tx, ctx: DeployContext, s: Service, index: numb
   return created;
 }
 
-/** Upgrade: current containers become the 'previous' generation (stopped, kept); new ones take their slots. */
-export function upgradeService(tx: Tx, ctx: DeployContext, s: Service): void {
-  const old = unitsOf(ctx, s, 'current');
-  for (const u of old.values()) {
+/**
+ * Upgrade: the current containers of the given slots become the 'previous' generation (stopped, kept for
+ * a rollback); new ones take their slots (same host and addresses). Unplaced ones are made by reconcile.
+ */
+function upgradeSlots(tx: Tx, ctx: DeployContext, s: Service, slots: number[]): void {
+  const current = unitsOf(ctx, s, 'current');
+  const units = slots.flatMap((i) => current.get(i) ?? []);
+  for (const u of units) {
     for (const c of u.containers) {
       c.generation = 'previous';
       c.desiredState = 'stopped';
       tx.put('container', c);
     }
   }
-  for (const u of [...old.values()].sort((a, b) => a.index - b.index)) {
-    if (!u.hostId) continue;
-    createUnit(tx, ctx, s, u.index, u.hostId, u.deploymentUnitUuid);
-  }
+  for (const u of units) if (u.hostId) createUnit(tx, ctx, s, u.index, u.hostId, u.deploymentUnitUuid);
   tx.put('service', s);
   reconcileService(tx, ctx, s);
 }
+
+/**
+ * Starts an upgrade (the service's `upgrade` is set): every slot at once, or with a `batchSize` the first
+ * batch, the service staying `upgrading` until `advanceUpgrade` has replaced the rest.
+ */
+export function upgradeService(tx: Tx, ctx: DeployContext, s: Service): void {
+  const slots = [...unitsOf(ctx, s, 'current').keys()].sort((a, b) => a - b);
+  const size = s.upgrade?.strategy.batchSize;
+  if (!s.upgrade || size === undefined || size >= slots.length) {
+    if (s.upgrade) s.upgrade = { ...s.upgrade, batch: slots, remaining: [] };
+    upgradeSlots(tx, ctx, s, slots);
+    return;
+  }
+  s.upgrade = { ...s.upgrade, batch: slots.slice(0, size), remaining: slots.slice(size) };
+  s.state = 'upgrading';
+  upgradeSlots(tx, ctx, s, s.upgrade.batch);
+}
+
+/** The next batch of a batched upgrade; the service is `upgraded` once no slot remains. */
+export function advanceUpgrade(tx: Tx, ctx: DeployContext, s: Service): void {
+  if (!s.upgrade || s.upgrade.remaining.length === 0) return;
+  const size = s.upgrade.strategy.batchSize ?? s.upgrade.remaining.length;
+  const batch = s.upgrade.remaining.slice(0, size);
+  s.upgrade = { ...s.upgrade, batch, remaining: s.upgrade.remaining.slice(size) };
+  if (s.upgrade.remaining.length === 0) s.state = 'upgraded';
+  upgradeSlots(tx, ctx, s, batch);
+}
+
 
 export function finishUpgrade(tx: Tx, ctx: DeployContext, s: Service): void {
   for (const u of unitsOf(ctx, s, 'previous').values()) removeUnit(tx, ctx, s, u, false);
@@ -372,7 +401,8 @@ export function finishUpgrade(tx: Tx, ctx: DeployContext, s: Service): void {
 
 export function rollbackService(tx: Tx, ctx: DeployContext, s: Service): void {
   const prev = unitsOf(ctx, s, 'previous');
-  for (const u of unitsOf(ctx, s, 'current').values()) removeUnit(tx, ctx, s, u, !prev.has(u.index));
+  // Only the replaced slots go back; slots a batched upgrade had not reached yet still run the old config.
+  for (const u of unitsOf(ctx, s, 'current').values()) if (prev.has(u.index)) removeUnit(tx, ctx, s, u, false);
   for (const u of prev.values()) {
     for (const c of u.containers) {
       c.generation = 'current';

@@ -14,6 +14,7 @@ import {
 import { ConflictError, NotFoundError, ValidationError } from '../../common/errors.js';
 import type { ServiceSpec } from '../compose/spec.js';
 import {
+  advanceUpgrade,
   finishUpgrade,
   loadDeployContext,
   reconcileService,
@@ -26,7 +27,8 @@ import {
 import { releaseOwnersWithPrefix } from '../ipam/allocate.js';
 import { isGlobal } from '../scheduling/constraints.js';
 import { API_LB_FIELDS, resolveLbConfig } from './lb-config.js';
-import { getStatus, type HealthTransition } from './status.js';
+import { getStatus, isChecked, type HealthTransition } from './status.js';
+import { isServing } from '../../model/liveness.js';
 
 export const SERVICE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$/;
 
@@ -156,6 +158,8 @@ export function upgrade(store: Store, id: string, input: UpgradeInput): Service 
       previousLaunchConfig: s.launchConfig as LaunchConfig,
       previousSecondaryLaunchConfigs: s.secondaryLaunchConfigs,
       strategy: UpgradeStrategy.parse({ ...(s.upgradeStrategy ?? {}), ...(input.strategy ?? {}) }),
+      batch: [],
+      remaining: [],
     };
     s.launchConfig = lc;
     s.secondaryLaunchConfigs = secondary;
@@ -170,6 +174,9 @@ export function upgrade(store: Store, id: string, input: UpgradeInput): Service 
 export function finishUpgradeService(store: Store, id: string): Service {
   return withService(store, id, (tx, s, stack) => {
     if (!s.upgrade) throw new ConflictError('NotUpgraded', `"${s.name}" has no upgrade to finish`);
+    if (s.upgrade.remaining.length) {
+      throw new ConflictError('UpgradeInProgress', `"${s.name}" is upgrading: ${s.upgrade.remaining.length} slots remain (wait, or roll back)`);
+    }
     const env = tx.store.mustGet('environment', s.environmentId);
     finishUpgrade(tx, loadDeployContext(tx, env, stack), s);
     // Sidekicks the upgrade dropped are gone for good now: so are their slots' addresses.
@@ -321,5 +328,93 @@ export function checkHealthCheck(h: Service['healthCheck'], field = 'healthCheck
   }
   if (h.quorum !== undefined && h.strategy !== 'recreateOnQuorum') {
     throw new ValidationError('InvalidOption', 'quorum applies only to strategy recreateOnQuorum', `${field}.quorum`);
+  }
+}
+
+// ---- batched upgrades ----------------------------------------------------------------------------
+
+/** Rancher's pause between batches when a batch size is given without one. */
+export const DEFAULT_BATCH_INTERVAL_MS = 2000;
+
+/**
+ * Moves batched upgrades along: when every container of a service's batch in progress serves (running,
+ * and healthy under a health check — as reported to the status store), it waits the strategy's
+ * `intervalMillis`, then replaces the next batch. A batch that never serves holds the upgrade (roll back
+ * to undo it). Runs its writes through `exclusive` (one writer at a time).
+ */
+export class UpgradeDriver {
+  private readonly timer: NodeJS.Timeout;
+  private readonly servingSince = new Map<string, { batch: string; at: number }>();
+  private running = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly opts: { tickMs?: number; exclusive?: <T>(fn: () => Promise<T>) => Promise<T>; onError?: (err: unknown) => void } = {},
+  ) {
+    this.timer = setInterval(() => this.tick(), opts.tickMs ?? 200);
+    this.timer.unref();
+    store.once('close', () => this.close());
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+
+  private tick(): void {
+    if (this.running || !this.store.db.open) return;
+    const ids = (
+      this.store
+        .statement('upgrade:batched', () => "SELECT id FROM services WHERE json_array_length(data, '$.upgrade.remaining') > 0")
+        .all() as { id: string }[]
+    ).map((r) => r.id);
+    if (ids.length === 0) {
+      this.servingSince.clear();
+      return;
+    }
+    this.running = true;
+    const run = () => Promise.resolve(this.step(ids));
+    (this.opts.exclusive ? this.opts.exclusive(run) : run())
+      .catch((err: unknown) => this.opts.onError?.(err))
+      .finally(() => (this.running = false));
+  }
+
+  /** One pass over the services with batches left; returns how many advanced. */
+  step(ids: string[], now = Date.now()): number {
+    let advanced = 0;
+    for (const id of ids) {
+      if (!this.store.db.open) break;
+      const s = this.store.get('service', id);
+      if (!s?.upgrade || s.upgrade.remaining.length === 0 || s.state !== 'upgrading') continue;
+      const stack = this.store.get('stack', s.stackId);
+      const env = this.store.get('environment', s.environmentId);
+      if (!stack || !env) continue;
+      const inBatch = new Set(s.upgrade.batch);
+      const batch = this.store
+        .list('container', { service_id: s.id })
+        .filter((c) => c.generation === 'current' && c.serviceIndex !== null && inBatch.has(c.serviceIndex));
+      const serving =
+        batch.length > 0 &&
+        batch.every((c) => {
+          const st = getStatus(this.store, c.id);
+          return st !== undefined && isServing(st, isChecked(this.store, c));
+        });
+      const key = batch.map((c) => c.id).join(',');
+      if (!serving) {
+        this.servingSince.delete(id);
+        continue;
+      }
+      const since = this.servingSince.get(id);
+      if (!since || since.batch !== key) {
+        this.servingSince.set(id, { batch: key, at: now });
+        if ((s.upgrade.strategy.intervalMillis ?? DEFAULT_BATCH_INTERVAL_MS) > 0) continue;
+      } else if (now - since.at < (s.upgrade.strategy.intervalMillis ?? DEFAULT_BATCH_INTERVAL_MS)) continue;
+      this.servingSince.delete(id);
+      this.store.tx((tx) => {
+        const cur = tx.store.mustGet('service', id);
+        advanceUpgrade(tx, loadDeployContext(tx, env, stack), cur);
+      });
+      advanced++;
+    }
+    return advanced;
   }
 }
