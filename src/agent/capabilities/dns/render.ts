@@ -4,7 +4,7 @@
 // artefact means a full build.
 import type { EnvState, StateDelta } from '../../../model/state.js';
 import type { DnsData } from '../../../dns/data.js';
-import { buildDnsData } from '../../../dns/view.js';
+import { buildDnsData, updateDnsData } from '../../../dns/view.js';
 import type { HostContext } from '../capability.js';
 
 export interface DnsRenderOptions {
@@ -19,7 +19,7 @@ export function renderDns(
   host: HostContext,
   opts: DnsRenderOptions = {},
 ): DnsData {
-  void previous;
-  void delta;
-  return buildDnsData(state, { hostId: host.hostId, ...(opts.ttl !== undefined ? { ttl: opts.ttl } : {}) });
+  const o = { hostId: host.hostId, ...(opts.ttl !== undefined ? { ttl: opts.ttl } : {}) };
+  // O(change): the name tables of what the delta touched (full build on delta.full and when it must).
+  return previous === undefined ? buildDnsData(state, o) : updateDnsData(previous, state, delta, o);
 }
