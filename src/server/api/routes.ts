@@ -129,7 +129,7 @@ export function buildRouter(deps: RouteDeps): Router {
     exclusive: (fn) => offload.exclusive(fn),
   });
   // Batched upgrades move on when a batch serves (reported status) and its interval has passed.
-  new UpgradeDriver(store, { exclusive: (fn) => offload.exclusive(fn) });
+  const upgrades = new UpgradeDriver(store, { exclusive: (fn) => offload.exclusive(fn) });
 
   r.get('/version', (ctx) => {
     ctx.body = { type: 'version', version: VERSION, apiVersion: 'v1' };
@@ -335,6 +335,7 @@ export function buildRouter(deps: RouteDeps): Router {
           ...(b.batchSize !== undefined ? { batchSize: b.batchSize } : {}),
           ...(b.intervalMillis !== undefined ? { intervalMillis: b.intervalMillis } : {}),
         };
+        upgrades.poke();
         return send(
           ctx,
           R.SERVICE,

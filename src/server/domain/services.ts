@@ -346,6 +346,8 @@ export class UpgradeDriver {
   private readonly timer: NodeJS.Timeout;
   private readonly servingSince = new Map<string, { batch: string; at: number }>();
   private running = false;
+  /** Whether a batched upgrade may be in progress (set at start and by `poke`): idle, nothing is queried. */
+  private active = true;
 
   constructor(
     private readonly store: Store,
@@ -360,8 +362,13 @@ export class UpgradeDriver {
     clearInterval(this.timer);
   }
 
+  /** An upgrade started: look for batches again. */
+  poke(): void {
+    this.active = true;
+  }
+
   private tick(): void {
-    if (this.running || !this.store.db.open) return;
+    if (!this.active || this.running || !this.store.db.open) return;
     const ids = (
       this.store
         .statement('upgrade:batched', () => "SELECT id FROM services WHERE json_array_length(data, '$.upgrade.remaining') > 0")
@@ -369,6 +376,7 @@ export class UpgradeDriver {
     ).map((r) => r.id);
     if (ids.length === 0) {
       this.servingSince.clear();
+      this.active = false;
       return;
     }
     this.running = true;
