@@ -88,6 +88,14 @@ test('docker runtime on a real dockerd', { skip: skip ? `skipped: ${skip}` : fal
       const sv = svc.find((x) => x.stackId === st?.id);
       return sv ? (await records()).filter((c) => c.serviceId === sv.id) : [];
     };
+    /** On a timeout, says what there was (records, docker, the runtime's status). */
+    const explained = async <T>(wait: () => Promise<T>, now: () => Promise<unknown>): Promise<T> => {
+      try {
+        return await wait();
+      } catch (err) {
+        throw new Error(`${err instanceof Error ? err.message : String(err)}; now: ${JSON.stringify(await now().catch((e: unknown) => String(e)))}`);
+      }
+    };
     const running = (cs: Rec[]) => cs.length > 0 && cs.every((c) => c.state === 'running' && c.externalId);
 
     // A container drover must never touch: no labels.
@@ -227,12 +235,20 @@ test('docker runtime on a real dockerd', { skip: skip ? `skipped: ${skip}` : fal
         `  labels:\n    io.rancher.container.start_once: 'true'\n`;
       const r = await api('POST', '/v1/stacks', { name: 'vols', dockerCompose: compose });
       assert.equal(r.status, 201, JSON.stringify(r.body));
-      const [primary, seed] = await waitFor(async () => {
-        const x = await serviceRecords('vols', 'app');
-        const p = x.find((c) => c.launchConfigName === '');
-        const sk = x.find((c) => c.launchConfigName === 'seed');
-        return p?.state === 'running' && sk?.state === 'stopped' && sk.exitCode === 0 ? ([p, sk] as const) : undefined;
-      }, WAIT, 'primary running, seed done');
+      const [primary, seed] = await explained(
+        () =>
+          waitFor(async () => {
+            const x = await serviceRecords('vols', 'app');
+            const p = x.find((c) => c.launchConfigName === '');
+            const sk = x.find((c) => c.launchConfigName === 'seed');
+            return p?.state === 'running' && sk?.state === 'stopped' && sk.exitCode === 0 ? ([p, sk] as const) : undefined;
+          }, WAIT, 'primary running, seed done'),
+        async () => ({
+          records: (await serviceRecords('vols', 'app')).map((c) => [c.name, c.state, c.exitCode, c.externalId?.slice(0, 12), c.transitioningMessage]),
+          docker: (await dockerOurs()).filter((c) => c.Labels['io.rancher.stack.name'] === 'vols').map((c) => [c.Names[0], c.State, c.Status]),
+          runtime: rt?.status(),
+        }),
+      );
       const p = await inspect(primary.externalId as string);
       const sk = await inspect(seed.externalId as string);
       assert.ok(p && sk);
