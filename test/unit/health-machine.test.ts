@@ -205,6 +205,27 @@ test('targets: updates touch only what the delta names (a service change re-deri
   assert.equal(set.size, 99);
 });
 
+test('targets: the runtime\'s report that comes before the health controller has the state still counts', () => {
+  // The runtime can start a container (and report it running) from a state the health controller has not
+  // been handed yet; the document itself says running only once the container serves (healthy).
+  const s1 = svc('1s1', { port: 80 });
+  const st = stateWith([s1], []);
+  const set = new TargetSet();
+  assert.deepEqual(set.observe(undefined, '1i1', { state: 'running', startCount: 1, externalId: 'd1' }), { upserts: [], removes: [] });
+  set.update(st, fullDelta(1), '1h1');
+  assert.deepEqual(set.observe(st, '1i2', { state: 'running', startCount: 1, externalId: 'd2' }), { upserts: [], removes: [] }, 'not in the state yet');
+  const d = applyChanges(st, 2, [
+    { op: 'upsert', kind: 'container', id: '1i1', data: ctr('1i1', '1s1', { state: 'starting' }) },
+    { op: 'upsert', kind: 'container', id: '1i2', data: ctr('1i2', '1s1', { state: 'starting' }) },
+  ]);
+  const ch = set.update(st, d, '1h1');
+  assert.deepEqual(ch.upserts.map((t) => [t.id, t.running, t.incarnation]), [['1i1', true, 'd1'], ['1i2', true, 'd2']]);
+  // Removed from the state: the observation goes with it.
+  set.update(st, applyChanges(st, 3, [{ op: 'remove', kind: 'container', id: '1i1' }]), '1h1');
+  set.update(st, applyChanges(st, 4, [{ op: 'upsert', kind: 'container', id: '1i1', data: ctr('1i1', '1s1', { state: 'starting' }) }]), '1h1');
+  assert.equal(set.get('1i1')?.running, false);
+});
+
 // ---- checker scheduling (fake timers, fake probe) ----------------------------------------------
 
 class FakeTimers implements Timers {

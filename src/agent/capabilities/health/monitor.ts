@@ -128,7 +128,8 @@ export class HealthMonitor {
     for (const r of runtime) {
       if (r.state === 'removed') this.lastRuntime.delete(r.id);
       else this.lastRuntime.set(r.id, r);
-      if (this.state) this.apply(this.targets.observe(this.state, r.id, { state: r.state, startCount: r.startCount, externalId: r.externalId }));
+      // Kept even before this controller has a state: the runtime may have acted on one it has not yet.
+      this.apply(this.targets.observe(this.state, r.id, { state: r.state, startCount: r.startCount, externalId: r.externalId }));
     }
     const out: ContainerReport[] = [];
     for (const r of runtime) {

@@ -114,24 +114,31 @@ export class TargetSet {
         this.derive(state, c.id, out);
       }
       for (const id of [...this.targets.keys()]) if (!seen.has(id)) this.drop(id, out);
-      for (const id of [...this.observed.keys()]) if (!seen.has(id)) this.observed.delete(id);
       return out;
     }
     const ids = new Set<string>();
     for (const t of delta.touched) {
-      if (t.kind === 'container') ids.add(t.id);
+      if (t.kind === 'container') {
+        ids.add(t.id);
+        if (t.op === 'remove') this.observed.delete(t.id);
+      }
       else if (t.kind === 'service') for (const id of this.byService.get(t.id) ?? []) ids.add(id);
     }
     for (const id of ids) this.derive(state, id, out);
     return out;
   }
 
-  /** What this host's runtime reported for a container; returns the target change it makes, if any. */
-  observe(state: EnvState, id: string, o: Observed): TargetChanges {
+  /**
+   * What this host's runtime reported for a container; returns the target change it makes, if any.
+   * Kept even when the container is not in the state this set has seen yet (the runtime may act on a
+   * state before the health controller gets it): it applies once the state has the container. Forgotten
+   * on the runtime's `removed` report or when the state removes the container.
+   */
+  observe(state: EnvState | undefined, id: string, o: Observed): TargetChanges {
     const out: TargetChanges = { upserts: [], removes: [] };
     if (o.state === 'removed') this.observed.delete(id);
     else this.observed.set(id, o);
-    this.derive(state, id, out);
+    if (state) this.derive(state, id, out);
     return out;
   }
 
@@ -155,7 +162,6 @@ export class TargetSet {
         this.serviceOf.delete(id);
       }
     }
-    if (!mine) this.observed.delete(id);
     const t = mine ? targetFor(c, c.serviceId ? state.services.get(c.serviceId) : undefined, this.hostId, this.observed.get(id)) : undefined;
     if (!t) {
       this.drop(id, out);
