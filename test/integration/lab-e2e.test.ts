@@ -133,8 +133,14 @@ test('3-host lab: compose stack on real Docker engines, end to end', { skip: ski
     assert.equal(ip.stdout, byName('web').primaryIpAddress, `metadata self/container/primary_ip: ${ip.stderr}`);
     const svcName = await runInContainer(h1, webDocker, ['wget', '-qO-', 'http://rancher-metadata/latest/self/service/name']);
     assert.equal(svcName.stdout, 'web', `rancher-metadata resolves and answers: ${svcName.stderr}`);
+    // db serves once the control plane has published its running state (coalesced per window), so DNS
+    // may lag the API's record by that window: ask again until it answers, within a bound.
     for (const name of ['db.e2e.rancher.internal', 'database.rancher.internal', 'database']) {
-      const ns = await runInContainer(h1, webDocker, ['nslookup', name]);
+      let ns = await runInContainer(h1, webDocker, ['nslookup', name]);
+      for (let i = 0; i < 30 && !/10\.42\.7\.7/.test(ns.stdout); i++) {
+        await new Promise((r) => setTimeout(r, 500));
+        ns = await runInContainer(h1, webDocker, ['nslookup', name]);
+      }
       assert.match(ns.stdout, /10\.42\.7\.7/, `nslookup ${name} from web:\n${ns.stdout}${ns.stderr}`);
     }
     const hidden = await runInContainer(h1, webDocker, ['nslookup', 'spread.e2e.rancher.internal']);
