@@ -10,8 +10,8 @@
 // the full build is the mean of 5.
 import { HealthCheck } from '../src/model/resources.js';
 import { applyChanges, type Change, type EnvState } from '../src/model/state.js';
-import { buildDnsData, updateCounts, updateDnsData } from '../src/dns/view.js';
-import { buildMetadataAnswers, metadataUpdateCounts, updateMetadataAnswers } from '../src/metadata/tree.js';
+import { buildDnsData, dnsRenderer, updateDnsData } from '../src/dns/view.js';
+import { buildMetadataAnswers, metadataRenderer, updateMetadataAnswers } from '../src/metadata/tree.js';
 import { largeState } from './metadata-state.js';
 
 function arg(name: string, def: number): number {
@@ -77,8 +77,8 @@ for (const scope of ['linked', 'environment'] as const) {
   const clients = dns.clients.size;
   console.log(`${N} containers, ${HOSTS} hosts, DNS scope ${scope}; agent of h0 (${clients} local clients)`);
   console.log(`  full build:   DNS ${mean(dnsFull)} ms, metadata ${mean(mdFull)} ms`);
-  const c0 = { ...updateCounts };
-  const m0 = { ...metadataUpdateCounts };
+  const c0 = { ...dnsRenderer.counts };
+  const m0 = { ...metadataRenderer.counts };
   let rev = st.revision;
   for (const k of [1, 100]) {
     const tDns: number[] = [];
@@ -96,6 +96,6 @@ for (const scope of ['linked', 'environment'] as const) {
     }
     console.log(`  ${String(k).padStart(3)} container${k === 1 ? ' ' : 's'}: DNS ${stats(tDns)}; metadata ${stats(tMd)}`);
   }
-  const fell = updateCounts.full - c0.full + metadataUpdateCounts.full - m0.full;
+  const fell = dnsRenderer.counts.full - c0.full + metadataRenderer.counts.full - m0.full;
   if (fell > 0) console.log(`  (${fell} updates fell back to a full build)`);
 }

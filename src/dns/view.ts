@@ -25,10 +25,12 @@
 // of the addresses whose owner changed, the overlays that name them and the clients whose view changed.
 // A full delta, an environment or stack change, or a client with a search suffix outside the indexed ones
 // renders everything again (buildDnsData). The full build is the same machinery from empty, so both agree.
+import { insertSorted } from '../common/sorted.js';
 import type { Container, Service } from '../model/resources.js';
 import { RANCHER_SERVICES_IP } from '../model/labels.js';
 import { AddressOwners, isListed, isRunningListed, isServingEndpoint } from '../model/serving.js';
 import type { EnvState, StateDelta } from '../model/state.js';
+import { IncrementalRenderer, NeedsFullRender, type RenderIndex } from '../model/incremental.js';
 import { prepareAnswers, type AnswersFile, type PreparedSection, type RecordSpec } from './answers.js';
 import {
   aRecords,
@@ -84,17 +86,6 @@ function containerUpstreams(dns: readonly string[]): Upstream[] {
 
 function setIfAbsent(m: Map<string, NameRecords>, name: string, rec: NameRecords | undefined): void {
   if (rec && !m.has(name) && validName(name)) m.set(name, rec);
-}
-
-function insertSorted<T>(list: T[], x: T, cmp: (a: T, b: T) => number): void {
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (cmp(list[mid]!, x) <= 0) lo = mid + 1;
-    else hi = mid;
-  }
-  list.splice(lo, 0, x);
 }
 
 function removeFrom<T>(list: T[] | undefined, pred: (x: T) => boolean): void {
@@ -162,15 +153,12 @@ interface ViewSlot {
   deps: string[];
 }
 
-/** Thrown inside an update when only a full render can be right (caught by updateDnsData). */
-class NeedsFullRender extends Error {}
-
 /**
  * The environment renderer and everything it built, kept so that a change costs what it touches. Its
  * indexes cover listed containers and non-removed services; its memos are invalidated per service or
  * container by `apply`.
  */
-class DnsIndex {
+class DnsIndex implements RenderIndex<DnsData, BuildDnsOptions> {
   readonly services = new Map<string, Service>();
   readonly stacks = new Map<string, string>();
   readonly containers = new Map<string, Container>();
@@ -708,6 +696,10 @@ class DnsIndex {
     }
   }
 
+  accepts(opts: BuildDnsOptions): boolean {
+    return opts.hostId === this.hostId && (opts.ttl ?? DEFAULT_LOCAL_TTL) === this.ttl;
+  }
+
   // ---- Changes
 
   /** Applies a (non-full) delta to the index and everything built from it. */
@@ -844,52 +836,24 @@ class DnsIndex {
   }
 }
 
-/** The last unexpected error an update fell back from (tests assert there is none). */
-export let lastUpdateError: unknown;
-/** How updates went: applied change by change, or rendered in full (tests and the bench read it). */
-export const updateCounts = { incremental: 0, full: 0 };
-
-/** The renderer kept with the data it built (for updateDnsData). */
-const indexes = new WeakMap<DnsData, DnsIndex>();
+/** DNS data kept with the index that built it, so that updateDnsData applies a delta in place. */
+export const dnsRenderer = new IncrementalRenderer<DnsData, BuildDnsOptions>((state, opts) => {
+  const index = new DnsIndex(state, opts);
+  return { index, artefact: index.data };
+});
 
 /** Renders the environment's DNS data for the agent of one host (or, without hostId, for every host). */
 export function buildDnsData(state: EnvState, opts: BuildDnsOptions = {}): DnsData {
-  const ix = new DnsIndex(state, opts);
-  indexes.set(ix.data, ix);
-  return ix.data;
+  return dnsRenderer.build(state, opts);
 }
 
 /**
  * The next DNS data after `delta` was applied to `state`: only what the touched resources reach is
- * rendered again (see the header). Falls back to buildDnsData for a full delta, an environment or stack
- * change, data it did not build from this very state object, or options that differ.
+ * rendered again (see the header). A full delta, an environment or stack change, data not built from
+ * this very state object, or other options build in full (src/model/incremental.ts).
  */
 export function updateDnsData(prev: DnsData, state: EnvState, delta: StateDelta, opts: BuildDnsOptions = {}): DnsData {
-  const ix = indexes.get(prev);
-  if (
-    delta.full ||
-    delta.environmentChanged ||
-    !ix ||
-    ix.data !== prev ||
-    ix.state !== state ||
-    ix.hostId !== opts.hostId ||
-    ix.ttl !== (opts.ttl ?? DEFAULT_LOCAL_TTL)
-  ) {
-    updateCounts.full++;
-    return buildDnsData(state, opts);
-  }
-  indexes.delete(prev);
-  try {
-    const next = ix.apply(delta);
-    indexes.set(next, ix);
-    updateCounts.incremental++;
-    return next;
-  } catch (err) {
-    // NeedsFullRender, or anything unforeseen: the full render is right by construction (the index is dropped).
-    if (!(err instanceof NeedsFullRender)) lastUpdateError = err;
-    updateCounts.full++;
-    return buildDnsData(state, opts);
-  }
+  return dnsRenderer.update(prev, state, delta, opts);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -22,8 +22,10 @@
 // - `hostname` of a container: its configured hostname, else its name. `primary_mac_address`: null (not
 //   tracked). `network_uuid`: a uuid derived from the environment uuid for managed containers, else null.
 import { createHash, createHmac } from 'node:crypto';
+import { insertSorted, sortedIndex } from '../common/sorted.js';
 import type { Container, Host, LaunchConfig, PortSpec, Service, Stack } from '../model/resources.js';
 import { AddressOwners, isListed } from '../model/serving.js';
+import { IncrementalRenderer, NeedsFullRender, type RenderIndex } from '../model/incremental.js';
 import type { EnvState, StateDelta } from '../model/state.js';
 import { DEFAULT_CLIENT, LATEST_VERSION, markNormalized, type Answers, type JsonMap, type JsonValue, type VersionAnswers } from './answers.js';
 
@@ -117,30 +119,9 @@ type Dirty = Set<string> | 'all';
 
 const has = (d: Dirty, id: string): boolean => d === 'all' || d.has(id);
 
-/** Why an update cannot be applied change by change (caught by updateMetadataAnswers: full build). */
-class NeedsFullBuild extends Error {}
-
-function sortedIndex(list: readonly Container[], c: Container): number {
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (byNameThenUuid(list[mid]!, c) <= 0) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
 function removeSorted(list: Container[], c: Container): void {
-  // Binary search to the first element not before c, then look for the id (names and uuids may repeat).
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (byNameThenUuid(list[mid]!, c) < 0) lo = mid + 1;
-    else hi = mid;
-  }
-  for (let i = lo; i < list.length && byNameThenUuid(list[i]!, c) === 0; i++) {
+  // From the first element not before c, look for the id (names and uuids may repeat).
+  for (let i = sortedIndex(list, c, byNameThenUuid, 'lower'); i < list.length && byNameThenUuid(list[i]!, c) === 0; i++) {
     if (list[i]!.id === c.id) {
       list.splice(i, 1);
       return;
@@ -159,7 +140,7 @@ const unitOrder = (a: Container, b: Container): number => (a.serviceIndex ?? 0) 
  * O(services), not O(containers). Client trees are built for this host's clients only (the owners of their
  * addresses on this host, by the rule of src/model/serving.ts — the one DNS uses).
  */
-class MetaIndex {
+class MetaIndex implements RenderIndex<Answers, MetadataTreeOptions> {
   private readonly seen = new Map<string, Container>();
   private readonly sorted: Container[] = [];
   private readonly byUnit = new Map<string, Container[]>();
@@ -179,6 +160,10 @@ class MetaIndex {
   ) {
     for (const c of state.containers.values()) this.indexContainer(c.id, c);
     this.render('all', 'all');
+  }
+
+  accepts(opts: MetadataTreeOptions): boolean {
+    return opts.hostId === this.opts.hostId && opts.tokenKey === this.opts.tokenKey;
   }
 
   private unitKey(c: Container): string | undefined {
@@ -204,23 +189,16 @@ class MetaIndex {
     if (!c) return;
     this.seen.set(id, c);
     if (!isListedContainer(c)) return;
-    this.sorted.splice(sortedIndex(this.sorted, c), 0, c);
+    insertSorted(this.sorted, c, byNameThenUuid);
     const k = this.unitKey(c);
     if (k !== undefined) {
       let list = this.byUnit.get(k);
       if (!list) this.byUnit.set(k, (list = []));
-      let lo = 0;
-      let hi = list.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (unitOrder(list[mid]!, c) <= 0) lo = mid + 1;
-        else hi = mid;
-      }
-      list.splice(lo, 0, c);
+      insertSorted(list, c, unitOrder);
     }
   }
 
-  /** Applies a non-full delta; throws NeedsFullBuild for what only a full build handles. */
+  /** Applies a non-full delta; throws NeedsFullRender for what only a full build handles. */
   apply(delta: StateDelta): Answers {
     const st = this.state;
     const ctr = new Set<string>();
@@ -272,7 +250,7 @@ class MetaIndex {
           break;
         }
         case 'stack':
-          throw new NeedsFullBuild();
+          throw new NeedsFullRender();
         case 'certificate':
           break;
       }
@@ -599,20 +577,18 @@ class MetaIndex {
   }
 }
 
-const indexes = new WeakMap<Answers, MetaIndex>();
-/** How updates went (tests and the bench read it). */
-export const metadataUpdateCounts = { incremental: 0, full: 0 };
-/** The last unexpected error an update fell back from (tests assert there is none). */
-export let lastMetadataUpdateError: unknown;
+/** Answers kept with the index that built them, so that updateMetadataAnswers applies a delta in place. */
+export const metadataRenderer = new IncrementalRenderer<Answers, MetadataTreeOptions>((state, opts) => {
+  const index = new MetaIndex(state, opts);
+  return { index, artefact: index.answers };
+});
 
 /**
  * Builds the answers (every version, `latest`, a `default` and one entry per address whose owner is a
  * container of this host).
  */
 export function buildMetadataAnswers(state: EnvState, opts: MetadataTreeOptions): Answers {
-  const ix = new MetaIndex(state, opts);
-  indexes.set(ix.answers, ix);
-  return ix.answers;
+  return metadataRenderer.build(state, opts);
 }
 
 /**
@@ -622,30 +598,7 @@ export function buildMetadataAnswers(state: EnvState, opts: MetadataTreeOptions)
  * full delta, an environment or stack change, or answers it did not build from this state.
  */
 export function updateMetadataAnswers(prev: Answers, state: EnvState, delta: StateDelta, opts: MetadataTreeOptions): Answers {
-  const ix = indexes.get(prev);
-  if (
-    delta.full ||
-    delta.environmentChanged ||
-    !ix ||
-    ix.answers !== prev ||
-    ix.state !== state ||
-    ix.opts.hostId !== opts.hostId ||
-    ix.opts.tokenKey !== opts.tokenKey
-  ) {
-    metadataUpdateCounts.full++;
-    return buildMetadataAnswers(state, opts);
-  }
-  indexes.delete(prev);
-  try {
-    const next = ix.apply(delta);
-    indexes.set(next, ix);
-    metadataUpdateCounts.incremental++;
-    return next;
-  } catch (err) {
-    if (!(err instanceof NeedsFullBuild)) lastMetadataUpdateError = err;
-    metadataUpdateCounts.full++;
-    return buildMetadataAnswers(state, opts);
-  }
+  return metadataRenderer.update(prev, state, delta, opts);
 }
 
 /** The top-level values every tree of one version shares. */

@@ -37,7 +37,7 @@ function served(d: DnsData): unknown {
 for (const scope of ['linked', 'stack', 'environment'] as const) {
   for (const hostDnsView of [false, true]) {
     test(`incremental DNS == full build (${scope} scope${hostDnsView ? ', host view' : ''}, 20 environments × 30 changes)`, { timeout: 60_000 }, () => {
-      const before = { ...view.updateCounts };
+      const before = { ...view.dnsRenderer.counts };
       for (let seed = 1; seed <= 20; seed++) {
         const g = new EnvGen(seed * 7919 + scope.length + (hostDnsView ? 1000 : 0), scope, hostDnsView);
         g.initial();
@@ -51,10 +51,10 @@ for (const scope of ['linked', 'stack', 'environment'] as const) {
           d = next;
         }
       }
-      assert.equal(view.lastUpdateError, undefined, `an update fell back on an error: ${String(view.lastUpdateError)}`);
+      assert.equal(view.dnsRenderer.lastError, undefined, `an update fell back on an error: ${String(view.dnsRenderer.lastError)}`);
       // Most steps are applied change by change (stack and environment changes render in full).
-      const inc = view.updateCounts.incremental - before.incremental;
-      const full = view.updateCounts.full - before.full;
+      const inc = view.dnsRenderer.counts.incremental - before.incremental;
+      const full = view.dnsRenderer.counts.full - before.full;
       assert.ok(inc > 4 * full, `incremental ${inc}, full ${full}`);
     });
   }

@@ -14,7 +14,7 @@ import type { JsonMap } from '../../src/metadata/answers.js';
 import { EnvGen } from '../fixtures/gen-env.js';
 
 test('incremental metadata == full build (20 environments × 30 changes, every version and client)', { timeout: 60_000 }, () => {
-  const before = { ...tree.metadataUpdateCounts };
+  const before = { ...tree.metadataRenderer.counts };
   for (let seed = 1; seed <= 20; seed++) {
     const g = new EnvGen(seed * 104729);
     g.initial();
@@ -28,9 +28,9 @@ test('incremental metadata == full build (20 environments × 30 changes, every v
       a = next;
     }
   }
-  assert.equal(tree.lastMetadataUpdateError, undefined, `an update fell back on an error: ${String(tree.lastMetadataUpdateError)}`);
-  const inc = tree.metadataUpdateCounts.incremental - before.incremental;
-  const full = tree.metadataUpdateCounts.full - before.full;
+  assert.equal(tree.metadataRenderer.lastError, undefined, `an update fell back on an error: ${String(tree.metadataRenderer.lastError)}`);
+  const inc = tree.metadataRenderer.counts.incremental - before.incremental;
+  const full = tree.metadataRenderer.counts.full - before.full;
   assert.ok(inc > 4 * full, `incremental ${inc}, full ${full}`);
 });
 
