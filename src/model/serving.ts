@@ -43,9 +43,8 @@ export function canOwnAddress(c: Container): c is Container & { primaryIpAddress
 
 /** True when `a` wins the address over `b` (running first, then newest `created`, then highest id). */
 export function ownsBefore(a: Container, b: Container): boolean {
-  const ra = a.state === 'running' ? 1 : 0;
-  const rb = b.state === 'running' ? 1 : 0;
-  if (ra !== rb) return ra > rb;
+  const ra = runs(a);
+  if (ra !== runs(b)) return ra;
   if (a.created !== b.created) return a.created > b.created;
   return a.id > b.id;
 }
