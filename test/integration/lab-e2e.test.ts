@@ -136,12 +136,11 @@ test('3-host lab: compose stack on real Docker engines, end to end', { skip: ski
     // db serves once the control plane has published its running state (coalesced per window), so DNS
     // may lag the API's record by that window: ask again until it answers, within a bound.
     for (const name of ['db.e2e.rancher.internal', 'database.rancher.internal', 'database']) {
-      let ns = await runInContainer(h1, webDocker, ['nslookup', name]);
-      for (let i = 0; i < 30 && !/10\.42\.7\.7/.test(ns.stdout); i++) {
-        await new Promise((r) => setTimeout(r, 500));
-        ns = await runInContainer(h1, webDocker, ['nslookup', name]);
-      }
-      assert.match(ns.stdout, /10\.42\.7\.7/, `nslookup ${name} from web:\n${ns.stdout}${ns.stderr}`);
+      await waitFor(async () => {
+        const ns = await runInContainer(h1, webDocker, ['nslookup', name]);
+        assert.match(ns.stdout, /10\.42\.7\.7/, `nslookup ${name} from web:\n${ns.stdout}${ns.stderr}`);
+        return true;
+      }, 15_000, `${name} resolving to db's address`);
     }
     const hidden = await runInContainer(h1, webDocker, ['nslookup', 'spread.e2e.rancher.internal']);
     assert.doesNotMatch(hidden.stdout, /Address:?\s+10\.42\./, 'not linked → not resolvable (linked scope)');
