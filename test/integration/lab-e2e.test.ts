@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { labUnavailable, runInContainer, startLab, waitFor, type Lab, type LabHost } from '../lab/lab.js';
-import { startDrover, type ControlPlane, type LabAgent } from '../lab/drover.js';
+import { startDrover, stopDroverLab, type ControlPlane, type LabAgent } from '../lab/drover.js';
 
 const skip = labUnavailable();
 const WAIT = 60_000;
@@ -235,17 +235,8 @@ test('3-host lab: compose stack on real Docker engines, end to end', { skip: ski
     await waitFor(async () => ((await dockerByUuid(h2.docker)).get(upgraded.uuid) ?? []).length === 0, WAIT, 'the rolled-back new container is removed from docker');
     failed = false;
   } finally {
-    if (failed) {
-      // The lab directory goes with the lab: show what the agents said before it does.
-      for (const a of agents) {
-        const tail = readFileSync(a.logPath, 'utf8').trimEnd().split('\n').slice(-25).join('\n');
-        console.log(`--- ${a.host.name} agent log (tail) ---\n${tail}`);
-      }
-    }
     const tDown = Date.now();
-    for (const a of agents) await a.stop().catch(() => undefined);
-    await cp?.stop().catch(() => undefined);
-    await lab?.down();
+    await stopDroverLab(lab, { cp, agents }, failed);
     mark('down', tDown);
     mark('total', t0);
     console.log(`lab e2e phases (ms): ${JSON.stringify(phase)}`);

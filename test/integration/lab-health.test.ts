@@ -7,9 +7,8 @@
 // reason) when the lab cannot run here. Bounded: 300 s; ~60-90 s on this VM.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { labUnavailable, runInContainer, startLab, waitFor, type Lab, type LabHost } from '../lab/lab.js';
-import { startDrover, type ControlPlane, type LabAgent } from '../lab/drover.js';
+import { startDrover, stopDroverLab, type ControlPlane, type LabAgent } from '../lab/drover.js';
 
 const skip = labUnavailable();
 const WAIT = 60_000;
@@ -168,16 +167,8 @@ test('lab: health checks on real dockerd — healthy, DNS, recreate on the same 
     await waitFor(async () => JSON.stringify(await resolve('marked')) === JSON.stringify(markedIps), WAIT, 'marked back in DNS');
     failed = false;
   } finally {
-    if (failed) {
-      for (const a of agents) {
-        const tail = readFileSync(a.logPath, 'utf8').trimEnd().split('\n').slice(-30).join('\n');
-        console.log(`--- ${a.host.name} agent log (tail) ---\n${tail}`);
-      }
-    }
     const tDown = Date.now();
-    for (const a of agents) await a.stop().catch(() => undefined);
-    await cp?.stop().catch(() => undefined);
-    await lab?.down();
+    await stopDroverLab(lab, { cp, agents }, failed);
     mark('down', tDown);
     mark('total', t0);
     console.log(`lab health phases (ms): ${JSON.stringify(phase)}`);

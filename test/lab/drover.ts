@@ -210,3 +210,15 @@ export async function startDrover(lab: Lab, opts: { agentLogLevel?: string; wait
   );
   return { cp, agents };
 }
+
+/**
+ * The end of a lab test: when it failed, the tail of each agent's log first (the lab directory goes with
+ * the lab); then the agents, the control plane and the lab (an agent or control plane that fails to stop
+ * does not keep the lab up).
+ */
+export async function stopDroverLab(lab: Lab | undefined, run: { cp?: ControlPlane | undefined; agents: LabAgent[] }, failed: boolean): Promise<void> {
+  if (failed) for (const a of run.agents) console.log(`--- ${a.host.name} agent log (tail) ---\n${tail(a.logPath, 30)}`);
+  for (const a of run.agents) await a.stop().catch(() => undefined);
+  await run.cp?.stop().catch(() => undefined);
+  await lab?.down();
+}
