@@ -16,9 +16,16 @@ export interface LoggingChild {
   exited: Promise<number | null>;
 }
 
-/** Starts `node <nodeArgs>` and collects its log lines. */
-export function startLoggingChild(nodeArgs: string[], opts: { cwd?: string } = {}): LoggingChild {
-  const proc = spawn(process.execPath, nodeArgs, { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.cwd ? { cwd: opts.cwd } : {}) });
+/**
+ * Starts `node <nodeArgs>` and collects its log lines. `env` is merged over this process's environment;
+ * `stdin: true` gives the child a stdin pipe (proc.stdin) to write to.
+ */
+export function startLoggingChild(nodeArgs: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; stdin?: boolean } = {}): LoggingChild {
+  const proc = spawn(process.execPath, nodeArgs, {
+    stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
+    ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
+  });
   const logs: LogLine[] = [];
   proc.stderr!.on(
     'data',

@@ -5,44 +5,28 @@
 // Control plane, agent (its own metrics endpoint) and standalone DNS. Bound: about 15 s.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { lineSplitter } from '../../src/agent/runtime/lines.js';
 import { cleanup, eventually, request, tempDir } from '../helpers/server.js';
 import { freePort } from '../helpers/ports.js';
+import { startLoggingChild, type LoggingChild, type LogLine } from '../helpers/child.js';
 import { dig, ips } from '../integration/dns-helpers.js';
 
 const CHILD = fileURLToPath(new URL('./process-last-resort.child.ts', import.meta.url));
 const ADMIN = { accessKey: 'LASTRESORTADMIN', secretKey: 'last-resort-secret-0123456789' };
-type Line = Record<string, unknown>;
 
-interface Proc {
-  proc: ChildProcess;
-  logs: Line[];
-  exited: Promise<number | null>;
+interface Proc extends LoggingChild {
   send(line: string): void;
 }
 
 function start(args: string[]): Proc {
-  const proc = spawn(process.execPath, ['--import', 'tsx', CHILD, ...args], {
-    stdio: ['pipe', 'ignore', 'pipe'],
-    env: { ...process.env, DROVER_ADMIN_ACCESS_KEY: ADMIN.accessKey, DROVER_ADMIN_SECRET_KEY: ADMIN.secretKey },
+  const c = startLoggingChild(['--import', 'tsx', CHILD, ...args], {
+    stdin: true,
+    env: { DROVER_ADMIN_ACCESS_KEY: ADMIN.accessKey, DROVER_ADMIN_SECRET_KEY: ADMIN.secretKey },
   });
-  const logs: Line[] = [];
-  proc.stderr!.on(
-    'data',
-    lineSplitter((l) => {
-      try {
-        logs.push(JSON.parse(l) as Line);
-      } catch {
-        logs.push({ msg: l });
-      }
-    }),
-  );
-  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
-  return { proc, logs, exited, send: (l) => proc.stdin!.write(`${l}\n`) };
+  c.proc.stdout!.resume();
+  return Object.assign(c, { send: (l: string) => void c.proc.stdin!.write(`${l}\n`) });
 }
 
 async function metric(url: string, kind: string, creds?: typeof ADMIN): Promise<number | undefined> {
@@ -53,6 +37,22 @@ async function metric(url: string, kind: string, creds?: typeof ADMIN): Promise<
 }
 
 const rejections = (p: Proc) => p.logs.filter((l) => l.kind === 'unhandledRejection');
+
+/** One injected rejection after a clean start: logged with the command, counted on url, the process goes on. */
+async function rejectOnce(p: Proc, url: string, command: string): Promise<void> {
+  await eventually(async () => (await metric(url, 'unhandledRejection')) === 0, 20_000, `the ${command} metrics`);
+  p.send('reject');
+  await eventually(async () => (await metric(url, 'unhandledRejection')) === 1, 5_000, 'the counted rejection');
+  assert.equal(rejections(p)[0]?.command, command);
+  assert.equal(p.proc.exitCode, null, 'still running');
+}
+
+/** An injected uncaught exception: the process exits 70 (within 5 s). */
+async function throwExits70(p: Proc): Promise<void> {
+  p.send('throw');
+  const code = await Promise.race([p.exited, new Promise<string>((r) => setTimeout(() => r('still running'), 5_000))]);
+  assert.equal(code, 70, 'an uncaught exception exits 70');
+}
 
 async function stop(p: Proc): Promise<void> {
   if (p.proc.exitCode === null && p.proc.signalCode === null) {
@@ -73,10 +73,10 @@ describe('last resort: unhandled rejections are survived and counted, uncaught e
       assert.equal(await metric(`${url}/metrics`, 'unhandledRejection', ADMIN), 0, 'the counter is there from the start');
       for (let i = 0; i < 3; i++) p.send('reject');
       await eventually(() => rejections(p).length === 3, 5_000, 'three logged rejections');
-      const line = rejections(p)[0] as Line;
+      const line = rejections(p)[0] as LogLine;
       assert.equal(line.command, 'server');
       assert.equal(line.level, 50, 'logged as an error');
-      assert.match(String((line.err as Line).stack), /Error: injected rejection 1\n\s+at /, 'with its stack');
+      assert.match(String((line.err as LogLine).stack), /Error: injected rejection 1\n\s+at /, 'with its stack');
       // Alive and serving: a valid request is answered, bad input is a 4xx naming the field.
       assert.equal(p.proc.exitCode, null);
       assert.equal((await request(url, 'GET', '/v1/version', undefined)).status, 200);
@@ -87,14 +87,12 @@ describe('last resort: unhandled rejections are survived and counted, uncaught e
       assert.equal(await metric(`${url}/metrics`, 'unhandledRejection', ADMIN), 3);
       assert.equal(await metric(`${url}/metrics`, 'uncaughtException', ADMIN), 0);
 
-      p.send('throw');
-      const code = await Promise.race([p.exited, new Promise<string>((r) => setTimeout(() => r('still running'), 5_000))]);
-      assert.equal(code, 70, 'an uncaught exception exits 70');
+      await throwExits70(p);
       const fatal = p.logs.find((l) => l.kind === 'uncaughtException');
       assert.ok(fatal, 'the exception was logged before the exit');
       assert.equal(fatal.level, 60);
       assert.equal(fatal.command, 'server');
-      assert.match(String((fatal.err as Line).stack), /Error: injected exception 4\n\s+at /);
+      assert.match(String((fatal.err as LogLine).stack), /Error: injected exception 4\n\s+at /);
     } finally {
       await stop(p);
       cleanup(dir);
@@ -111,15 +109,10 @@ describe('last resort: unhandled rejections are survived and counted, uncaught e
     ]);
     const url = `http://127.0.0.1:${metrics}/metrics`;
     try {
-      await eventually(async () => (await metric(url, 'unhandledRejection')) === 0, 20_000, 'the agent metrics');
-      p.send('reject');
-      await eventually(async () => (await metric(url, 'unhandledRejection')) === 1, 5_000, 'the counted rejection');
-      assert.equal(rejections(p)[0]?.command, 'agent');
-      assert.equal(p.proc.exitCode, null, 'still running');
+      await rejectOnce(p, url, 'agent');
       const rss = Number(/^drover_agent_process_resident_memory_bytes (\d+)/m.exec(await (await fetch(url)).text())?.[1]);
       assert.ok(rss > 0 && rss < 400 * 1024 * 1024, `RSS ${rss} bytes stays under 400 MB`);
-      p.send('throw');
-      assert.equal(await p.exited, 70);
+      await throwExits70(p);
     } finally {
       await stop(p);
       cleanup(dir);
@@ -134,13 +127,9 @@ describe('last resort: unhandled rejections are survived and counted, uncaught e
     const p = start(['dns', '--answers', answers, '--listen', `127.0.0.1:${port}`, '--reload-listen', `127.0.0.1:${reload}`, '--udp-transport', 'dgram', '--log-level', 'warn']);
     const url = `http://127.0.0.1:${reload}/metrics`;
     try {
-      await eventually(async () => (await metric(url, 'unhandledRejection')) === 0, 20_000, 'the DNS metrics');
-      p.send('reject');
-      await eventually(async () => (await metric(url, 'unhandledRejection')) === 1, 5_000, 'the counted rejection');
-      assert.equal(rejections(p)[0]?.command, 'dns');
+      await rejectOnce(p, url, 'dns');
       assert.deepEqual(ips(await dig('web.example', { port })), ['10.1.2.3'], 'a query is answered right after');
-      p.send('throw');
-      assert.equal(await p.exited, 70);
+      await throwExits70(p);
     } finally {
       await stop(p);
       cleanup(dir);
