@@ -15,14 +15,21 @@ const drover = (args: string[], env: NodeJS.ProcessEnv = {}) =>
 test('every command has a --help that explains its flags', () => {
   const top = drover(['--help']);
   assert.equal(top.status, 0);
-  for (const cmd of ['up', 'server', 'agent', 'stack']) assert.match(top.stdout, new RegExp(`^\\s+${cmd}\\b`, 'm'));
+  // Every command and subcommand (README: "Every command explains its flags with --help").
   const flags: Record<string, string[]> = {
     server: ['--data <dir>', '--listen <host:port>', '--advertise-url <url>', '--config <file>', '--log-level <level>'],
     agent: ['--server <url>', '--token <token>', '--agent-ip <ip>', '--labels <k=v,...>'],
-    up: ['--data <dir>', '--listen <host:port>'],
+    up: ['--data <dir>', '--listen <host:port>', '--metrics-listen <host:port>'],
+    dns: ['--answers <file>', '--listen <addr>', '--reload-listen <addr>', '--udp-transport <kind>'],
+    metadata: ['--answers <file>', '--listen <addr>', '--reload-listen <addr>', '--require-header <name=value>'],
     'stack up': ['-f, --file <file...>', '-n, --name <name>', '--answers <file>', '--access-key <key>'],
     'stack export': ['-o, --output <dir>'],
+    'stack ls': ['--url <url>'],
+    'stack rm': ['--url <url>'],
   };
+  for (const cmd of ['up', 'server', 'agent', 'stack', 'dns', 'metadata']) assert.match(top.stdout, new RegExp(`^\\s+${cmd}\\b`, 'm'));
+  const stack = drover(['stack', '--help']);
+  for (const cmd of ['up', 'export', 'ls', 'rm']) assert.match(stack.stdout, new RegExp(`^\\s+${cmd}\\b`, 'm'));
   for (const [cmd, fl] of Object.entries(flags)) {
     const r = drover([...cmd.split(' '), '--help']);
     assert.equal(r.status, 0, `${cmd} --help`);
