@@ -113,7 +113,7 @@ function differs(c: Container, s: ContainerStatus, checked: boolean): boolean {
   return isServing(c, checked) !== isServing(s, checked) || c.healthState !== s.healthState;
 }
 
-/** The container as the API shows it: its document with the observed status merged in. */
+/** The container with its observed status merged in: what the API shows and what a publish writes. */
 export function containerView(c: Container, s: ContainerStatus | undefined): Container {
   if (!s) return c;
   const { transitioningMessage: _m, ...rest } = c;
@@ -216,16 +216,7 @@ export function publishPending(tx: Tx): number {
     const s = fromRow(row);
     const c = store.get('container', s.containerId);
     if (c && differs(c, s, isChecked(store, c))) {
-      const { transitioningMessage: _m, ...rest } = c;
-      tx.put('container', {
-        ...rest,
-        state: s.state,
-        healthState: s.healthState,
-        exitCode: s.exitCode,
-        externalId: s.externalId,
-        startCount: s.startCount,
-        ...(s.message !== null ? { transitioningMessage: s.message } : {}),
-      });
+      tx.put('container', containerView(c, s));
       published++;
     }
     store.statement('status:clear', () => 'UPDATE container_status SET pending = 0 WHERE container_id = ?').run(s.containerId);
