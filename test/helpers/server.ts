@@ -35,7 +35,7 @@ export async function request<T>(url: string, method: string, path: string, body
   return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
 }
 
-export async function startTestServer(opts: { dir?: string; port?: number } = {}): Promise<TestServer> {
+export async function startTestServer(opts: { dir?: string; port?: number; statusCoalesceMs?: number } = {}): Promise<TestServer> {
   const dir = opts.dir ?? tempDir();
   const srv = await startServer({
     dataDir: dir,
@@ -44,6 +44,7 @@ export async function startTestServer(opts: { dir?: string; port?: number } = {}
     log: silentLogger(),
     adminAccessKey: ADMIN.accessKey,
     adminSecretKey: ADMIN.secretKey,
+    ...(opts.statusCoalesceMs !== undefined ? { statusCoalesceMs: opts.statusCoalesceMs } : {}),
   });
   const api = <T>(method: string, path: string, body?: unknown) => request<T>(srv.url, method, path, body, ADMIN);
   return {

@@ -7,11 +7,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startServer, type RunningServer } from '../../src/server/server.js';
-import { silentLogger } from '../../src/common/log.js';
-import { createRegistrationToken } from '../../src/server/auth/credentials.js';
+import type { RunningServer } from '../../src/server/server.js';
 import { defaultEnvironment } from '../../src/server/domain/environments.js';
-import { ADMIN, cleanup, eventually, request, tempDir } from '../helpers/server.js';
+import { ADMIN, cleanup, eventually, request, startTestServer, tempDir } from '../helpers/server.js';
 
 const WINDOW_MS = 600;
 
@@ -99,23 +97,10 @@ describe('container status apart from the spec, and health strategies', () => {
 
   before(async () => {
     dir = tempDir('drover-status-');
-    srv = await startServer({
-      dataDir: dir,
-      host: '127.0.0.1',
-      port: 0,
-      log: silentLogger(),
-      adminAccessKey: ADMIN.accessKey,
-      adminSecretKey: ADMIN.secretKey,
-      statusCoalesceMs: WINDOW_MS,
-    });
+    const t = await startTestServer({ dir, statusCoalesceMs: WINDOW_MS });
+    srv = t.srv;
     envId = defaultEnvironment(srv.store).id;
-    const reg = await request<{ accessKey: string; secretKey: string }>(srv.url, 'POST', '/v1/agent/register', {
-      token: createRegistrationToken(srv.store, envId).token,
-      hostname: 'node1',
-      agentIpAddress: '192.0.2.40',
-    });
-    assert.equal(reg.status, 201, JSON.stringify(reg.body));
-    agent = reg.body;
+    agent = await t.register('node1', {}, '192.0.2.40');
     const st = await api('POST', '/v1/stacks', { name: 'shop', dockerCompose: DC, rancherCompose: RC });
     assert.equal(st.status, 201, JSON.stringify(st.body));
   });

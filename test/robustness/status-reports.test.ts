@@ -4,11 +4,8 @@
 // about another host's or unknown containers change nothing. Bound: ~15 s.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from '../../src/server/server.js';
-import { silentLogger } from '../../src/common/log.js';
-import { createRegistrationToken } from '../../src/server/auth/credentials.js';
 import { defaultEnvironment } from '../../src/server/domain/environments.js';
-import { ADMIN, cleanup, request, tempDir } from '../helpers/server.js';
+import { ADMIN, cleanup, request, startTestServer, tempDir } from '../helpers/server.js';
 
 const WINDOW_MS = 100;
 const SCALE = 500;
@@ -16,26 +13,11 @@ const ROUNDS = 40;
 
 test('flapping reports: bounded revisions, alive, bounded RSS; bad reports 422 naming the field', { timeout: 60_000 }, async () => {
   const dir = tempDir('drover-status-robust-');
-  const srv = await startServer({
-    dataDir: dir,
-    host: '127.0.0.1',
-    port: 0,
-    log: silentLogger(),
-    adminAccessKey: ADMIN.accessKey,
-    adminSecretKey: ADMIN.secretKey,
-    statusCoalesceMs: WINDOW_MS,
-  });
+  const t = await startTestServer({ dir, statusCoalesceMs: WINDOW_MS });
+  const srv = t.srv;
   try {
     const envId = defaultEnvironment(srv.store).id;
-    const register = async (hostname: string) => {
-      const r = await request<{ accessKey: string; secretKey: string }>(srv.url, 'POST', '/v1/agent/register', {
-        token: createRegistrationToken(srv.store, envId).token,
-        hostname,
-        agentIpAddress: '192.0.2.41',
-      });
-      assert.equal(r.status, 201, JSON.stringify(r.body));
-      return r.body;
-    };
+    const register = (hostname: string) => t.register(hostname, {}, '192.0.2.41');
     const h1 = await register('flap1');
     const st = await request(srv.url, 'POST', '/v1/stacks', {
       name: 'flap',
