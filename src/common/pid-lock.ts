@@ -70,7 +70,7 @@ export function inUseError(dir: string, holder: LockHolder, path: string): Start
 }
 
 /** Makes sure dir exists and is writable, as a one-line error a user can act on. */
-export function ensureDataDir(dir: string): void {
+function ensureDataDir(dir: string): void {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
@@ -79,11 +79,12 @@ export function ensureDataDir(dir: string): void {
 }
 
 /**
- * Takes the lock file at `path` for this process (creating its directory), or throws a StartupError
- * naming the live holder. Released by release() and when the process exits.
+ * Takes the lock file at `path` for this process (creating its directory, the data directory it locks),
+ * or throws a StartupError naming the live holder. Released by release() and when the process exits.
  */
-export function acquirePidLock(path: string, role: string, dir = dirname(path)): PidLock {
-  ensureDataDir(dirname(path));
+export function acquirePidLock(path: string, role: string): PidLock {
+  const dir = dirname(path);
+  ensureDataDir(dir);
   const mine = JSON.stringify({ pid: process.pid, role, since: new Date().toISOString() });
   for (let attempt = 0; ; attempt++) {
     let fd: number;

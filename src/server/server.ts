@@ -71,7 +71,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   let lock: PidLock | undefined;
   let store: Store | undefined;
   try {
-    if (opts.lock) lock = acquirePidLock(join(opts.dataDir, 'server.lock'), 'drover server', opts.dataDir);
+    if (opts.lock) lock = acquirePidLock(join(opts.dataDir, 'server.lock'), 'drover server');
     store = Store.openDir(opts.dataDir);
     return startOn(opts, log, t0, server, store, lock, (h) => (handle = h));
   } catch (err) {

@@ -67,7 +67,7 @@ Examples:
       // Fail fast, before anything is created: the addresses, then the data directory.
       await assertCanListen([{ at, flag: '--listen' }, ...agentBindTests(cfg, o)]);
       if (at.port === 0) at = { host: at.host, port: await pickFreePort(at.host) };
-      const upLock = acquirePidLock(join(dataDir, 'up.lock'), 'drover up', dataDir);
+      const upLock = acquirePidLock(join(dataDir, 'up.lock'), 'drover up');
       const serverLock = join(dataDir, 'server', 'server.lock');
       const server0 = lockHolder(serverLock);
       if (server0) {
