@@ -12,19 +12,11 @@ import { join } from 'node:path';
 import { cleanup, eventually, request, tempDir } from '../helpers/server.js';
 import { freePort } from '../helpers/ports.js';
 import { startLoggingChild, type LogLine } from '../helpers/child.js';
+import { processAlive } from '../../src/common/pid-lock.js';
 
 const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 const drover = (args: string[], env: NodeJS.ProcessEnv = {}) =>
   spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Every file under dir with its size and mtime (to show a failed start touched nothing). */
 function snapshot(dir: string): Record<string, string> {
@@ -83,9 +75,11 @@ test('drover up supervises the server and the agent: restarts a killed child, st
     const serverPid2 = await started('server', 2);
     pids.add(serverPid2);
     await up.waitLog((l) => isSupervisor(l) && l.msg === 'the server is ready again', 15_000);
+    const serverLock = JSON.parse(readFileSync(join(data, 'server', 'server.lock'), 'utf8')) as { pid: number };
+    assert.equal(serverLock.pid, serverPid2, 'the lock of the killed server was taken over');
     assert.equal((await request(url, 'GET', '/v1/version', undefined)).status, 200);
     assert.equal((await request(url, 'GET', '/v1/hosts', undefined, creds)).status, 200, 'same data, same key');
-    assert.ok(alive(agentPid), 'the agent kept running');
+    assert.ok(processAlive(agentPid), 'the agent kept running');
     assert.ok(!up.logs.some((l) => isSupervisor(l) && l.msg === 'started the agent' && l.start === 2), 'the agent was not restarted');
 
     // kill -9 the agent: restarted (with its stored identity), the server untouched.
@@ -93,7 +87,7 @@ test('drover up supervises the server and the agent: restarts a killed child, st
     const agentPid2 = await started('agent', 2);
     pids.add(agentPid2);
     await up.waitLog((l) => isSupervisor(l) && l.msg === 'the agent is ready again', 15_000);
-    assert.ok(alive(serverPid2), 'the server kept running');
+    assert.ok(processAlive(serverPid2), 'the server kept running');
     const hostsAfter = await request<{ data: unknown[] }>(url, 'GET', '/v1/hosts', undefined, creds);
     assert.equal(hostsAfter.body.data.length, 1, 'the restarted agent is the same host');
 
@@ -121,11 +115,11 @@ test('drover up supervises the server and the agent: restarts a killed child, st
     const code = await Promise.race([up.exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 15_000))]);
     assert.equal(code, 0, 'graceful shutdown exits 0');
     assert.ok(Date.now() - t0 < 15_000);
-    for (const pid of [serverPid2, agentPid2]) assert.ok(!alive(pid), `child ${pid} is gone`);
+    for (const pid of [serverPid2, agentPid2]) assert.ok(!processAlive(pid), `child ${pid} is gone`);
     assert.ok(!existsSync(join(data, 'up.lock')), 'the lock is released');
   } finally {
     if (up.proc.exitCode === null) up.proc.kill('SIGKILL');
-    for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    for (const pid of pids) if (processAlive(pid)) process.kill(pid, 'SIGKILL');
     cleanup(dir);
   }
 });
@@ -181,17 +175,17 @@ test('drover up gives up with one line after a child exits 5 times within a minu
     for (let n = 1; n <= 5; n++) {
       const started = await up.waitLog((l) => isSupervisor(l) && l.msg === 'started the agent' && l.start === n, 15_000);
       const pid = started.childPid as number;
-      if (alive(pid)) process.kill(pid, 'SIGKILL');
+      if (processAlive(pid)) process.kill(pid, 'SIGKILL');
     }
     const code = await Promise.race([up.exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 20_000))]);
     assert.equal(code, 1);
     const err = up.logs.filter((l) => typeof l.level !== 'number').map((l) => String(l.msg)).join('\n');
     assert.match(err, /^drover: the agent exited 5 times within 60 s \(last: killed by SIGKILL\); giving up/m);
     const server = up.logs.find((l) => isSupervisor(l) && l.msg === 'started the server');
-    assert.ok(server && !alive(server.childPid as number), 'the server was stopped too');
+    assert.ok(server && !processAlive(server.childPid as number), 'the server was stopped too');
   } finally {
     if (up.proc.exitCode === null) up.proc.kill('SIGKILL');
-    for (const l of up.logs) if (isSupervisor(l) && typeof l.childPid === 'number' && alive(l.childPid)) process.kill(l.childPid, 'SIGKILL');
+    for (const l of up.logs) if (isSupervisor(l) && typeof l.childPid === 'number' && processAlive(l.childPid)) process.kill(l.childPid, 'SIGKILL');
     cleanup(dir);
   }
 });
