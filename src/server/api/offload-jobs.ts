@@ -56,10 +56,13 @@ export function execute<J extends Job>(store: Store, job: J): JobResult<J> {
   throw new Error('unknown job');
 }
 
+/** Jobs larger than this (see `jobSize`) run in the worker, smaller ones inline. */
+export const OFFLOAD_THRESHOLD = 300;
+
 /**
  * How much work a job is, in containers to create (compose text counts 1 per 64 bytes: parsing is
- * the cost there). A small compose file is parsed here to count its containers; its errors are then
- * thrown here, as they would be by the job.
+ * the cost there). A compose file whose text alone is not over OFFLOAD_THRESHOLD is parsed here to
+ * count its containers; its errors are then thrown here, as they would be by the job.
  */
 export function jobSize(store: Store, job: Job): number {
   const hosts = (envId: string) => store.list('host', { env_id: envId }).length;
@@ -67,7 +70,7 @@ export function jobSize(store: Store, job: Job): number {
     case 'createStack':
     case 'addToStack': {
       const text = (job.input.dockerCompose ?? '').length + (job.input.rancherCompose ?? '').length;
-      if (text / 64 > 256 || !job.input.dockerCompose?.trim()) return text / 64;
+      if (text / 64 > OFFLOAD_THRESHOLD || !job.input.dockerCompose?.trim()) return text / 64;
       const spec = parseCompose({
         dockerCompose: job.input.dockerCompose,
         ...(job.input.rancherCompose !== undefined ? { rancherCompose: job.input.rancherCompose } : {}),

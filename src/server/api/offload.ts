@@ -14,10 +14,8 @@ import { fileURLToPath } from 'node:url';
 import type { Store } from '../db/store.js';
 import { DroverError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import { execute, jobSize, type Job, type JobResult, type WireError, type WorkerReply } from './offload-jobs.js';
+import { OFFLOAD_THRESHOLD, execute, jobSize, type Job, type JobResult, type WireError, type WorkerReply } from './offload-jobs.js';
 
-/** Jobs larger than this (containers to create, or compose text in bytes / 64) go to the worker. */
-export const OFFLOAD_THRESHOLD = 300;
 /** An idle worker is stopped after this long (it is started again on the next large job). */
 const IDLE_MS = 15_000;
 
