@@ -1,8 +1,9 @@
 // `drover up` as a supervisor of two child processes (`drover server`, `drover agent`): the banner once
 // both are ready, a child killed with -9 is restarted while the other keeps running, SIGTERM stops
 // everything; a second `drover up` and a `drover server` on a taken port fail with one line, creating
-// nothing. Agent DNS and metadata on free loopback ports, no Docker (none on this machine, or not used:
-// --docker-socket points nowhere a test cares about). Bound: about 25 s; every step has its own timeout.
+// nothing; the children of a supervisor killed with -9 stop by themselves. Agent DNS and metadata on
+// free loopback ports, no Docker (none on this machine, or not used: --docker-socket points nowhere a
+// test cares about). Bound: about 30 s; every step has its own timeout.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -186,6 +187,27 @@ test('drover up gives up with one line after a child exits 5 times within a minu
   } finally {
     if (up.proc.exitCode === null) up.proc.kill('SIGKILL');
     for (const l of up.logs) if (isSupervisor(l) && typeof l.childPid === 'number' && processAlive(l.childPid)) process.kill(l.childPid, 'SIGKILL');
+    cleanup(dir);
+  }
+});
+
+test('the children of a drover up killed with -9 stop by themselves (the IPC channel closes)', { timeout: 40_000 }, async () => {
+  const dir = tempDir('drover-up-orphans-');
+  const up = startLoggingChild([
+    '--import', 'tsx', MAIN, 'up', '--data', join(dir, 'data'), '--listen', `127.0.0.1:${await freePort()}`,
+    '--dns-listen', '', '--metadata-listen', '', '--metrics-listen', '',
+  ]);
+  const children: number[] = [];
+  try {
+    await up.waitLog((l) => isSupervisor(l) && l.msg === 'the agent is ready', 25_000);
+    for (const child of ['server', 'agent']) {
+      children.push((await up.waitLog((l) => isSupervisor(l) && l.msg === `started the ${child}`)).childPid as number);
+    }
+    up.proc.kill('SIGKILL');
+    await up.exited;
+    await eventually(() => children.every((pid) => !processAlive(pid)), 15_000, `the orphaned children ${children.join(', ')} to stop`);
+  } finally {
+    for (const pid of children) if (processAlive(pid)) process.kill(pid, 'SIGKILL');
     cleanup(dir);
   }
 });
