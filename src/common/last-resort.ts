@@ -56,13 +56,12 @@ export function commandLogLevel(): string {
  * Installs the process-wide handlers (once; a later call updates the command and level). The log goes
  * to stderr synchronously, so the line is out before an exit.
  */
-export function installLastResort(opts: { command: string; level?: string | undefined; exit?: (code: number) => void }): void {
+export function installLastResort(opts: { command: string; level?: string | undefined }): void {
   const level = opts.level ?? process.env.DROVER_LOG_LEVEL ?? 'info';
   const log = createLogger({ level, destination: destination({ fd: 2, sync: true }) }).child({ component: 'last-resort' });
   const first = state === undefined;
   state = { command: opts.command, level, log };
   if (!first) return;
-  const exit = opts.exit ?? ((code: number) => process.exit(code));
   process.on('unhandledRejection', (reason) => {
     count('unhandledRejection');
     const s = state as State;
@@ -80,7 +79,7 @@ export function installLastResort(opts: { command: string; level?: string | unde
         `unexpected error: uncaught exception; exiting with ${UNCAUGHT_EXIT_CODE} (state may be inconsistent) so that a supervisor restarts drover`,
       );
     } finally {
-      exit(UNCAUGHT_EXIT_CODE);
+      process.exit(UNCAUGHT_EXIT_CODE);
     }
   });
 }
