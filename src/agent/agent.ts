@@ -4,8 +4,9 @@
 // persisted state before the server answers; a missing server means retries with backoff, never a crash.
 //
 // The revision the agent asks the server `after` is its confirmed one: persisted AND handed to the
-// controllers (and its listeners). A failed persist (disk full) or a throwing listener leaves it where it
-// was, so the same changes come again on the next watch (after a backoff) and nothing is skipped.
+// controllers. A failed persist (disk full) leaves it where it was, so the same changes come again on
+// the next watch (after a backoff) and nothing is skipped. State listeners (onState) only observe: one
+// that throws is logged and holds nothing back.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hostname as osHostname } from 'node:os';
@@ -84,7 +85,7 @@ export class Agent {
   private state?: EnvState;
   /** The revision persisted and handed to the controllers: what the agent asks the server `after`. */
   private confirmed = 0;
-  /** What changed since `confirmed`, not yet handed over (a persist or a listener failed). */
+  /** What changed since `confirmed`, not yet handed over (a persist failed). */
   private unconfirmed: StateDelta | undefined;
   private readonly store: StateStore;
   /** The persisted state's own status (reported as `agent-state`): a full disk shows on the host. */
@@ -144,7 +145,7 @@ export class Agent {
     return this.identity?.hostId;
   }
 
-  /** Called after each new state is in place (tests and embedders). */
+  /** Called after each new state is in place (tests and embedders); a listener's error is logged, never the sync's. */
   onState(fn: (st: EnvState) => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
@@ -318,9 +319,8 @@ export class Agent {
   }
 
   /**
-   * Hands the state with what changed since `confirmed` to the controllers, then to the listeners; the
-   * revision is confirmed only when all of it succeeded (a throwing listener leaves it unconfirmed: the
-   * changes come again). Controllers' own failures are theirs to retry (they have the state).
+   * Hands the state with what changed since `confirmed` to the controllers, confirms the revision, then
+   * tells the listeners. Controllers' own failures are theirs to retry (they have the state).
    */
   private async handOver(): Promise<void> {
     const st = this.state;
@@ -330,21 +330,17 @@ export class Agent {
     await this.runner.update(st, delta, { hostId, host: st.hosts.get(hostId), metadataTokenKey: this.identity?.metadataTokenKey });
     // Handed over: the controllers merge what comes next onto it themselves.
     this.unconfirmed = undefined;
-    const failed: string[] = [];
+    this.confirmed = st.revision;
+    // Observers: holding the revision back for one would make every watch answer at once with the same
+    // changes (no long poll) and delay every later change by the sync backoff, for nothing the
+    // controllers need.
     for (const fn of this.listeners) {
       try {
         fn(st);
       } catch (err) {
-        failed.push(errorMessage(err));
+        this.log.error({ err: errorMessage(err), revision: st.revision }, 'a state listener failed');
       }
     }
-    if (failed.length) {
-      // Given again with the next watch answer (the same changes, after `confirmed`), as an empty delta
-      // for the controllers, which already have it.
-      this.unconfirmed = { revision: st.revision, full: false, touched: [], environmentChanged: false };
-      throw new Error(`a state listener failed at revision ${st.revision}: ${failed.join('; ')}`);
-    }
-    this.confirmed = st.revision;
   }
 
   /** Reports capability statuses (when changed) and container states (latest per container). */
