@@ -24,7 +24,6 @@ import { capabilityController, isController } from './capabilities/adapter.js';
 import type { Capability } from './capabilities/capability.js';
 import { Backoff } from './sync/backoff.js';
 import { FoundAnswer, type AdoptRequest, type CapabilityStatus, type ContainerReport } from '../model/reports.js';
-import type { Container } from '../model/resources.js';
 
 const Identity = z.object({
   serverUrl: z.string(),
@@ -67,17 +66,10 @@ export interface AgentOptions {
 export interface ContainerStateSource {
   drainReports(): ContainerReport[];
   onReports(cb: () => void): void;
-  /** Given the agent's control plane calls once the agent syncs (adoption of hand-started containers). */
-  connectControlPlane?(cp: AgentControlPlane): void;
   /** Hand-started containers found on the host, sent in the next report (the control plane adopts them). */
   drainFound?(): AdoptRequest[];
   /** The control plane's answer to the containers sent as found (the record, or why not). */
   foundAnswered?(answers: FoundAnswer[]): void;
-}
-
-/** Control plane calls the agent makes on behalf of its container runtime. */
-export interface AgentControlPlane {
-  adopt(req: AdoptRequest): Promise<Container>;
 }
 
 export class Agent {
@@ -224,7 +216,6 @@ export class Agent {
     const client = new ControlPlaneClient(this.identity?.serverUrl ?? this.opts.serverUrl);
     this.client = client;
     this.opts.containerStates?.onReports(() => this.scheduleReport());
-    this.opts.containerStates?.connectControlPlane?.({ adopt: (req) => this.adopt(client, req) });
     const backoff = new Backoff(this.opts.syncBackoff ?? { initialMs: 250, maxMs: 15_000 });
     let connected = true;
     while (!signal.aborted) {
@@ -372,11 +363,6 @@ export class Agent {
       this.log.warn({ err: errorMessage(err) }, 'report failed; will retry');
       if (!this.abort.signal.aborted) setTimeout(() => this.scheduleReport(), 1000).unref();
     }
-  }
-
-  private async adopt(client: ControlPlaneClient, req: AdoptRequest): Promise<Container> {
-    if (!this.identity) throw new Error('the agent has not registered yet');
-    return client.adopt(req);
   }
 
   private scheduleReport(): void {

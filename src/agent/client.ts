@@ -1,9 +1,8 @@
 // The agent's HTTP client for the control plane.
 import { z } from 'zod';
 import { DroverError } from '../common/errors.js';
-import { Container, Host } from '../model/resources.js';
+import { Host } from '../model/resources.js';
 import { WatchResponse } from '../model/state.js';
-import type { AdoptRequest } from '../model/reports.js';
 
 export const Registration = z.object({
   host: Host,
@@ -77,10 +76,5 @@ export class ControlPlaneClient {
   /** The answer's body (it carries the answers to `found` containers). */
   async report(body: unknown): Promise<unknown> {
     return this.request('POST', '/v1/agent/report', body);
-  }
-
-  /** Adoption of a hand-started container (src/agent/runtime): the container record the server keeps for it. */
-  async adopt(body: AdoptRequest): Promise<Container> {
-    return Container.parse(await this.request('POST', '/v1/agent/adopt', body));
   }
 }

@@ -27,7 +27,7 @@ import type { Logger } from '../../common/log.js';
 import { errorMessage } from '../../common/errors.js';
 import { MAX_FOUND_PER_REPORT, type AdoptRequest, type ContainerReport, type FoundAnswer } from '../../model/reports.js';
 import type { Capability } from '../capabilities/capability.js';
-import type { AgentControlPlane, ContainerStateSource } from '../agent.js';
+import type { ContainerStateSource } from '../agent.js';
 import { renderRuntime, sameArtefact, type RuntimeArtefact } from './artefact.js';
 import { LABEL_CONFIG_HASH, LABEL_NETWORK, LABEL_RECORD_ID, LABEL_UUID, canonicalJson, type DesiredContainer } from './desired.js';
 import { MANAGED_NETWORK, createOptions } from './create-spec.js';
@@ -50,9 +50,6 @@ import { adoptRequestOf, attachToManagedNetwork } from './adoption.js';
 import { ContainerActionError, ConvergeError, ImageUnavailableError, RuntimeError } from './errors.js';
 import { KeyedQueue, type KeyedQueueStats } from './work-queue.js';
 import { PullQueue } from './pull-queue.js';
-
-/** What the runtime needs from the control plane (given by the agent once it has credentials). */
-export type RuntimeControlPlane = AgentControlPlane;
 
 export interface DockerRuntimeOptions {
   /** The Docker socket (`/var/run/docker.sock`). */
@@ -117,7 +114,6 @@ interface RestartBook {
 export interface DockerRuntimeHandle {
   capability: Capability<RuntimeArtefact>;
   states: ContainerStateSource & {
-    connectControlPlane(cp: RuntimeControlPlane): void;
     drainFound(): AdoptRequest[];
     foundAnswered(answers: FoundAnswer[]): void;
   };
@@ -144,7 +140,6 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): DockerRuntimeHa
     states: {
       drainReports: () => runtime.reports.drain(),
       onReports: (cb) => runtime.reports.onReports(cb),
-      connectControlPlane: (cp) => runtime.connectControlPlane(cp),
       drainFound: () => runtime.drainFound(),
       foundAnswered: (answers) => runtime.foundAnswered(answers),
     },
@@ -282,11 +277,6 @@ export class DockerRuntime {
         this.daemonAway = true;
       },
     });
-  }
-
-  /** The agent reaches the control plane: a pass now reports what it finds (adoption needs no calls of its own any more). */
-  connectControlPlane(_cp: RuntimeControlPlane): void {
-    this.kick();
   }
 
   /**

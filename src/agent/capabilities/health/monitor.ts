@@ -12,7 +12,7 @@ import type { Logger } from '../../../common/log.js';
 import type { ContainerReport, FoundAnswer } from '../../../model/reports.js';
 import type { EnvState, StateDelta } from '../../../model/state.js';
 import type { HealthState } from '../../../model/liveness.js';
-import type { ContainerStateSource, AgentControlPlane } from '../../agent.js';
+import type { ContainerStateSource } from '../../agent.js';
 import type { HostContext } from '../capability.js';
 import { HealthChecker, type HealthCheckerOptions, type HealthTransition } from './checker.js';
 import { TargetSet, type TargetChanges } from './targets.js';
@@ -116,7 +116,6 @@ export class HealthMonitor {
         inner?.onReports(cb);
         if (this.pending.size) cb();
       },
-      ...(inner?.connectControlPlane ? { connectControlPlane: (cp: AgentControlPlane) => inner.connectControlPlane?.(cp) } : {}),
       // Hand-started containers the runtime found (adopted through the report), passed through.
       ...(inner?.drainFound ? { drainFound: () => inner.drainFound?.() ?? [] } : {}),
       ...(inner?.foundAnswered ? { foundAnswered: (answers: FoundAnswer[]) => inner.foundAnswered?.(answers) } : {}),
