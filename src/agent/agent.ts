@@ -22,7 +22,7 @@ import { ControllerManager } from './controller/manager.js';
 import type { Controller } from './controller/controller.js';
 import { capabilityController, isController } from './capabilities/adapter.js';
 import type { Capability } from './capabilities/capability.js';
-import { Backoff } from './sync/backoff.js';
+import { Backoff, type BackoffPolicy } from './sync/backoff.js';
 import { FoundAnswer, type AdoptRequest, type CapabilityStatus, type ContainerReport } from '../model/reports.js';
 
 const Identity = z.object({
@@ -53,9 +53,9 @@ export interface AgentOptions {
   /** Controllers' drift check period in ms (default 60 s; 0: none). */
   resyncMs?: number;
   /** Controllers' retry delays after a failure (default 500 ms doubling to 60 s, with jitter). */
-  controllerBackoff?: { initialMs: number; maxMs: number };
+  controllerBackoff?: BackoffPolicy;
   /** Retry delays of the watch loop (default 250 ms doubling to 15 s). */
-  syncBackoff?: { initialMs: number; maxMs: number };
+  syncBackoff?: BackoffPolicy;
   /** Seconds a watch request waits on the server. */
   watchTimeoutSec?: number;
   /** Where container states come from (the Docker runtime); reported to the control plane. */

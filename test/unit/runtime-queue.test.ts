@@ -1,10 +1,12 @@
 // The runtime reconciler's queues without a daemon: the per-container work queue (one run in flight per
 // key, a global bound, coalescing, backoff per key that events respect and new desired state overrides)
-// and the pull queue (one pull per image shared by its waiters, a bound of its own). Bound: ~2 s.
+// the pull queue (one pull per image shared by its waiters, a bound of its own) and the backoff rule they
+// share with the controllers. Bound: ~2 s.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { KeyedQueue } from '../../src/agent/runtime/work-queue.js';
 import { PullQueue } from '../../src/agent/runtime/pull-queue.js';
+import { Backoff, backoffDelayMs } from '../../src/agent/sync/backoff.js';
 import { eventually } from '../helpers/server.js';
 
 /** A promise the test resolves by hand. */
@@ -106,6 +108,21 @@ describe('KeyedQueue', () => {
     await q.close();
     await new Promise((r) => setTimeout(r, 80));
     assert.equal(runs, 2, 'nothing runs after close');
+  });
+});
+
+describe('backoff (one rule for the queue, the passes, the controllers and the watch loop)', () => {
+  it('doubles from initialMs per consecutive failure up to maxMs; Backoff draws from [cap/2, cap] and resets', () => {
+    const policy = { initialMs: 100, maxMs: 400 };
+    assert.deepEqual([1, 2, 3, 4, 60].map((n) => backoffDelayMs(policy, n)), [100, 200, 400, 400, 400]);
+    const b = new Backoff(policy);
+    const caps = [100, 200, 400, 400];
+    for (const cap of caps) {
+      const d = b.nextDelayMs();
+      assert.ok(d >= cap / 2 && d <= cap, `${d} in [${cap / 2}, ${cap}]`);
+    }
+    b.reset();
+    assert.ok(b.nextDelayMs() <= 100, 'back to the first delay');
   });
 });
 

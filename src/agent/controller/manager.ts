@@ -17,7 +17,7 @@ import type { Logger } from '../../common/log.js';
 import { errorMessage } from '../../common/errors.js';
 import { fullDelta, mergeDeltas, type EnvState, type StateDelta } from '../../model/state.js';
 import type { CapabilityHealth, CapabilityStatus } from '../../model/reports.js';
-import { Backoff } from '../sync/backoff.js';
+import { Backoff, type BackoffPolicy } from '../sync/backoff.js';
 import type { Controller, HostContext } from './controller.js';
 import { controllerMetrics, type ControllerMetrics } from './metrics.js';
 
@@ -27,7 +27,7 @@ export interface ControllerManagerOptions {
   /** Period of the drift check per controller, ms (default 60 s; 0 turns it off). */
   resyncMs?: number | undefined;
   /** Retry delays after failures (default 500 ms doubling up to 60 s, with jitter). */
-  backoff?: { initialMs: number; maxMs: number } | undefined;
+  backoff?: BackoffPolicy | undefined;
   /** Called when a controller's status changed (the agent then reports it). */
   onStatus?: (() => void) | undefined;
 }
@@ -71,7 +71,7 @@ class Worker {
     readonly ctl: Controller,
     private readonly log: Logger,
     private readonly metrics: ControllerMetrics | undefined,
-    private readonly o: { resyncMs: number; backoff: { initialMs: number; maxMs: number }; onStatus: () => void },
+    private readonly o: { resyncMs: number; backoff: BackoffPolicy; onStatus: () => void },
   ) {
     this.backoff = new Backoff(o.backoff);
   }

@@ -50,6 +50,7 @@ import { adoptRequestOf, attachToManagedNetwork } from './adoption.js';
 import { ContainerActionError, ConvergeError, ImageUnavailableError, RuntimeError } from './errors.js';
 import { KeyedQueue, type KeyedQueueStats } from './work-queue.js';
 import { PullQueue } from './pull-queue.js';
+import { backoffDelayMs, type BackoffPolicy } from '../sync/backoff.js';
 
 export interface DockerRuntimeOptions {
   /** The Docker socket (`/var/run/docker.sock`). */
@@ -83,7 +84,7 @@ export interface DockerRuntimeOptions {
   /** Image pulls at once (default 2). */
   pullConcurrency?: number;
   /** Backoff of a container whose operation failed: first retry, and the longest wait (default 1 s, 60 s). */
-  retryBackoff?: { initialMs: number; maxMs: number };
+  retryBackoff?: BackoffPolicy;
 }
 
 export interface PassResult {
@@ -525,7 +526,7 @@ export class DockerRuntime {
     } catch (err) {
       this.passError = `reconcile pass failed: ${errorMessage(err)}`;
       this.passFailures++;
-      const delay = Math.min(this.o.retryBackoff.maxMs, this.o.retryBackoff.initialMs * 2 ** (this.passFailures - 1));
+      const delay = backoffDelayMs(this.o.retryBackoff, this.passFailures);
       if (this.passRetryTimer) clearTimeout(this.passRetryTimer);
       this.passRetryTimer = setTimeout(() => {
         this.passRetryTimer = undefined;
@@ -655,7 +656,8 @@ export class DockerRuntime {
     const book = this.restarts.get(d.recordId) ?? { consecutive: 0, at: 0 };
     const quick = !hasStarted(info) || lastRunMs(info) < this.o.quickExitMs;
     const consecutive = quick ? book.consecutive + 1 : 1;
-    const delay = consecutive <= 1 ? 0 : Math.min(this.o.maxRestartDelayMs, 1000 * 2 ** (consecutive - 2));
+    // The first quick exit restarts at once; the next ones wait 1 s, 2 s, … up to maxRestartDelayMs.
+    const delay = consecutive <= 1 ? 0 : backoffDelayMs({ initialMs: 1000, maxMs: this.o.maxRestartDelayMs }, consecutive - 1);
     // Never start while the daemon's event stream is down (it is stopping or restarting; the resync
     // after it comes back starts what is needed), and give a stop a grace period to show whether the
     // daemon is going away before starting again.
@@ -908,7 +910,7 @@ export class DockerRuntime {
         continue;
       }
       f.refusals++;
-      const retryInMs = Math.min(5 * 60_000, 5_000 * 2 ** (f.refusals - 1));
+      const retryInMs = backoffDelayMs({ initialMs: 5_000, maxMs: 5 * 60_000 }, f.refusals);
       f.dueAt = Date.now() + retryInMs;
       this.log.warn({ container: f.req.name, err: a.error, retryInMs }, 'the control plane did not adopt a container started by hand; offering it again later');
     }

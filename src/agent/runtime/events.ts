@@ -8,7 +8,7 @@
 import type Dockerode from 'dockerode';
 import type { Logger } from '../../common/log.js';
 import { errorMessage } from '../../common/errors.js';
-import { Backoff } from '../sync/backoff.js';
+import { Backoff, type BackoffPolicy } from '../sync/backoff.js';
 import { parseEventLine, type DockerEvent } from './docker-api.js';
 import { lineSplitter } from './lines.js';
 
@@ -23,7 +23,7 @@ export interface EventWatcherOptions {
   onConnected(info: { reconnect: boolean }): void;
   /** When the stream ends or cannot be opened (dockerd stopping or away). */
   onDisconnected?(): void;
-  backoff?: { initialMs: number; maxMs: number };
+  backoff?: BackoffPolicy;
 }
 
 export class DockerEventWatcher {

@@ -2,6 +2,8 @@
 // enqueued while it runs runs once more after it (coalesced); at most `concurrency` keys run at once.
 // A run that throws is retried with exponential backoff per key (reset by a success); a run may also
 // ask to be run again later (a crash-loop delay) by returning a delay in milliseconds.
+import { backoffDelayMs, type BackoffPolicy } from '../sync/backoff.js';
+
 export interface KeyedQueueOptions {
   concurrency: number;
   run: (key: string) => Promise<number | void>;
@@ -9,7 +11,7 @@ export interface KeyedQueueOptions {
   onError?: (key: string, err: unknown, retryInMs: number) => void;
   /** Called after each run that did not throw. */
   onDone?: (key: string) => void;
-  backoff?: { initialMs: number; maxMs: number };
+  backoff?: BackoffPolicy;
 }
 
 export interface KeyedQueueStats {
@@ -37,7 +39,7 @@ export class KeyedQueue {
   private peak = 0;
   private runs = 0;
   private closed = false;
-  private readonly backoff: { initialMs: number; maxMs: number };
+  private readonly backoff: BackoffPolicy;
 
   constructor(private readonly o: KeyedQueueOptions) {
     if (!(o.concurrency >= 1)) throw new RangeError('concurrency must be at least 1');
@@ -147,7 +149,7 @@ export class KeyedQueue {
       failed = true;
       const n = (this.failures.get(key) ?? 0) + 1;
       this.failures.set(key, n);
-      const delay = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** (n - 1));
+      const delay = backoffDelayMs(this.backoff, n);
       this.running.delete(key);
       this.dirty.delete(key); // news during a failing run waits for the retry (poke respects it)
       this.enqueue(key, delay);

@@ -1,16 +1,28 @@
-// Exponential backoff with full jitter, abortable.
+// The agent's one backoff rule: the delay doubles from `initialMs` with every consecutive failure, up to
+// `maxMs`. `backoffDelayMs` is the rule for callers that count failures themselves (per container, per
+// pass); `Backoff` keeps the count and adds jitter (the delay is drawn from [cap/2, cap]), abortable.
+export interface BackoffPolicy {
+  initialMs: number;
+  maxMs: number;
+}
+
+/** The delay after `failures` consecutive failures (1: initialMs), at most maxMs; no jitter. */
+export function backoffDelayMs(policy: BackoffPolicy, failures: number): number {
+  return Math.min(policy.maxMs, policy.initialMs * 2 ** Math.max(0, failures - 1));
+}
+
 export class Backoff {
   private attempt = 0;
 
-  constructor(private readonly opts: { initialMs: number; maxMs: number }) {}
+  constructor(private readonly opts: BackoffPolicy) {}
 
   reset(): void {
     this.attempt = 0;
   }
 
   nextDelayMs(): number {
-    const cap = Math.min(this.opts.maxMs, this.opts.initialMs * 2 ** this.attempt);
     this.attempt = Math.min(this.attempt + 1, 30);
+    const cap = backoffDelayMs(this.opts, this.attempt);
     return cap / 2 + Math.random() * (cap / 2);
   }
 
