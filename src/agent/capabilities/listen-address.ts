@@ -6,19 +6,31 @@ import type { Logger } from '../../common/log.js';
 
 export const AGENT_SERVICE_IP = '169.254.169.250';
 
-/** Runs `listen`; on EADDRNOTAVAIL for 169.254.169.250 adds the address to lo (as root) and retries once. */
-export async function listenWithAddress<T>(host: string, listen: () => Promise<T>, log: Logger): Promise<T> {
+/**
+ * Binds `listen` (HOST:PORT) with `bind`; on EADDRNOTAVAIL for 169.254.169.250 adds the address to lo
+ * (as root) and retries once. A port in use or a privileged port is an error naming the address
+ * (`inUseHint` says who may hold it), for the controller's status.
+ */
+export async function listenWithAddress<T>(listen: string, log: Logger, bind: (host: string, port: number) => Promise<T>, inUseHint = ''): Promise<T> {
+  const { host, port } = splitHostPort(listen);
   try {
-    return await listen();
+    try {
+      return await bind(host, port);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EADDRNOTAVAIL' || host !== AGENT_SERVICE_IP || process.getuid?.() !== 0) throw err;
+      log.info({ address: host }, `adding ${host}/32 to lo for the agent's DNS and metadata`);
+      const r = await execa('ip', ['addr', 'add', `${host}/32`, 'dev', 'lo'], { reject: false });
+      if (r.exitCode !== 0 && !/File exists/.test(r.stderr)) {
+        throw new Error(`cannot add ${host}/32 to lo: ${r.stderr.trim()}`);
+      }
+      return await bind(host, port);
+    }
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EADDRNOTAVAIL' || host !== AGENT_SERVICE_IP || process.getuid?.() !== 0) throw err;
-    log.info({ address: host }, `adding ${host}/32 to lo for the agent's DNS and metadata`);
-    const r = await execa('ip', ['addr', 'add', `${host}/32`, 'dev', 'lo'], { reject: false });
-    if (r.exitCode !== 0 && !/File exists/.test(r.stderr)) {
-      throw new Error(`cannot add ${host}/32 to lo: ${r.stderr.trim()}`);
-    }
-    return listen();
+    if (code === 'EADDRINUSE') throw new Error(`cannot listen on ${listen}: the port is in use${inUseHint ? ` (${inUseHint})` : ''}`, { cause: err });
+    if (code === 'EACCES') throw new Error(`cannot listen on ${listen}: permission denied (port ${port} needs root or CAP_NET_BIND_SERVICE)`, { cause: err });
+    throw err;
   }
 }
 

@@ -26,17 +26,10 @@ export type DnsController = Controller & { readonly server: DnsServer };
 export function dnsController(opts: DnsControllerOptions): DnsController {
   const log = opts.log.child({ component: 'dns' });
   const server = new DnsServer({ log, ...(opts.registry ? { registry: opts.registry } : {}) });
-  const { host, port } = splitHostPort(opts.listen);
+  splitHostPort(opts.listen); // a bad address is a configuration error here, not a start to retry
   let previous: DnsData | undefined;
   const bind = async (): Promise<void> => {
-    try {
-      await listenWithAddress(host, () => server.listen(host, port), log);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EADDRINUSE') throw new Error(`cannot listen on ${opts.listen}: the port is in use (another DNS server on this host?)`, { cause: err });
-      if (code === 'EACCES') throw new Error(`cannot listen on ${opts.listen}: permission denied (port ${port} needs root or CAP_NET_BIND_SERVICE)`, { cause: err });
-      throw err;
-    }
+    await listenWithAddress(opts.listen, log, (host, port) => server.listen(host, port), 'another DNS server on this host?');
     log.info({ address: opts.listen }, 'DNS listening');
   };
   return {

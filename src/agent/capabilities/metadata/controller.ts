@@ -21,24 +21,14 @@ export type MetadataController = Controller & { readonly server: MetadataServer 
 export function metadataController(opts: MetadataControllerOptions): MetadataController {
   const log = opts.log.child({ component: 'metadata' });
   const server = new MetadataServer({ log, ...(opts.registry ? { registry: opts.registry } : {}) });
-  const { host, port } = splitHostPort(opts.listen);
+  splitHostPort(opts.listen); // a bad address is a configuration error here, not a start to retry
   let previous: Answers | undefined;
-  let listening = false;
   let warnedNoKey = false;
   return {
     name: 'metadata',
     server,
     async start() {
-      try {
-        await listenWithAddress(host, () => server.listen(host, port), log);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EADDRINUSE') throw new Error(`cannot listen on ${opts.listen}: the port is in use`, { cause: err });
-        if (code === 'EACCES') throw new Error(`cannot listen on ${opts.listen}: permission denied (port ${port} needs root or CAP_NET_BIND_SERVICE)`, { cause: err });
-        throw err;
-      }
-      listening = true;
-      log.info({ address: opts.listen }, 'metadata listening');
+      await listenWithAddress(opts.listen, log, (host, port) => server.listen(host, port));
     },
     reconcile(state, delta, h) {
       // Service tokens are keyed with the control plane's key; without one yet (an agent upgraded from a
@@ -52,12 +42,12 @@ export function metadataController(opts: MetadataControllerOptions): MetadataCon
       previous = answers;
       return Promise.resolve();
     },
+    // The answers live in this process and the listener is bound once (start); nothing to drift. (Without
+    // a verify the resync would be a full render of every answer tree.)
     verify() {
-      if (!listening) return Promise.reject(new Error(`metadata is not listening on ${opts.listen}`));
       return Promise.resolve(undefined);
     },
     async stop() {
-      listening = false;
       await server.close();
     },
   };
