@@ -3,8 +3,7 @@
 // `lo` (the host-side half of the managed network; the network capability owns the rest).
 import { execa } from 'execa';
 import type { Logger } from '../../common/log.js';
-
-export const AGENT_SERVICE_IP = '169.254.169.250';
+import { RANCHER_SERVICES_IP } from '../../model/labels.js';
 
 /**
  * Binds `listen` (HOST:PORT) with `bind`; on EADDRNOTAVAIL for 169.254.169.250 adds the address to lo
@@ -18,7 +17,7 @@ export async function listenWithAddress<T>(listen: string, log: Logger, bind: (h
       return await bind(host, port);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'EADDRNOTAVAIL' || host !== AGENT_SERVICE_IP || process.getuid?.() !== 0) throw err;
+      if (code !== 'EADDRNOTAVAIL' || host !== RANCHER_SERVICES_IP || process.getuid?.() !== 0) throw err;
       log.info({ address: host }, `adding ${host}/32 to lo for the agent's DNS and metadata`);
       const r = await execa('ip', ['addr', 'add', `${host}/32`, 'dev', 'lo'], { reject: false });
       if (r.exitCode !== 0 && !/File exists/.test(r.stderr)) {

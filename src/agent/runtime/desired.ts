@@ -9,21 +9,10 @@
 import { createHash } from 'node:crypto';
 import type { EnvState } from '../../model/state.js';
 import type { Container, LaunchConfig, NetworkMode, PortSpec, RestartPolicy } from '../../model/resources.js';
+import { LABELS, RANCHER_SERVICES_IP } from '../../model/labels.js';
 
-/** The address of the per-host DNS (and metadata) every managed container resolves through. */
-export const RANCHER_DNS = '169.254.169.250';
 export const RANCHER_DOMAIN = 'rancher.internal';
 
-export const LABEL_UUID = 'io.rancher.container.uuid';
-export const LABEL_IP = 'io.rancher.container.ip';
-export const LABEL_NETWORK = 'io.rancher.container.network';
-export const LABEL_DNS = 'io.rancher.container.dns';
-export const LABEL_HOSTNAME_OVERRIDE = 'io.rancher.container.hostname_override';
-export const LABEL_START_ONCE = 'io.rancher.container.start_once';
-export const LABEL_PULL_IMAGE = 'io.rancher.container.pull_image';
-export const LABEL_REQUESTED_IP = 'io.rancher.container.requested_ip';
-export const LABEL_STACK = 'io.rancher.stack.name';
-export const LABEL_STACK_SERVICE = 'io.rancher.stack_service.name';
 /** drover's own labels on the containers it creates. */
 export const LABEL_RECORD_ID = 'io.drover.container.id';
 export const LABEL_CONFIG_HASH = 'io.drover.config-hash';
@@ -106,10 +95,10 @@ export function desiredContainers(state: EnvState, hostId: string): DesiredConta
 
 function render(state: EnvState, c: Container, mine: Container[]): DesiredContainer {
   const lc = c.config;
-  const labels: Record<string, string> = { ...lc.labels, [LABEL_UUID]: c.uuid, [LABEL_RECORD_ID]: c.id };
+  const labels: Record<string, string> = { ...lc.labels, [LABELS.containerUuid]: c.uuid, [LABEL_RECORD_ID]: c.id };
   const managed = lc.networkMode === 'managed';
-  if (managed && c.primaryIpAddress && labels[LABEL_IP] === undefined) {
-    labels[LABEL_IP] = `${c.primaryIpAddress}/${prefixOf(state.environment.network.subnet)}`;
+  if (managed && c.primaryIpAddress && labels[LABELS.containerIp] === undefined) {
+    labels[LABELS.containerIp] = `${c.primaryIpAddress}/${prefixOf(state.environment.network.subnet)}`;
   }
 
   // The other containers of the same deployment unit and generation, by launch config name (the
@@ -146,7 +135,7 @@ function render(state: EnvState, c: Container, mine: Container[]): DesiredContai
   const { dns, dnsSearch } = dnsOf(lc, labels, networkMode, stack?.name, service?.name);
   const hostname = sharesNetwork
     ? undefined
-    : labels[LABEL_HOSTNAME_OVERRIDE] === 'container_name'
+    : labels[LABELS.containerHostnameOverride] === 'container_name'
       ? c.name
       : lc.hostname;
 
@@ -165,10 +154,10 @@ function render(state: EnvState, c: Container, mine: Container[]): DesiredContai
     volumes,
     volumesFrom,
     ...(lc.restartPolicy ? { restartPolicy: lc.restartPolicy } : {}),
-    startOnce: lc.startOnce || labels[LABEL_START_ONCE] === 'true',
+    startOnce: lc.startOnce || labels[LABELS.containerStartOnce] === 'true',
     ...(hostname ? { hostname } : {}),
     ...(lc.domainName && !sharesNetwork ? { domainName: lc.domainName } : {}),
-    pullPolicy: labels[LABEL_PULL_IMAGE] === 'always' ? 'always' : lc.pullPolicy,
+    pullPolicy: labels[LABELS.containerPullImage] === 'always' ? 'always' : lc.pullPolicy,
     networkMode,
     ipAddress: managed ? c.primaryIpAddress : null,
     dns,
@@ -233,7 +222,7 @@ function dnsOf(
   service: string | undefined,
 ): { dns: string[]; dnsSearch: string[] } {
   if (networkMode.startsWith('container:')) return { dns: [], dnsSearch: [] };
-  const rancher = (networkMode === 'managed' || networkMode === 'bridge') && labels[LABEL_DNS] !== 'false';
+  const rancher = (networkMode === 'managed' || networkMode === 'bridge') && labels[LABELS.containerDns] !== 'false';
   const search: string[] = [];
   if (rancher) {
     if (stack) search.push(`${stack}.${RANCHER_DOMAIN}`);
@@ -241,7 +230,7 @@ function dnsOf(
     search.push(RANCHER_DOMAIN);
   }
   return {
-    dns: unique([...(rancher ? [RANCHER_DNS] : []), ...lc.dns]),
+    dns: unique([...(rancher ? [RANCHER_SERVICES_IP] : []), ...lc.dns]),
     dnsSearch: unique([...search, ...lc.dnsSearch]),
   };
 }

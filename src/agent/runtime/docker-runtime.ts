@@ -29,7 +29,8 @@ import { MAX_FOUND_PER_REPORT, type AdoptRequest, type ContainerReport, type Fou
 import type { Capability } from '../capabilities/capability.js';
 import type { ContainerStateSource } from '../agent.js';
 import { renderRuntime, sameArtefact, type RuntimeArtefact } from './artefact.js';
-import { LABEL_CONFIG_HASH, LABEL_NETWORK, LABEL_RECORD_ID, LABEL_UUID, canonicalJson, type DesiredContainer } from './desired.js';
+import { LABEL_CONFIG_HASH, LABEL_RECORD_ID, canonicalJson, type DesiredContainer } from './desired.js';
+import { LABELS } from '../../model/labels.js';
 import { MANAGED_NETWORK, createOptions } from './create-spec.js';
 import {
   InspectedContainer,
@@ -456,8 +457,8 @@ export class DockerRuntime {
   private onEvent(ev: DockerEvent): void {
     const attrs = ev.Actor.Attributes;
     const recordId = attrs[LABEL_RECORD_ID] ?? this.recordOfDocker.get(ev.Actor.ID) ?? this.adoptedLocal.get(ev.Actor.ID)?.recordId;
-    const uuid = attrs[LABEL_UUID];
-    const relevant = recordId !== undefined || uuid !== undefined || attrs[LABEL_NETWORK] === 'true';
+    const uuid = attrs[LABELS.containerUuid];
+    const relevant = recordId !== undefined || uuid !== undefined || attrs[LABELS.containerNetwork] === 'true';
     if (!relevant) return;
     this.log.debug({ action: ev.Action, container: attrs.name, id: ev.Actor.ID.slice(0, 12) }, 'docker event');
     if (ev.Action === 'start' && recordId !== undefined) {
@@ -504,13 +505,13 @@ export class DockerRuntime {
       const present = new Set<string>();
       for (const c of listed) {
         present.add(c.Id);
-        const uuid = c.Labels[LABEL_UUID];
+        const uuid = c.Labels[LABELS.containerUuid];
         if (uuid !== undefined && (c.Labels[LABEL_CONFIG_HASH] !== undefined || this.known.has(uuid))) {
           if (!this.byUuid.has(uuid)) touch(uuid); // no longer desired here: removed by its job
         } else if (this.adoptedLocal.has(c.Id)) {
           if (force) this.queue.enqueue(KEY_ADOPTED + c.Id);
           else this.queue.poke(KEY_ADOPTED + c.Id);
-        } else if (c.Labels[LABEL_NETWORK] === 'true' && c.State !== 'removing' && c.State !== 'dead') {
+        } else if (c.Labels[LABELS.containerNetwork] === 'true' && c.State !== 'removing' && c.State !== 'dead') {
           if (!this.found.has(c.Id)) this.queue.poke(KEY_FOUND + c.Id);
         }
       }
@@ -566,9 +567,9 @@ export class DockerRuntime {
 
   /** The job of one record uuid; throws (→ retry with backoff) when it could not converge. */
   private async containerJob(uuid: string): Promise<number | void> {
-    const listed = ListedContainers.parse(await this.docker.listContainers({ all: true, filters: { label: [`${LABEL_UUID}=${uuid}`] } }));
+    const listed = ListedContainers.parse(await this.docker.listContainers({ all: true, filters: { label: [`${LABELS.containerUuid}=${uuid}`] } }));
     const known = this.known.has(uuid);
-    const ours = listed.filter((c) => c.Labels[LABEL_UUID] === uuid && (c.Labels[LABEL_CONFIG_HASH] !== undefined || known));
+    const ours = listed.filter((c) => c.Labels[LABELS.containerUuid] === uuid && (c.Labels[LABEL_CONFIG_HASH] !== undefined || known));
     const d = this.byUuid.get(uuid);
     if (!d) {
       // Not desired any more (scaled down, moved, removed): remove, and say so.
@@ -708,7 +709,7 @@ export class DockerRuntime {
       await this.docker.listContainers({ filters: { network: [MANAGED_NETWORK], status: ['running', 'restarting', 'paused'] } }),
     );
     for (const c of running) {
-      const uuid = c.Labels[LABEL_UUID];
+      const uuid = c.Labels[LABELS.containerUuid];
       if (uuid === undefined || uuid === d.uuid || c.NetworkSettings?.Networks[MANAGED_NETWORK]?.IPAddress !== d.ipAddress) continue;
       const other = this.byUuid.get(uuid);
       if (other?.desiredState === 'running') continue; // two desired owners: the create error says so
