@@ -20,8 +20,6 @@ import { ControlPlaneClient, ServerUnavailableError } from './client.js';
 import { PersistError, StateStore } from './sync/state-file.js';
 import { ControllerManager } from './controller/manager.js';
 import type { Controller } from './controller/controller.js';
-import { capabilityController, isController } from './capabilities/adapter.js';
-import type { Capability } from './capabilities/capability.js';
 import { Backoff, type BackoffPolicy } from './sync/backoff.js';
 import { FoundAnswer, type AdoptRequest, type CapabilityStatus, type ContainerReport } from '../model/reports.js';
 
@@ -46,8 +44,8 @@ export interface AgentOptions {
   agentIp: string;
   labels?: Record<string, string>;
   log: Logger;
-  /** Controllers (or plain capabilities, adapted), run in this order. */
-  capabilities?: (Controller | Capability<unknown>)[];
+  /** Controllers, run in this order (a plain Capability{render, applier} through capabilityController). */
+  capabilities?: Controller[];
   /** The agent's metrics registry (controller run durations, errors, health). */
   registry?: Registry;
   /** Controllers' drift check period in ms (default 60 s; 0: none). */
@@ -96,8 +94,7 @@ export class Agent {
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.log.child({ component: 'agent' });
     this.store = new StateStore({ path: join(opts.dataDir, 'state.json') });
-    const controllers = (opts.capabilities ?? []).map((c) => (isController(c) ? c : capabilityController(c)));
-    this.runner = new ControllerManager(controllers, {
+    this.runner = new ControllerManager(opts.capabilities ?? [], {
       log: this.log,
       registry: opts.registry,
       resyncMs: opts.resyncMs,

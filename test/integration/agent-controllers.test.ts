@@ -19,6 +19,7 @@ import { metadataController } from '../../src/agent/capabilities/metadata/contro
 import { dnsController } from '../../src/agent/capabilities/dns/controller.js';
 import { FileApplier } from '../../src/agent/capabilities/file-applier.js';
 import type { Capability } from '../../src/agent/capabilities/capability.js';
+import { capabilityController } from '../../src/agent/capabilities/adapter.js';
 import { loadState } from '../../src/agent/sync/state-file.js';
 import type { EnvState } from '../../src/model/state.js';
 import { silentLogger } from '../../src/common/log.js';
@@ -147,7 +148,7 @@ test('resync restores an artefact deleted or changed behind the agent, keeping t
   const out = join(dir, 'services.txt');
   let agent: Agent | undefined;
   try {
-    agent = newAgent(t, dir, { capabilities: [servicesFile(out) as Capability<unknown>], resyncMs: 150 });
+    agent = newAgent(t, dir, { capabilities: [capabilityController(servicesFile(out))], resyncMs: 150 });
     await agent.start();
     await t.api('POST', '/v1/stacks', { name: 'shop', dockerCompose: 'web:\n  image: nginx\ndb:\n  image: postgres\n' });
     await eventually(() => existsSync(out) && readFileSync(out, 'utf8') === 'db\nweb\n', 10_000, 'artefact in place');
@@ -171,7 +172,7 @@ test('a failed persist (a directory in the way) does not skip the revision: appl
   let agent: Agent | undefined;
   try {
     const envId = defaultEnvironment(t.srv.store).id;
-    agent = newAgent(t, dir, { capabilities: [servicesFile(out) as Capability<unknown>] });
+    agent = newAgent(t, dir, { capabilities: [capabilityController(servicesFile(out))] });
     await agent.start();
     await t.api('POST', '/v1/stacks', { name: 'shop', dockerCompose: 'web:\n  image: nginx\n' });
     await eventually(() => existsSync(out) && readFileSync(out, 'utf8') === 'web\n', 10_000, 'first change applied');

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Agent } from '../../src/agent/agent.js';
 import { silentLogger } from '../../src/common/log.js';
 import type { Capability } from '../../src/agent/capabilities/capability.js';
+import { capabilityController } from '../../src/agent/capabilities/adapter.js';
 import { FileApplier } from '../../src/agent/capabilities/file-applier.js';
 import { loadState } from '../../src/agent/sync/state-file.js';
 import type { EnvState } from '../../src/model/state.js';
@@ -44,7 +45,7 @@ test('server + two agents: sync, persistence, restart while the server is down, 
       agentIp: name === 'a' ? '192.0.2.21' : '192.0.2.22',
       labels: { node: name },
       log: silentLogger(),
-      capabilities: [servicesFile(join(dir, 'services.txt')) as Capability<unknown>],
+      capabilities: [capabilityController(servicesFile(join(dir, 'services.txt')))],
       watchTimeoutSec: 5,
     });
   const envId = defaultEnvironment(t.srv.store).id;

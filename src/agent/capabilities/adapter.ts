@@ -50,8 +50,3 @@ export function capabilityController<A>(cap: Capability<A>, opts: CapabilityCont
     },
   };
 }
-
-/** True for a controller (as opposed to a Capability to adapt). */
-export function isController(x: Controller | Capability<unknown>): x is Controller {
-  return typeof (x as Partial<Controller>).reconcile === 'function';
-}
