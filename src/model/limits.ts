@@ -10,6 +10,8 @@ function fromEnv(name: string, def: number): number {
   return Number.isSafeInteger(n) && n > 0 ? n : def;
 }
 
+const MAX_JSON_DEPTH = 64;
+
 export const LIMITS = {
   /** Containers per service (`scale`). */
   maxScale: fromEnv('DROVER_MAX_SCALE', 1000),
@@ -24,7 +26,11 @@ export const LIMITS = {
   /** Entries of one map (environment, labels). */
   maxMap: 4096,
   /** Nesting of free-form JSON (service metadata), counted from the field: `{}` is 1, `{"a": {}}` is 2. */
-  maxJsonDepth: 64,
+  maxJsonDepth: MAX_JSON_DEPTH,
+  /** Nesting of a whole request body or compose file: room for the resource's own structure around free-form JSON. */
+  maxDocumentDepth: MAX_JSON_DEPTH + 8,
+  /** Bytes of one API request body (413 beyond). */
+  maxBodyBytes: 8 * 1024 * 1024,
   /** Size of free-form JSON (service metadata): characters of keys and strings plus 8 per other value. */
   maxJsonBytes: 1 << 20,
 } as const;
@@ -92,6 +98,11 @@ export function jsonTreeProblem(root: unknown, limits: JsonTreeLimits): JsonProb
     }
   }
   return undefined;
+}
+
+/** The first problem of free-form metadata against maxJsonDepth, maxJsonBytes and `__proto__` keys. */
+export function metadataProblem(m: unknown): JsonProblem | undefined {
+  return jsonTreeProblem(m, { maxDepth: LIMITS.maxJsonDepth, maxBytes: LIMITS.maxJsonBytes, forbidProtoKey: true });
 }
 
 /** `a.b[2].c` for messages and `fieldName`; long paths keep their start and say how deep they go. */

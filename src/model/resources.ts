@@ -5,7 +5,7 @@
 // with `type`, `links` and `actions`. Every external edge (sync responses, the persisted agent state)
 // validates with these schemas, so the rest of the code can trust the types.
 import { z } from 'zod';
-import { LIMITS, formatJsonPath, jsonTreeProblem } from './limits.js';
+import { LIMITS, formatJsonPath, metadataProblem } from './limits.js';
 
 export { LIMITS } from './limits.js';
 
@@ -19,7 +19,7 @@ const strMap = z
 
 /** Free-form JSON (service metadata): depth and size bounded, so everything stored can be exported. */
 export const JsonMetadata = z.record(z.string(), z.unknown()).superRefine((m, ctx) => {
-  const p = jsonTreeProblem(m, { maxDepth: LIMITS.maxJsonDepth, maxBytes: LIMITS.maxJsonBytes, forbidProtoKey: true });
+  const p = metadataProblem(m);
   if (p) ctx.addIssue({ code: 'custom', message: `${formatJsonPath(p.path) || 'the value'} ${p.message}` });
 });
 

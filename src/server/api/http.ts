@@ -13,10 +13,10 @@ export interface ApiState {
 
 export type ApiContext = Context & { state: ApiState };
 
-export const MAX_BODY = 8 * 1024 * 1024;
+const MAX_BODY = LIMITS.maxBodyBytes;
 const DRAIN_LIMIT = 4 * MAX_BODY;
 /** Nesting allowed in a request body: room for the resource's own structure around free-form JSON. */
-export const MAX_BODY_DEPTH = LIMITS.maxJsonDepth + 8;
+const MAX_BODY_DEPTH = LIMITS.maxDocumentDepth;
 
 const tooLarge = () =>
   new DroverError(413, 'BodyTooLarge', `request body is larger than ${MAX_BODY} bytes (${MAX_BODY / 1024 / 1024} MiB); split the request or trim it`);

@@ -25,7 +25,7 @@ import {
   type Where,
   type YamlMap,
 } from './values.js';
-import { LIMITS, formatJsonPath, jsonTreeProblem } from '../../model/limits.js';
+import { LIMITS, formatJsonPath, metadataProblem } from '../../model/limits.js';
 
 export interface RancherService {
   /** The keys the entry has, to check they apply to the service's kind. */
@@ -252,7 +252,7 @@ function parseHostname(w: Where, f: string, value: unknown): string {
 /** Free-form metadata: a map, nested at most LIMITS.maxJsonDepth levels and at most LIMITS.maxJsonBytes large. */
 function parseMetadata(where: Where, value: unknown): Record<string, unknown> {
   const m = asMap(where, 'metadata', value);
-  const p = jsonTreeProblem(m, { maxDepth: LIMITS.maxJsonDepth, maxBytes: LIMITS.maxJsonBytes, forbidProtoKey: true });
+  const p = metadataProblem(m);
   if (p) fail(where, 'metadata', `${formatJsonPath(p.path, 'metadata')} ${p.message}`, p.kind === 'depth' ? 'NestedTooDeep' : undefined);
   return m;
 }

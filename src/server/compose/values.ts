@@ -36,7 +36,7 @@ export function sub(field: string, key: string | number): string {
 }
 
 /** Nesting a compose file may have: the file's own structure around free-form metadata. */
-export const MAX_YAML_DEPTH = LIMITS.maxJsonDepth + 8;
+const MAX_YAML_DEPTH = LIMITS.maxDocumentDepth;
 /** Flow nesting ever handed to the YAML parser (it copes with a few thousand levels; not 100,000). */
 const MAX_FLOW_DEPTH = 1000;
 /** Alias expansions per file (the yaml package's count): enough for anchors, not for an alias bomb. */
