@@ -14,7 +14,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Agent } from '../../src/agent/agent.js';
+import type { Agent, AgentOptions } from '../../src/agent/agent.js';
 import { metadataController } from '../../src/agent/capabilities/metadata/controller.js';
 import { dnsController } from '../../src/agent/capabilities/dns/controller.js';
 import { FileApplier } from '../../src/agent/capabilities/file-applier.js';
@@ -23,9 +23,9 @@ import { capabilityController } from '../../src/agent/capabilities/adapter.js';
 import { loadState } from '../../src/agent/sync/state-file.js';
 import type { EnvState } from '../../src/model/state.js';
 import { silentLogger } from '../../src/common/log.js';
-import { createRegistrationToken } from '../../src/server/auth/credentials.js';
 import { defaultEnvironment } from '../../src/server/domain/environments.js';
-import { cleanup, eventually, startTestServer, tempDir, type TestServer } from '../helpers/server.js';
+import { cleanup, eventually, request, startTestServer, tempDir, type TestServer } from '../helpers/server.js';
+import { agentCreds, testAgent } from '../helpers/agent.js';
 import { freePort } from '../helpers/ports.js';
 
 const run = promisify(execFile);
@@ -38,20 +38,8 @@ function servicesFile(path: string): Capability<string> {
   };
 }
 
-function newAgent(t: TestServer, dir: string, extra: Partial<ConstructorParameters<typeof Agent>[0]>): Agent {
-  const envId = defaultEnvironment(t.srv.store).id;
-  return new Agent({
-    dataDir: dir,
-    serverUrl: t.url,
-    registrationToken: createRegistrationToken(t.srv.store, envId).token,
-    hostname: 'node1',
-    agentIp: '192.0.2.41',
-    log: silentLogger(),
-    watchTimeoutSec: 5,
-    controllerBackoff: { initialMs: 50, maxMs: 400 },
-    syncBackoff: { initialMs: 50, maxMs: 400 },
-    ...extra,
-  });
+function newAgent(t: TestServer, dir: string, extra: Partial<AgentOptions>): Agent {
+  return testAgent(t, dir, { controllerBackoff: { initialMs: 50, maxMs: 400 }, syncBackoff: { initialMs: 50, maxMs: 400 }, ...extra });
 }
 
 test('DNS and metadata ports in use: retried with backoff by themselves, served once freed; status on the host', { timeout: 30_000 }, async () => {
@@ -89,12 +77,7 @@ test('DNS and metadata ports in use: retried with backoff by themselves, served 
     });
     assert.equal(st.status, 201);
     const ctrs = (await t.api<{ data: { id: string }[] }>('GET', `/v1/containers?stackId=${st.body.id}`)).body.data;
-    const creds = JSON.parse(readFileSync(join(dir, 'agent.json'), 'utf8')) as { accessKey: string; secretKey: string };
-    const rep = await fetch(`${t.url}/v1/agent/report`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: 'Basic ' + Buffer.from(`${creds.accessKey}:${creds.secretKey}`).toString('base64') },
-      body: JSON.stringify({ containers: ctrs.map((c) => ({ id: c.id, state: 'running' })) }),
-    });
+    const rep = await request(t.url, 'POST', '/v1/agent/report', { containers: ctrs.map((c) => ({ id: c.id, state: 'running' })) }, agentCreds(dir));
     assert.equal(rep.status, 200);
     // Settled: the agent holds the server's revision and nothing has changed for a while.
     let settledAt = -1;
@@ -254,7 +237,7 @@ test('reports: the status of agents before the controllers still parses; the ric
     const hostId = await eventually(() => agent?.hostId(), 10_000, 'registration');
     await agent.stop();
     agent = undefined;
-    const creds = JSON.parse(readFileSync(join(dir, 'agent.json'), 'utf8')) as { accessKey: string; secretKey: string };
+    const creds = agentCreds(dir);
     const report = (applied: unknown) =>
       fetch(`${t.url}/v1/agent/report`, {
         method: 'POST',

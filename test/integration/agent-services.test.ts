@@ -6,13 +6,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { Agent } from '../../src/agent/agent.js';
+import type { Agent } from '../../src/agent/agent.js';
 import { metadataController } from '../../src/agent/capabilities/metadata/controller.js';
 import { dnsController } from '../../src/agent/capabilities/dns/controller.js';
 import { silentLogger } from '../../src/common/log.js';
-import { createRegistrationToken } from '../../src/server/auth/credentials.js';
 import { defaultEnvironment } from '../../src/server/domain/environments.js';
-import { cleanup, eventually, startTestServer, tempDir } from '../helpers/server.js';
+import { cleanup, eventually, request, startTestServer, tempDir } from '../helpers/server.js';
+import { agentCreds, testAgent } from '../helpers/agent.js';
 import { freePort } from '../helpers/ports.js';
 
 const run = promisify(execFile);
@@ -55,19 +55,13 @@ test('agent metadata and DNS answer what the API holds, per client address', asy
     // Managed addresses on loopback, so the test can speak from any of them.
     const upd = await t.api('PUT', `/v1/environments/${envId}`, { network: { subnet: '127.0.0.0/16' } });
     assert.equal(upd.status, 200, JSON.stringify(upd.body));
-    agent = new Agent({
-      dataDir: agentDir,
-      serverUrl: t.url,
-      registrationToken: createRegistrationToken(t.srv.store, envId).token,
-      hostname: 'node1',
+    agent = testAgent(t, agentDir, {
       agentIp: '192.0.2.31',
       labels: { zone: 'z1' },
-      log: silentLogger(),
       capabilities: [
         metadataController({ log: silentLogger(), listen: `127.0.0.1:${mdPort}` }),
         dnsController({ log: silentLogger(), listen: `127.0.0.1:${dnsPort}`, resolvConf: '/dev/null' }),
       ],
-      watchTimeoutSec: 5,
     });
     await agent.start();
     await eventually(() => agent?.hostId(), 10_000, 'registration');
@@ -78,12 +72,7 @@ test('agent metadata and DNS answer what the API holds, per client address', asy
     const web = ctrs.find((c) => c.name === 'shop-web-1');
     assert.equal(web?.primaryIpAddress, '127.0.0.10');
     // The agent reports them running (as the Docker runtime would), so DNS answers with them.
-    const creds = await import('node:fs').then((fs) => JSON.parse(fs.readFileSync(`${agentDir}/agent.json`, 'utf8')) as { accessKey: string; secretKey: string });
-    const rep = await fetch(`${t.url}/v1/agent/report`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: 'Basic ' + Buffer.from(`${creds.accessKey}:${creds.secretKey}`).toString('base64') },
-      body: JSON.stringify({ containers: ctrs.map((c) => ({ id: c.id, state: 'running' })) }),
-    });
+    const rep = await request(t.url, 'POST', '/v1/agent/report', { containers: ctrs.map((c) => ({ id: c.id, state: 'running' })) }, agentCreds(agentDir));
     assert.equal(rep.status, 200);
 
     const md = async (path: string, from = '127.0.0.10', accept?: string) =>

@@ -8,15 +8,15 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Agent } from '../../src/agent/agent.js';
+import type { Agent } from '../../src/agent/agent.js';
 import { dnsController } from '../../src/agent/capabilities/dns/controller.js';
 import { StateStore, loadState } from '../../src/agent/sync/state-file.js';
 import { silentLogger } from '../../src/common/log.js';
-import { createRegistrationToken } from '../../src/server/auth/credentials.js';
 import { defaultEnvironment } from '../../src/server/domain/environments.js';
-import { cleanup, eventually, startTestServer, tempDir } from '../helpers/server.js';
+import { cleanup, eventually, request, startTestServer, tempDir } from '../helpers/server.js';
+import { agentCreds, testAgent } from '../helpers/agent.js';
 import { freePort } from '../helpers/ports.js';
 
 const run = promisify(execFile);
@@ -40,14 +40,9 @@ test('agent: a burst of changes with the DNS port held and the disk refusing wri
   try {
     const envId = defaultEnvironment(t.srv.store).id;
     assert.equal((await t.api('PUT', `/v1/environments/${envId}`, { network: { subnet: '127.0.0.0/16' } })).status, 200);
-    agent = new Agent({
-      dataDir: dir,
-      serverUrl: t.url,
-      registrationToken: createRegistrationToken(t.srv.store, envId).token,
+    agent = testAgent(t, dir, {
       hostname: 'robust',
       agentIp: '192.0.2.51',
-      log: silentLogger(),
-      watchTimeoutSec: 5,
       capabilities: [dnsController({ log: silentLogger(), listen: `127.0.0.1:${dnsPort}`, resolvConf: '/dev/null' })],
       controllerBackoff: { initialMs: 50, maxMs: 400 },
       syncBackoff: { initialMs: 50, maxMs: 400 },
@@ -59,14 +54,9 @@ test('agent: a burst of changes with the DNS port held and the disk refusing wri
     });
     assert.equal(st.status, 201);
     await eventually(() => agent?.hostId(), 10_000, 'registration');
-    const creds = JSON.parse(readFileSync(join(dir, 'agent.json'), 'utf8')) as { accessKey: string; secretKey: string };
-    const auth = 'Basic ' + Buffer.from(`${creds.accessKey}:${creds.secretKey}`).toString('base64');
+    const creds = agentCreds(dir);
     const ctrs = (await t.api<{ data: { id: string }[] }>('GET', `/v1/containers?stackId=${st.body.id}`)).body.data;
-    const rep = await fetch(`${t.url}/v1/agent/report`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: auth },
-      body: JSON.stringify({ containers: ctrs.map((c) => ({ id: c.id, state: 'running' })) }),
-    });
+    const rep = await request(t.url, 'POST', '/v1/agent/report', { containers: ctrs.map((c) => ({ id: c.id, state: 'running' })) }, creds);
     assert.equal(rep.status, 200);
     await eventually(() => agent?.confirmedRevision() === t.srv.store.revision(envId), 10_000, 'in sync');
     const web = (await t.api<{ data: { id: string }[] }>('GET', '/v1/services?name=web')).body.data[0] as { id: string };
@@ -111,13 +101,9 @@ test('agent: a burst of changes with the DNS port held and the disk refusing wri
     assert.ok(growth < HEAP_GROWTH_BOUND, `heap grew ${Math.round(growth / 1e6)} MB`);
 
     // A bad status report is a 4xx naming the field; the server still answers.
-    const bad = await fetch(`${t.url}/v1/agent/report`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: auth },
-      body: JSON.stringify({ applied: { dns: { revision: 1, ok: true, consecutiveFailures: 'many' } } }),
-    });
+    const bad = await request(t.url, 'POST', '/v1/agent/report', { applied: { dns: { revision: 1, ok: true, consecutiveFailures: 'many' } } }, creds);
     assert.ok(bad.status >= 400 && bad.status < 500, `status ${bad.status}`);
-    assert.match(await bad.text(), /consecutiveFailures/);
+    assert.match(JSON.stringify(bad.body), /consecutiveFailures/);
     assert.equal((await t.api('GET', '/v1/version')).status, 200);
   } finally {
     await agent?.stop();
