@@ -112,11 +112,8 @@ export function errorHandler(log: Logger) {
         throw new DroverError(404, 'NotFound', `no such endpoint: ${ctx.method} ${ctx.path}`);
       }
     } catch (err) {
-      let e: DroverError;
-      if (err instanceof DroverError) e = err;
-      else if (err instanceof ZodError) e = zodToError(err);
-      else if (storeConflict(err)) e = storeConflict(err) as DroverError;
-      else {
+      let e = err instanceof DroverError ? err : err instanceof ZodError ? zodToError(err) : storeConflict(err);
+      if (!e) {
         log.error({ err, method: ctx.method, path: ctx.path }, 'request failed');
         e = new DroverError(500, 'ServerError', 'internal error (see the server log)');
       }
