@@ -27,19 +27,19 @@ describe('offload: job size against the threshold', () => {
   });
 
   it('a small file with few containers runs inline; one asking for many goes to the worker', () => {
-    assert.ok(jobSize(t.srv.store, stackJob('web:\n  image: nginx\n', 'web:\n  scale: 2\n')) <= OFFLOAD_THRESHOLD);
-    assert.ok(jobSize(t.srv.store, stackJob('web:\n  image: nginx\n', `web:\n  scale: ${OFFLOAD_THRESHOLD + 1}\n`)) > OFFLOAD_THRESHOLD);
+    assert.ok(jobSize(t.srv.store, stackJob('web:\n  image: nginx\n', 'web:\n  scale: 2\n')).size <= OFFLOAD_THRESHOLD);
+    assert.ok(jobSize(t.srv.store, stackJob('web:\n  image: nginx\n', `web:\n  scale: ${OFFLOAD_THRESHOLD + 1}\n`)).size > OFFLOAD_THRESHOLD);
   });
 
   it('text just under the threshold on its own still counts its containers', () => {
     // ~0.9 × threshold × 64 bytes: the text alone is under the threshold, the 1000 containers are not.
     const dc = `${padding(Math.floor(OFFLOAD_THRESHOLD * 64 * 0.9))}web:\n  image: nginx\n`;
-    const size = jobSize(t.srv.store, stackJob(dc, 'web:\n  scale: 1000\n'));
+    const { size } = jobSize(t.srv.store, stackJob(dc, 'web:\n  scale: 1000\n'));
     assert.ok(size > 1000, `size ${size}`);
   });
 
   it('text over the threshold goes to the worker without being parsed here', () => {
     const dc = `${padding(OFFLOAD_THRESHOLD * 64)}web:\n  image: [unclosed\n`;
-    assert.ok(jobSize(t.srv.store, stackJob(dc, '')) > OFFLOAD_THRESHOLD, 'not parsed: the syntax error is the worker’s to report');
+    assert.ok(jobSize(t.srv.store, stackJob(dc, '')).size > OFFLOAD_THRESHOLD, 'not parsed: the syntax error is the worker’s to report');
   });
 });

@@ -4,9 +4,8 @@ import { ZodError } from 'zod';
 import type { CommitEvent, Store } from '../db/store.js';
 import type { Service, Stack } from '../../model/resources.js';
 import { DroverError } from '../../common/errors.js';
-import { parseCompose } from '../compose/index.js';
-import { addToStack, containersOf, createStack, exportStack, removeStack, type StackInput } from '../domain/stacks.js';
-import type { ComposeFiles } from '../compose/spec.js';
+import { addToStack, containersOf, createStack, exportStack, removeStack, stackSpecOf, type StackInput } from '../domain/stacks.js';
+import type { ComposeFiles, StackSpec } from '../compose/spec.js';
 import { createService, updateService, type ServiceInput } from '../domain/services.js';
 import { zodToError } from './http.js';
 
@@ -37,12 +36,13 @@ export type WorkerReply =
   | { id: number; ok: true; result: unknown; events: CommitEvent[] }
   | { id: number; ok: false; error: WireError; events: CommitEvent[] };
 
-export function execute<J extends Job>(store: Store, job: J): JobResult<J> {
+/** Runs a job; `spec` is its compose files when `jobSize` parsed them already (inline jobs). */
+export function execute<J extends Job>(store: Store, job: J, spec?: StackSpec): JobResult<J> {
   switch (job.op) {
     case 'createStack':
-      return createStack(store, job.input) as JobResult<J>;
+      return createStack(store, job.input, spec) as JobResult<J>;
     case 'addToStack':
-      return addToStack(store, job.stackId, job.input) as JobResult<J>;
+      return addToStack(store, job.stackId, job.input, spec) as JobResult<J>;
     case 'createService':
       return createService(store, job.stackId, job.input) as JobResult<J>;
     case 'updateService':
@@ -62,40 +62,39 @@ export const OFFLOAD_THRESHOLD = 300;
 /**
  * How much work a job is, in containers to create (compose text counts 1 per 64 bytes: parsing is
  * the cost there). A compose file whose text alone is not over OFFLOAD_THRESHOLD is parsed here to
- * count its containers; its errors are then thrown here, as they would be by the job.
+ * count its containers, and the spec is returned for `execute` (parsed once); its errors are then
+ * thrown here, as they would be by the job.
  */
-export function jobSize(store: Store, job: Job): number {
+export function jobSize(store: Store, job: Job): { size: number; spec?: StackSpec } {
   const hosts = (envId: string) => store.list('host', { env_id: envId }).length;
   switch (job.op) {
     case 'createStack':
     case 'addToStack': {
       const text = (job.input.dockerCompose ?? '').length + (job.input.rancherCompose ?? '').length;
-      if (text / 64 > OFFLOAD_THRESHOLD || !job.input.dockerCompose?.trim()) return text / 64;
-      const spec = parseCompose({
-        dockerCompose: job.input.dockerCompose,
-        ...(job.input.rancherCompose !== undefined ? { rancherCompose: job.input.rancherCompose } : {}),
-        ...(job.input.answers ? { answers: job.input.answers } : {}),
-      });
+      if (text / 64 > OFFLOAD_THRESHOLD) return { size: text / 64 };
+      const spec = stackSpecOf(job.input);
+      if (spec.services.length === 0) return { size: text / 64, spec };
       const envId = job.op === 'createStack' ? job.input.environmentId : store.mustGet('stack', job.stackId).environmentId;
-      return text / 64 + containersOf(spec.services, hosts(envId));
+      return { size: text / 64 + containersOf(spec.services, hosts(envId)), spec };
     }
     case 'createService':
-      return job.input.scale * (1 + (job.input.secondaryLaunchConfigs?.length ?? 0));
+      return { size: job.input.scale * (1 + (job.input.secondaryLaunchConfigs?.length ?? 0)) };
     case 'removeStack':
     case 'exportStack': {
       const count = (sql: string) => (store.statement(`offload:${sql}`, () => sql).get(job.stackId) as { n: number }).n;
-      return (
-        count('SELECT COUNT(*) AS n FROM services WHERE stack_id = ?') +
-        count('SELECT COUNT(*) AS n FROM containers WHERE service_id IN (SELECT id FROM services WHERE stack_id = ?)')
-      );
+      return {
+        size:
+          count('SELECT COUNT(*) AS n FROM services WHERE stack_id = ?') +
+          count('SELECT COUNT(*) AS n FROM containers WHERE service_id IN (SELECT id FROM services WHERE stack_id = ?)'),
+      };
     }
     case 'updateService': {
-      if (job.patch.scale === undefined) return 0;
+      if (job.patch.scale === undefined) return { size: 0 };
       const s = store.get('service', job.serviceId);
-      return job.patch.scale * (1 + (s?.secondaryLaunchConfigs.length ?? 0));
+      return { size: job.patch.scale * (1 + (s?.secondaryLaunchConfigs.length ?? 0)) };
     }
   }
-  return 0;
+  return { size: 0 };
 }
 
 export function toWireError(err: unknown): WireError {

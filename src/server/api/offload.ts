@@ -67,7 +67,8 @@ export class Offloader {
 
   /** Runs a job: inline when small, else in the worker. Call inside `exclusive()`. */
   async run<J extends Job>(job: J): Promise<JobResult<J>> {
-    if (jobSize(this.store, job) <= OFFLOAD_THRESHOLD) return execute(this.store, job);
+    const { size, spec } = jobSize(this.store, job);
+    if (size <= OFFLOAD_THRESHOLD) return execute(this.store, job, spec);
     const reply = await this.send(job);
     for (const e of reply.events) this.store.emit('commit', e);
     if (!reply.ok) throw revive(reply.error);

@@ -23,17 +23,21 @@ export interface StackInput {
 const DC = 'docker-compose.yml';
 const RC = 'rancher-compose.yml';
 
-export function createStack(store: Store, input: StackInput): Stack {
+/** The compose files of an import, parsed; a stack without docker-compose text has no services. */
+export function stackSpecOf(input: Pick<StackInput, 'dockerCompose' | 'rancherCompose' | 'answers'>): StackSpec {
+  if (!input.dockerCompose?.trim()) return { services: [], answers: input.answers ?? {} };
+  return parseCompose({
+    dockerCompose: input.dockerCompose,
+    ...(input.rancherCompose !== undefined ? { rancherCompose: input.rancherCompose } : {}),
+    ...(input.answers ? { answers: input.answers } : {}),
+  });
+}
+
+/** Imports a stack; `spec` is its compose files already parsed by the caller (else they are parsed here). */
+export function createStack(store: Store, input: StackInput, spec: StackSpec = stackSpecOf(input)): Stack {
   if (!SERVICE_NAME.test(input.name)) {
     throw new ValidationError('InvalidName', `stack name "${input.name}" must be letters, digits and '-' (max 63)`, 'name');
   }
-  const spec: StackSpec = input.dockerCompose?.trim()
-    ? parseCompose({
-        dockerCompose: input.dockerCompose,
-        ...(input.rancherCompose !== undefined ? { rancherCompose: input.rancherCompose } : {}),
-        ...(input.answers ? { answers: input.answers } : {}),
-      })
-    : { services: [], answers: input.answers ?? {} };
 
   return store.tx((tx) => {
     store.mustGet('environment', input.environmentId);
@@ -144,13 +148,16 @@ export function removeStack(store: Store, id: string): void {
   });
 }
 
-/** Adds services to an existing stack from compose text (`drover stack up` on an existing stack). */
-export function addToStack(store: Store, id: string, input: { dockerCompose: string; rancherCompose?: string; answers?: Record<string, string> }): Service[] {
-  const spec = parseCompose({
-    dockerCompose: input.dockerCompose,
-    ...(input.rancherCompose !== undefined ? { rancherCompose: input.rancherCompose } : {}),
-    ...(input.answers ? { answers: input.answers } : {}),
-  });
+/**
+ * Adds services to an existing stack from compose text (`drover stack up` on an existing stack); `spec`
+ * as for createStack.
+ */
+export function addToStack(
+  store: Store,
+  id: string,
+  input: { dockerCompose: string; rancherCompose?: string; answers?: Record<string, string> },
+  spec: StackSpec = stackSpecOf(input),
+): Service[] {
   return store.tx((tx) => {
     const stack = store.mustGet('stack', id);
     const existing = new Set(store.list('service', { stack_id: id }).map((s) => s.name));
