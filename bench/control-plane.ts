@@ -21,6 +21,7 @@ import { parseCompose } from '../src/server/compose/index.js';
 import { freePort } from '../test/helpers/ports.js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { startServer } from '../src/server/server.js';
+import { LIMITS } from '../src/model/limits.js';
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -285,15 +286,18 @@ async function linearity(): Promise<void> {
       console.log(`  ${row(`import ${n} services`, r, n, 'service')}`);
     }
     console.log(`  ratios: ${ratio(imported)}`);
+    // The largest import allowed: the environment's container limit in services of the largest scale.
     const e = await env('max', 20);
+    const scale = LIMITS.maxScale;
+    const services = Math.floor(LIMITS.maxContainersPerEnvironment / scale);
     let dc = '';
     let rc = '';
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < services; i++) {
       dc += `web${i}:\n  image: nginx\n  labels:\n    io.rancher.scheduler.affinity:container_label_soft_ne: io.rancher.stack_service.name=$\${stack_name}/$\${service_name}\n`;
-      rc += `web${i}:\n  scale: 1000\n`;
+      rc += `web${i}:\n  scale: ${scale}\n`;
     }
     const max = await watched(url, () => api(url, 'POST', '/v1/stacks', { environmentId: e, name: 'max', dockerCompose: dc, rancherCompose: rc }));
-    console.log(`  ${row('max: 20 services × scale 1000', max, 20_000, 'container')}`);
+    console.log(`  ${row(`max: ${services} services × scale ${scale}`, max, services * scale, 'container')}`);
   } finally {
     await srv.close();
   }
