@@ -60,9 +60,6 @@ function mapOf(m: Readonly<Record<string, string>>): JsonMap {
 
 const GONE_STATES = new Set(['removed', 'removing', 'purged', 'purging']);
 
-/** Whether a container appears in metadata (the shared rule of src/model/serving.ts). */
-export const isListedContainer: (c: Container) => boolean = isListed;
-
 function byNameThenUuid<T extends { name: string; uuid: string }>(a: T, b: T): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0;
 }
@@ -173,7 +170,7 @@ class MetaIndex implements RenderIndex<Answers, MetadataTreeOptions> {
   private indexContainer(id: string, c: Container | undefined): void {
     const old = this.seen.get(id);
     if (old) {
-      if (isListedContainer(old)) {
+      if (isListed(old)) {
         removeSorted(this.sorted, old);
         const k = this.unitKey(old);
         const list = k === undefined ? undefined : this.byUnit.get(k);
@@ -188,7 +185,7 @@ class MetaIndex implements RenderIndex<Answers, MetadataTreeOptions> {
     this.owners.update(id, c);
     if (!c) return;
     this.seen.set(id, c);
-    if (!isListedContainer(c)) return;
+    if (!isListed(c)) return;
     insertSorted(this.sorted, c, byNameThenUuid);
     const k = this.unitKey(c);
     if (k !== undefined) {
@@ -399,7 +396,7 @@ class MetaIndex implements RenderIndex<Answers, MetadataTreeOptions> {
       } else {
         for (const id of dirtyCtr) {
           const c = state.containers.get(id);
-          if (c && isListedContainer(c)) objs.set(id, containerObj(c, f));
+          if (c && isListed(c)) objs.set(id, containerObj(c, f));
           else objs.delete(id);
         }
       }
@@ -509,13 +506,12 @@ class MetaIndex implements RenderIndex<Answers, MetadataTreeOptions> {
     for (const v of METADATA_VERSIONS) {
       const f = familyOf(v);
       const nm = lower(f);
-      let cache = this.svcCache.get(v);
-      if (!cache) this.svcCache.set(v, (cache = new Map()));
-      if (dirtySvc === 'all') cache.clear();
+      // Replaced below by this render's objects: nothing to clear for a full render.
+      const cache = dirtySvc === 'all' ? undefined : this.svcCache.get(v);
       const next = new Map<string, JsonMap>();
       const svcObjs = new Map<ServiceEntry, JsonMap>();
       for (const e of entries) {
-        let o = has(dirtySvc, e.service.id) ? undefined : cache.get(e.key);
+        let o = has(dirtySvc, e.service.id) ? undefined : cache?.get(e.key);
         o ??= serviceObj(e, v);
         next.set(e.key, o);
         svcObjs.set(e, o);
