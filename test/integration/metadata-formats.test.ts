@@ -52,6 +52,16 @@ async function get(path: string, accept: string): Promise<{ status: number; text
   return curl(base + path, { from: CLIENT, headers: { Accept: accept } });
 }
 
+/** Each path answers 200 with exactly these bytes and this Content-Type. */
+async function expectBodies(accept: string, contentType: string, cases: readonly [string, string][]): Promise<void> {
+  for (const [path, body] of cases) {
+    const r = await get(path, accept);
+    assert.equal(r.status, 200, path);
+    assert.equal(r.text, body, path);
+    assert.equal(r.headers.get('content-type'), contentType, path);
+  }
+}
+
 describe('metadata JSON over HTTP (Go json.Marshal bytes)', () => {
   it('root, scalars, maps and lists in each version', async () => {
     const cases: [string, string][] = [
@@ -68,12 +78,7 @@ describe('metadata JSON over HTTP (Go json.Marshal bytes)', () => {
       ],
       ['/latest/haproxy', '"global\\n  maxconn 4096\\n"'],
     ];
-    for (const [path, body] of cases) {
-      const r = await get(path, 'application/json');
-      assert.equal(r.status, 200, path);
-      assert.equal(r.text, body, path);
-      assert.equal(r.headers.get('content-type'), 'application/json', path);
-    }
+    await expectBodies('application/json', 'application/json', cases);
   });
 });
 
@@ -93,11 +98,7 @@ describe('metadata YAML over HTTP (yaml.v2 Marshal bytes)', () => {
       ['/latest/haproxy', '|\n  global\n    maxconn 4096\n'],
       ['/latest/self/host', 'labels:\n  zone: z<1>\nname: h1\n'],
     ];
-    for (const [path, body] of cases) {
-      const r = await get(path, 'application/x-yaml');
-      assert.equal(r.status, 200, path);
-      assert.equal(r.text, body, path);
-    }
+    await expectBodies('application/x-yaml', 'application/yaml; charset=utf-8', cases);
   });
 });
 

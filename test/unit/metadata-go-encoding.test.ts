@@ -190,8 +190,4 @@ describe('YAML as gopkg.in/yaml.v2 Marshal', () => {
     const k = 'k'.repeat(129);
     assert.equal(renderYaml({ [k]: 'v' }), `? ${k}\n: v\n`);
   });
-
-  it('error bodies', () => {
-    assert.equal(renderError('yaml', 404, 'Not found'), 'code: 404\nmessage: Not found\ntype: error\n\n');
-  });
 });
