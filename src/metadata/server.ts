@@ -281,17 +281,23 @@ export class MetadataServer {
     res.writeHead(r.status, headers);
     if (ctx.req.method === 'HEAD') res.end();
     else res.end(r.body);
-    let c = this.statusCounters.get(r.status);
+    this.countStatus(r.status);
+  }
+
+  /** Counts a response by status (the labelled children are bound once: labels() per request is slow). */
+  private countStatus(status: number): void {
+    let c = this.statusCounters.get(status);
     if (c === undefined) {
-      c = this.metrics.requests.labels(String(r.status));
-      this.statusCounters.set(r.status, c);
+      c = this.metrics.requests.labels(String(status));
+      this.statusCounters.set(status, c);
     }
     c.inc();
   }
 
   private refuse(ctx: Koa.Context, format: Format, status: number, message: string, extraHeaders?: readonly string[]): void {
     this.send(ctx, errorResponse(format, status, message), extraHeaders);
-    this.log.debug({ client: this.clientIp(ctx.req), status, url: ctx.req.url }, message);
+    // Refusals come in floods (that is what they are for): build the log line only when it is written.
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ client: this.clientIp(ctx.req), status, url: ctx.req.url }, message);
   }
 
   /**
@@ -396,8 +402,8 @@ export class MetadataServer {
         memoKey = `e\u0000${version}\u0000${ip}\u0000${format}\u0000${pathKey}\u0000${last}`;
         timeoutMs = waitMs(params.get('timeout_sec'));
       }
-      const changed = check && this.memoized(memoKey, check);
-      if (check !== undefined && changed !== undefined && !check()) {
+      if (check !== undefined && !check()) {
+        const changed = this.memoized(memoKey, check);
         const perClient = this.waitersByClient.get(ip) ?? 0;
         if (perClient >= this.maxWaitersPerClient) {
           return this.refuse(ctx, format, 429, `Too many waiting requests from ${ip} (limit ${this.maxWaitersPerClient})`, ['Retry-After', '1']);
@@ -434,7 +440,7 @@ export class MetadataServer {
     if (this.closing) headers.push('Connection', 'close');
     ctx.res.writeHead(301, headers);
     ctx.res.end();
-    this.metrics.requests.labels('301').inc();
+    this.countStatus(301);
   }
 
   private async waitFor(ctx: Koa.Context, changed: () => boolean, timeoutMs: number): Promise<WakeReason> {
