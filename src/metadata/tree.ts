@@ -273,6 +273,11 @@ class MetaIndex implements RenderIndex<Answers, MetadataTreeOptions> {
       .filter((s) => !GONE_STATES.has(s.state) && stackById.has(s.stackId))
       .sort(byNameThenUuid);
     const serviceById = new Map(services.map((s) => [s.id, s]));
+    // Tokens of services that are gone: forgotten once they outnumber the living (amortised O(1) per render).
+    if (this.tokens.size > 2 * services.length + 16) {
+      const living = new Set(services.map((s) => s.uuid));
+      for (const uuid of this.tokens.keys()) if (!living.has(uuid)) this.tokens.delete(uuid);
+    }
     const containers = this.sorted;
 
     const containerLinks = new Map<string, [string, string][]>();
