@@ -1,5 +1,6 @@
 // Prometheus metrics of the metadata service, registered once per registry (several servers may share one).
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { registeredMetric } from '../common/metrics.js';
 
 export interface MetadataMetrics {
   requests: Counter<'code'>;
@@ -13,19 +14,12 @@ export interface MetadataMetrics {
 
 const waitingSources = new WeakMap<Gauge, Set<() => number>>();
 
-function existing<T>(registry: Registry, name: string, isT: (m: unknown) => m is T): T | undefined {
-  const m: unknown = registry.getSingleMetric(name);
-  if (m === undefined) return undefined;
-  if (!isT(m)) throw new Error(`metric ${name} is already registered with another type`);
-  return m;
-}
-
 const isCounter = (m: unknown): m is Counter<'code'> => m instanceof Counter;
 const isGauge = (m: unknown): m is Gauge => m instanceof Gauge;
 
 export function metadataMetrics(registry: Registry): MetadataMetrics {
   const requests =
-    existing(registry, 'drover_metadata_requests_total', isCounter) ??
+    registeredMetric(registry, 'drover_metadata_requests_total', isCounter) ??
     new Counter({
       name: 'drover_metadata_requests_total',
       help: 'Metadata HTTP requests answered, by status code',
@@ -33,7 +27,7 @@ export function metadataMetrics(registry: Registry): MetadataMetrics {
       registers: [registry],
     });
   const waiting =
-    existing(registry, 'drover_metadata_waiting_requests', isGauge) ??
+    registeredMetric(registry, 'drover_metadata_waiting_requests', isGauge) ??
     new Gauge({
       name: 'drover_metadata_waiting_requests',
       help: 'Long-polling metadata requests currently waiting for a change',
@@ -48,14 +42,14 @@ export function metadataMetrics(registry: Registry): MetadataMetrics {
   if (!sources) waitingSources.set(waiting, (sources = new Set()));
   const live = sources;
   const updates =
-    existing(registry, 'drover_metadata_answers_updates_total', isCounter) ??
+    registeredMetric(registry, 'drover_metadata_answers_updates_total', isCounter) ??
     new Counter({
       name: 'drover_metadata_answers_updates_total',
       help: 'Times the metadata answers were replaced',
       registers: [registry],
     });
   const wakeups =
-    existing(registry, 'drover_metadata_wakeups_total', isCounter) ??
+    registeredMetric(registry, 'drover_metadata_wakeups_total', isCounter) ??
     new Counter({
       name: 'drover_metadata_wakeups_total',
       help: 'Long-polling requests woken by a change of their value',

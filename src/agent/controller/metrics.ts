@@ -1,5 +1,6 @@
 // Prometheus metrics of the controllers, registered once per registry (several agents may share one).
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { registeredMetric } from '../../common/metrics.js';
 
 export interface ControllerMetrics {
   /** Duration of start, reconcile and resync runs, by controller, phase and outcome. */
@@ -12,13 +13,6 @@ export interface ControllerMetrics {
   health: Gauge<'controller'>;
 }
 
-function existing<T>(registry: Registry, name: string, isT: (m: unknown) => m is T): T | undefined {
-  const m: unknown = registry.getSingleMetric(name);
-  if (m === undefined) return undefined;
-  if (!isT(m)) throw new Error(`metric ${name} is already registered with another type`);
-  return m;
-}
-
 const isHistogram = (m: unknown): m is Histogram<'controller' | 'phase' | 'outcome'> => m instanceof Histogram;
 const isCounter = <L extends string>(m: unknown): m is Counter<L> => m instanceof Counter;
 const isGauge = (m: unknown): m is Gauge<'controller'> => m instanceof Gauge;
@@ -26,7 +20,7 @@ const isGauge = (m: unknown): m is Gauge<'controller'> => m instanceof Gauge;
 export function controllerMetrics(registry: Registry): ControllerMetrics {
   return {
     duration:
-      existing(registry, 'drover_agent_controller_run_duration_seconds', isHistogram) ??
+      registeredMetric(registry, 'drover_agent_controller_run_duration_seconds', isHistogram) ??
       new Histogram({
         name: 'drover_agent_controller_run_duration_seconds',
         help: 'Duration of controller runs (phase: start, reconcile, resync; outcome: ok, error)',
@@ -35,7 +29,7 @@ export function controllerMetrics(registry: Registry): ControllerMetrics {
         registers: [registry],
       }),
     errors:
-      existing(registry, 'drover_agent_controller_errors_total', isCounter<'controller' | 'phase'>) ??
+      registeredMetric(registry, 'drover_agent_controller_errors_total', isCounter<'controller' | 'phase'>) ??
       new Counter({
         name: 'drover_agent_controller_errors_total',
         help: 'Controller runs that failed (retried with backoff), by controller and phase',
@@ -43,7 +37,7 @@ export function controllerMetrics(registry: Registry): ControllerMetrics {
         registers: [registry],
       }),
     repairs:
-      existing(registry, 'drover_agent_controller_drift_repairs_total', isCounter<'controller'>) ??
+      registeredMetric(registry, 'drover_agent_controller_drift_repairs_total', isCounter<'controller'>) ??
       new Counter({
         name: 'drover_agent_controller_drift_repairs_total',
         help: 'Drift found and repaired by a periodic resync, by controller',
@@ -51,7 +45,7 @@ export function controllerMetrics(registry: Registry): ControllerMetrics {
         registers: [registry],
       }),
     health:
-      existing(registry, 'drover_agent_controller_health', isGauge) ??
+      registeredMetric(registry, 'drover_agent_controller_health', isGauge) ??
       new Gauge({
         name: 'drover_agent_controller_health',
         help: 'Controller health: 0 ok, 1 degraded (last good in force), 2 failed (nothing in force)',

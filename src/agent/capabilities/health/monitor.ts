@@ -9,6 +9,7 @@
 // the new health state (so that one report per container never loses what the runtime said).
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../../../common/log.js';
+import { registeredMetric } from '../../../common/metrics.js';
 import type { ContainerReport, FoundAnswer } from '../../../model/reports.js';
 import type { EnvState, StateDelta } from '../../../model/state.js';
 import type { HealthState } from '../../../model/liveness.js';
@@ -27,12 +28,15 @@ export interface HealthMonitorOptions {
 }
 
 interface Metrics {
-  checks: Gauge;
+  targets: Gauge;
   transitions: Counter<'to'>;
 }
 
+/** The health metrics, registered once per registry (the targets gauge reads the monitor that registered it first). */
 function metrics(registry: Registry, monitor: HealthMonitor): Metrics {
-  const targets = new Gauge({
+  const isGauge = (m: unknown): m is Gauge => m instanceof Gauge;
+  const isCounter = (m: unknown): m is Counter<'to'> => m instanceof Counter;
+  const targets = registeredMetric(registry, 'drover_agent_health_targets', isGauge) ?? new Gauge({
     name: 'drover_agent_health_targets',
     help: 'Containers whose health check this agent runs',
     registers: [registry],
@@ -40,13 +44,13 @@ function metrics(registry: Registry, monitor: HealthMonitor): Metrics {
       this.set(monitor.stats().targets);
     },
   });
-  const transitions = new Counter({
+  const transitions = registeredMetric(registry, 'drover_agent_health_transitions_total', isCounter) ?? new Counter({
     name: 'drover_agent_health_transitions_total',
     help: 'Health state changes of the containers this agent checks, by new state',
     labelNames: ['to'] as const,
     registers: [registry],
   });
-  return { checks: targets, transitions };
+  return { targets, transitions };
 }
 
 export class HealthMonitor {
