@@ -85,7 +85,7 @@ test('file applier: validation by a real program gates the swap; the last good f
   }
 });
 
-test('runner: a render error is reported without touching the artefact or other capabilities', async () => {
+test('controllers: a render error is reported without touching the artefact or other capabilities', async () => {
   const applied: string[] = [];
   const broken: Capability<string> = {
     name: 'broken',
