@@ -47,7 +47,7 @@ import { QueryEngine, type Reply } from './engine.js';
 import { DnsMetrics } from './metrics.js';
 import { ipLiteralLookup } from './lookup.js';
 import { Recursor } from './recursor.js';
-import { TcpTransport, type TcpLimits } from './tcp.js';
+import { stripV4Mapped, TcpTransport, type TcpLimits } from './tcp.js';
 import { BatchedUdpSocket, batchedUdpAddon } from './udp-batch.js';
 import { UpstreamClient } from './upstream.js';
 import { METADATA_IP } from './view.js';
@@ -103,10 +103,6 @@ interface Listener {
   port: number;
   udp: dgram.Socket | BatchedUdpSocket;
   tcp: TcpTransport;
-}
-
-function stripV4Mapped(ip: string): string {
-  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
 }
 
 function isLoopback(host: string): boolean {

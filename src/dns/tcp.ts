@@ -75,7 +75,8 @@ export type TcpQueryHandler = (msg: Buffer, clientIp: string) => Reply | Promise
 
 export type TcpCloseReason = 'idle' | 'frame-timeout' | 'over-cap' | 'client-cap' | 'evicted' | 'shed' | 'error' | 'shutdown';
 
-function stripV4Mapped(ip: string): string {
+/** The IPv4 form of an IPv4-mapped IPv6 peer address (`::ffff:10.42.0.5` → `10.42.0.5`); the views are keyed by it. */
+export function stripV4Mapped(ip: string): string {
   return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
 }
 
