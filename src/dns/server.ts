@@ -71,8 +71,6 @@ export interface DnsServerOptions {
   maxUdpSize?: number;
   /** Also refuse upstreams on 127.0.0.0/8 and ::1 (default false; see the header comment). */
   rejectLoopbackUpstreams?: boolean;
-  /** Close idle TCP connections after this long (ms, default 10000; same as tcp.idleTimeoutMs). */
-  tcpIdleTimeoutMs?: number;
   /** TCP limits (tcp.ts TCP_DEFAULTS: idle timeout, frame deadline, connection caps, backpressure bounds). */
   tcp?: Partial<TcpLimits>;
   /**
@@ -129,8 +127,8 @@ export class DnsServer {
   private hostResolvers: Upstream[] = [];
   private readonly rejectLoopback: boolean;
   private readonly maxUdpSize: number;
-  private readonly tcpLimits: Partial<TcpLimits>;
   private readonly batched: boolean;
+  private readonly tcpLimits: Partial<TcpLimits>;
   private local = new Set<string>();
   private readonly udpSendFailed: { inc(): void };
   private readonly sweeper: NodeJS.Timeout;
@@ -144,7 +142,7 @@ export class DnsServer {
     this.client = new UpstreamClient({ timeoutMs: opts.recurserTimeoutMs ?? 2000, log: this.log, metrics: this.metrics });
     this.rejectLoopback = opts.rejectLoopbackUpstreams ?? false;
     this.maxUdpSize = Math.max(512, Math.min(opts.maxUdpSize ?? 4096, 65535));
-    this.tcpLimits = { ...(opts.tcpIdleTimeoutMs !== undefined ? { idleTimeoutMs: opts.tcpIdleTimeoutMs } : {}), ...opts.tcp };
+    this.tcpLimits = opts.tcp ?? {};
     this.batched = this.chooseBatched(opts.udpTransport ?? process.env.DROVER_DNS_UDP ?? 'auto');
     const now = (): number => performance.now();
     const recursor = new Recursor({
