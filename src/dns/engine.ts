@@ -139,7 +139,7 @@ export class QueryEngine {
   handle(msg: Buffer, clientIp: string, tcp: boolean): Reply | Promise<Reply> {
     const q = parseQuery(msg);
     if (q === null) {
-      this.opts.metrics.dropped.labels('not-a-query').inc();
+      this.opts.metrics.drop('not-a-query');
       return null;
     }
     if (q.kind === 'formerr') {

@@ -8,6 +8,11 @@ const KNOWN_TYPES: readonly string[] = [...Object.keys(TYPE), 'OTHER'];
 const TYPE_INDEX: ReadonlyMap<number, number> = new Map(Object.values(TYPE).map((v, i) => [v, i]));
 const OTHER_INDEX = KNOWN_TYPES.length - 1;
 
+/** Reasons of drover_dns_dropped_total: messages not answered or replies not sent. */
+const DROP_REASONS = ['not-a-query', 'udp-oversized', 'udp-send-failed', 'udp-port-zero', 'tcp-empty-frame', 'tcp-closed', 'tcp-oversized'] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+const DROP_INDEX = Object.fromEntries(DROP_REASONS.map((r, i) => [r, i])) as Record<DropReason, number>;
+
 export interface UdpTotals {
   batches: number;
   received: number;
@@ -25,9 +30,9 @@ export class DnsMetrics {
   private readonly pending = new Float64Array(KNOWN_TYPES.length * 32);
   private hits = 0;
   private misses = 0;
-  private portZero = 0;
+  /** Pending drop counts by DROP_INDEX. */
+  private readonly drops = new Float64Array(DROP_REASONS.length);
   readonly upstreamDuration: Histogram<'transport' | 'outcome'>;
-  readonly dropped: Counter<'reason'>;
   /** TCP connections closed by us (or refused), by reason (see tcp.ts). */
   readonly tcpClosed: Counter<'reason'>;
   /** Times a TCP connection stopped being read (backpressure), by the bound it hit. */
@@ -76,25 +81,22 @@ export class DnsMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
       registers,
     });
-    const takePortZero = (): number => {
-      const v = this.portZero;
-      this.portZero = 0;
-      return v;
-    };
-    this.dropped = new Counter({
+    const drops = this.drops;
+    const addDrops = (reason: DropReason, n: number): void => this.addDrops(reason, n);
+    new Counter({
       name: 'drover_dns_dropped_total',
-      help:
-        'Messages not answered or replies not sent, by reason (not-a-query, udp-oversized, udp-send-failed, udp-port-zero, ' +
-        'tcp-empty-frame, tcp-closed, tcp-oversized)',
+      help: `Messages not answered or replies not sent, by reason (${DROP_REASONS.join(', ')})`,
       labelNames: ['reason'],
       registers,
       collect() {
-        const sendErrors = udpDelta('sendErrors');
-        if (sendErrors > 0) this.labels('udp-send-failed').inc(sendErrors);
-        const truncated = udpDelta('truncated');
-        if (truncated > 0) this.labels('udp-oversized').inc(truncated);
-        const zero = takePortZero();
-        if (zero > 0) this.labels('udp-port-zero').inc(zero);
+        addDrops('udp-send-failed', udpDelta('sendErrors'));
+        addDrops('udp-oversized', udpDelta('truncated'));
+        for (let i = 0; i < drops.length; i++) {
+          const v = drops[i]!;
+          if (v === 0) continue;
+          drops[i] = 0;
+          this.labels(DROP_REASONS[i]!).inc(v);
+        }
       },
     });
     const udpDelta = (key: keyof UdpTotals): number => {
@@ -177,9 +179,14 @@ export class DnsMetrics {
     this.pending[i] = this.pending[i]! + 1;
   }
 
-  /** Counts a UDP datagram from source port 0, dropped unanswered (no reply can be addressed to it). */
-  udpPortZero(): void {
-    this.portZero++;
+  /** Counts a message not answered or a reply not sent (drover_dns_dropped_total{reason}). */
+  drop(reason: DropReason): void {
+    this.addDrops(reason, 1);
+  }
+
+  private addDrops(reason: DropReason, n: number): void {
+    const i = DROP_INDEX[reason];
+    this.drops[i] = this.drops[i]! + n;
   }
 
   cacheHit(): void {

@@ -130,7 +130,6 @@ export class DnsServer {
   private readonly batched: boolean;
   private readonly tcpLimits: Partial<TcpLimits>;
   private local = new Set<string>();
-  private readonly udpSendFailed: { inc(): void };
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
 
@@ -138,7 +137,6 @@ export class DnsServer {
     this.log = (opts.log ?? silentLogger()).child({ component: 'dns' });
     this.cache = new AnswerCache(opts.cacheMaxEntries ?? 10_000);
     this.metrics = new DnsMetrics(opts.registry, () => this.cache.size);
-    this.udpSendFailed = this.metrics.dropped.labels('udp-send-failed');
     this.client = new UpstreamClient({ timeoutMs: opts.recurserTimeoutMs ?? 2000, log: this.log, metrics: this.metrics });
     this.rejectLoopback = opts.rejectLoopbackUpstreams ?? false;
     this.maxUdpSize = Math.max(512, Math.min(opts.maxUdpSize ?? 4096, 65535));
@@ -305,14 +303,14 @@ export class DnsServer {
       (msg, ip) => this.engine.handle(msg, ip, false),
       (err, ip) => this.log.error({ err: errorMessage(err), client: ip }, 'query handling failed'),
       UDP_BUFFER_BYTES,
-      () => this.metrics.udpPortZero(),
+      () => this.metrics.drop('udp-port-zero'),
     );
   }
 
   private onUdp(sock: dgram.Socket, v6: boolean, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     // No reply can go to port 0 (node's send throws on it): only a raw socket sends such a datagram.
     if (rinfo.port === 0) {
-      this.metrics.udpPortZero();
+      this.metrics.drop('udp-port-zero');
       return;
     }
     const ip = v6 ? stripV4Mapped(rinfo.address) : rinfo.address;
@@ -340,10 +338,10 @@ export class DnsServer {
   private sendUdp(sock: dgram.Socket, buf: Buffer, rinfo: dgram.RemoteInfo): void {
     try {
       sock.send(buf, rinfo.port, rinfo.address, (err) => {
-        if (err) this.udpSendFailed.inc();
+        if (err) this.metrics.drop('udp-send-failed');
       });
     } catch {
-      this.udpSendFailed.inc();
+      this.metrics.drop('udp-send-failed');
     }
   }
 

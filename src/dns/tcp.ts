@@ -277,7 +277,7 @@ export class TcpTransport {
           p += 1;
         }
         if (c.need === 0) {
-          this.metrics.dropped.labels('tcp-empty-frame').inc();
+          this.metrics.drop('tcp-empty-frame');
           this.frameDone(c);
           continue;
         }
@@ -454,11 +454,11 @@ export class TcpTransport {
   private write(c: Conn, reply: Buffer): void {
     const s = c.socket;
     if (reply.length > MAX_MESSAGE) {
-      this.metrics.dropped.labels('tcp-oversized').inc();
+      this.metrics.drop('tcp-oversized');
       return;
     }
     if (s.destroyed || !s.writable) {
-      this.metrics.dropped.labels('tcp-closed').inc();
+      this.metrics.drop('tcp-closed');
       return;
     }
     const frame = Buffer.allocUnsafe(reply.length + 2);
