@@ -105,32 +105,21 @@ export class NameTable {
     return this.zoneName !== undefined && (suffix === this.zoneName || suffix.endsWith(this.zoneDotted!));
   }
 
-  private index(name: string, records: NameRecords): void {
-    let i = name.indexOf('.');
-    while (i >= 0) {
-      const suffix = name.slice(i + 1);
-      if (this.indexed(suffix)) {
-        const prefix = name.slice(0, i);
-        let list = this.byPrefix.get(prefix);
-        if (!list) this.byPrefix.set(prefix, (list = []));
-        const at = list.findIndex((e) => e.suffix === suffix);
-        if (at < 0) list.push({ suffix, records });
-        else list[at] = { suffix, records };
-      }
-      i = name.indexOf('.', i + 1);
-    }
-  }
-
-  private unindex(name: string): void {
+  /** Enters name under every indexed suffix it ends with (records), or takes it out (undefined). */
+  private index(name: string, records: NameRecords | undefined): void {
     let i = name.indexOf('.');
     while (i >= 0) {
       const suffix = name.slice(i + 1);
       if (this.indexed(suffix)) {
         const prefix = name.slice(0, i);
         const list = this.byPrefix.get(prefix);
-        if (list) {
-          const at = list.findIndex((e) => e.suffix === suffix);
-          if (at >= 0) list.splice(at, 1);
+        const at = list ? list.findIndex((e) => e.suffix === suffix) : -1;
+        if (records) {
+          if (!list) this.byPrefix.set(prefix, [{ suffix, records }]);
+          else if (at < 0) list.push({ suffix, records });
+          else list[at] = { suffix, records };
+        } else if (list && at >= 0) {
+          list.splice(at, 1);
           if (list.length === 0) this.byPrefix.delete(prefix);
         }
       }
@@ -155,7 +144,7 @@ export class NameTable {
 
   delete(name: string): void {
     if (!(this.exact as Map<string, NameRecords>).delete(name)) return;
-    this.unindex(name);
+    this.index(name, undefined);
   }
 
   get(name: string): NameRecords | undefined {
