@@ -47,7 +47,8 @@ import { QueryEngine, type Reply } from './engine.js';
 import { DnsMetrics } from './metrics.js';
 import { ipLiteralLookup } from './lookup.js';
 import { Recursor } from './recursor.js';
-import { stripV4Mapped, TcpTransport, type TcpLimits } from './tcp.js';
+import { plainIp } from '../model/cidr.js';
+import { TcpTransport, type TcpLimits } from './tcp.js';
 import { BatchedUdpSocket, batchedUdpAddon } from './udp-batch.js';
 import { UpstreamClient } from './upstream.js';
 import { METADATA_IP } from './view.js';
@@ -313,7 +314,7 @@ export class DnsServer {
       this.metrics.drop('udp-port-zero');
       return;
     }
-    const ip = v6 ? stripV4Mapped(rinfo.address) : rinfo.address;
+    const ip = v6 ? plainIp(rinfo.address) : rinfo.address;
     let r: Reply | Promise<Reply>;
     try {
       r = this.engine.handle(msg, ip, false);

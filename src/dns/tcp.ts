@@ -32,6 +32,7 @@
 import net from 'node:net';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import { plainIp } from '../model/cidr.js';
 import type { Reply } from './engine.js';
 import type { DnsMetrics } from './metrics.js';
 import { MAX_MESSAGE } from './wire.js';
@@ -74,11 +75,6 @@ const BYTES_PER_TURN = 16 * 1024;
 export type TcpQueryHandler = (msg: Buffer, clientIp: string) => Reply | Promise<Reply>;
 
 export type TcpCloseReason = 'idle' | 'frame-timeout' | 'over-cap' | 'client-cap' | 'evicted' | 'shed' | 'error' | 'shutdown';
-
-/** The IPv4 form of an IPv4-mapped IPv6 peer address (`::ffff:10.42.0.5` → `10.42.0.5`); the views are keyed by it. */
-export function stripV4Mapped(ip: string): string {
-  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
-}
 
 class Conn {
   /** Bytes of the frame being assembled (its length prefix excluded). */
@@ -188,7 +184,7 @@ export class TcpTransport {
 
   private onConnection(s: net.Socket): void {
     s.on('error', () => undefined); // reported through 'close'; attached first so nothing is unhandled
-    const ip = stripV4Mapped(s.remoteAddress ?? '');
+    const ip = plainIp(s.remoteAddress ?? '');
     if (this.closing || ip === '') {
       s.destroy();
       return;

@@ -6,6 +6,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import Koa from 'koa';
 import { Registry } from 'prom-client';
 import type { Logger } from '../common/log.js';
+import { plainIp } from '../model/cidr.js';
 import { normalizeAnswers, type Answers } from './answers.js';
 import { LruCache } from './cache.js';
 import { metadataMetrics, type MetadataMetrics } from './metrics.js';
@@ -82,11 +83,6 @@ export function bareEtag(etag: string): string {
   if (e.startsWith('W/')) e = e.slice(2);
   if (e.length >= 2 && e.startsWith('"') && e.endsWith('"')) e = e.slice(1, -1);
   return e;
-}
-
-/** The IPv4 form of an IPv4-mapped IPv6 address (`::ffff:10.42.0.5` → `10.42.0.5`). */
-export function plainIp(addr: string): string {
-  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
 }
 
 export class MetadataServer {

@@ -1,6 +1,11 @@
 // IPv4 and CIDR arithmetic for the environment subnet (shared by the control plane's IPAM and the agents).
 import { ValidationError } from '../common/errors.js';
 
+/** The IPv4 form of an IPv4-mapped IPv6 address (`::ffff:10.42.0.5` → `10.42.0.5`); other addresses as they are. */
+export function plainIp(addr: string): string {
+  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
+}
+
 export function ipToInt(ip: string): number {
   const parts = ip.split('.');
   if (parts.length !== 4) throw new ValidationError('InvalidIpAddress', `"${ip}" is not an IPv4 address`);
