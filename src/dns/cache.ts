@@ -8,11 +8,8 @@
 import {
   decodeRecords,
   FLAG_AA,
-  FLAG_CD,
-  FLAG_QR,
-  FLAG_RA,
-  FLAG_RD,
   FLAG_TC,
+  replyFlags,
   HEADER_LEN,
   MAX_MESSAGE,
   OUR_UDP_PAYLOAD,
@@ -134,7 +131,7 @@ export function replyFromAnswer(q: Query, a: CachedAnswer, now: number, limit: n
   a.msg.copy(out, 0, 0, end);
   out.writeUInt16BE(q.id, 0);
   const aa = fresh && a.aa ? FLAG_AA : 0;
-  out.writeUInt16BE(FLAG_QR | aa | (q.flags & (FLAG_RD | FLAG_CD)) | FLAG_RA | (tc ? FLAG_TC : 0) | (a.rcode & 0xf), 2);
+  out.writeUInt16BE(replyFlags(q.flags) | aa | (tc ? FLAG_TC : 0) | (a.rcode & 0xf), 2);
   if (q.questionEnd === a.questionEnd) q.msg.copy(out, HEADER_LEN, HEADER_LEN, q.questionEnd);
   out.writeUInt16BE(1, 4);
   out.writeUInt16BE(an, 6);

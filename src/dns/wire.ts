@@ -59,6 +59,15 @@ export const FLAG_RA = 0x0080;
 export const FLAG_AD = 0x0020;
 /** Checking disabled (DNSSEC): copied from the query into the reply. */
 export const FLAG_CD = 0x0010;
+const OPCODE_MASK = 0x7800;
+
+/**
+ * The header flags of every reply to a query with these flags: QR, the query's opcode, RD and CD copied,
+ * RA=1. AA (our own zones only), TC and the rcode are the caller's.
+ */
+export function replyFlags(queryFlags: number): number {
+  return FLAG_QR | (queryFlags & (OPCODE_MASK | FLAG_RD | FLAG_CD)) | FLAG_RA;
+}
 
 /** The UDP payload size we advertise in our OPT records. */
 export const OUR_UDP_PAYLOAD = 4096;
@@ -433,7 +442,7 @@ export class ReplyBuilder {
   begin(q: Query, rcode: number): this {
     this.reset();
     this.q = q;
-    this.flags = FLAG_QR | (q.opcode << 11) | FLAG_AA | (q.flags & (FLAG_RD | FLAG_CD)) | FLAG_RA;
+    this.flags = replyFlags(q.flags) | FLAG_AA;
     this.rcode = rcode;
     scratch.writeUInt16BE(q.id, 0);
     q.msg.copy(scratch, HEADER_LEN, HEADER_LEN, q.questionEnd);
@@ -452,7 +461,7 @@ export class ReplyBuilder {
   /** Starts a reply without a question section (FORMERR, not authoritative). */
   beginBare(id: number, queryFlags: number, rcode: number): this {
     this.reset();
-    this.flags = FLAG_QR | (((queryFlags >> 11) & 0xf) << 11) | (queryFlags & (FLAG_RD | FLAG_CD)) | FLAG_RA;
+    this.flags = replyFlags(queryFlags);
     this.rcode = rcode;
     scratch.writeUInt16BE(id, 0);
     this.pos = HEADER_LEN;
