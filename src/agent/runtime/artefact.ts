@@ -12,6 +12,9 @@ export interface AdoptedRecord {
 export interface RuntimeArtefact {
   hostId: string;
   subnet: string;
+  /** The environment's overlay (its MTU is the containers' MTU) and MTU override. */
+  overlay: 'ipsec' | 'vxlan';
+  mtuOverride?: number;
   containers: DesiredContainer[];
   /** Containers adopted on this host (started by hand, reported by drover). */
   adopted: AdoptedRecord[];
@@ -26,6 +29,8 @@ export function renderRuntime(state: EnvState, host: HostContext): RuntimeArtefa
   return {
     hostId: host.hostId,
     subnet: state.environment.network.subnet,
+    overlay: state.environment.network.overlay,
+    ...(state.environment.network.mtu !== undefined ? { mtuOverride: state.environment.network.mtu } : {}),
     containers: desiredContainers(state, host.hostId),
     adopted: here
       .filter((c) => c.adopted && c.externalId)

@@ -38,12 +38,22 @@ function dockerNetworkMode(d: DesiredContainer): string {
   return d.networkMode === 'managed' ? MANAGED_NETWORK : d.networkMode;
 }
 
-export function createOptions(d: DesiredContainer): ContainerCreateOptions {
+export interface CreateSpecOptions {
+  /**
+   * Publish `ports` through Docker (its DNAT rules); false when the agent's network controller
+   * publishes them itself (CATTLE_PREROUTING, client address preserved). Managed containers only:
+   * host- and bridge-mode containers keep Docker's publishing.
+   */
+  publishPorts?: boolean;
+}
+
+export function createOptions(d: DesiredContainer, o: CreateSpecOptions = {}): ContainerCreateOptions {
+  const dockerPublishes = o.publishPorts !== false || d.networkMode !== 'managed';
   const exposed: Record<string, Record<string, never>> = {};
   const bindings: Record<string, { HostIp?: string; HostPort?: string }[]> = {};
   for (const p of d.ports.map(parsePort)) {
     exposed[p.containerPort] = {};
-    if (p.hostPort === undefined && p.hostIp === undefined) continue;
+    if (!dockerPublishes || (p.hostPort === undefined && p.hostIp === undefined)) continue;
     (bindings[p.containerPort] ??= []).push({ ...(p.hostIp ? { HostIp: p.hostIp } : {}), HostPort: p.hostPort ?? '' });
   }
   const restart = d.startOnce ? { Name: 'no' } : d.restartPolicy ? restartPolicy(d.restartPolicy) : undefined;

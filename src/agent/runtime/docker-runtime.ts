@@ -84,6 +84,13 @@ export interface DockerRuntimeOptions {
   concurrency?: number;
   /** Image pulls at once (default 2). */
   pullConcurrency?: number;
+  /**
+   * The containers' MTU for an overlay (capabilities/network computes it from the underlay); absent:
+   * Docker's default.
+   */
+  networkMtu?: (overlay: 'ipsec' | 'vxlan', override: number | undefined) => number | undefined;
+  /** Publish managed containers' ports through Docker (default true); false when the network controller does. */
+  publishPorts?: boolean;
   /** Backoff of a container whose operation failed: first retry, and the longest wait (default 1 s, 60 s). */
   retryBackoff?: BackoffPolicy;
 }
@@ -218,7 +225,7 @@ export class DockerRuntime {
   private lastStatusKey = '';
   private lastOkAt: string | undefined;
   private statusQueued = false;
-  private readonly o: Required<Omit<DockerRuntimeOptions, 'netns' | 'socketPath' | 'log'>>;
+  private readonly o: Required<Omit<DockerRuntimeOptions, 'netns' | 'socketPath' | 'log' | 'networkMtu' | 'publishPorts'>>;
 
   constructor(private readonly opts: DockerRuntimeOptions) {
     this.log = opts.log.child({ component: 'docker-runtime' });
@@ -488,9 +495,11 @@ export class DockerRuntime {
     const art = this.artefact;
     if (!art || this.closed) return;
     try {
-      if (this.networkReadyFor !== art.subnet) {
-        await ensureManagedNetwork({ docker: this.docker, subnet: art.subnet, log: this.log, ...(this.opts.netns ? { netns: this.opts.netns } : {}) });
-        this.networkReadyFor = art.subnet;
+      const mtu = this.opts.networkMtu?.(art.overlay, art.mtuOverride);
+      const networkKey = `${art.subnet} mtu ${mtu ?? 'default'}`;
+      if (this.networkReadyFor !== networkKey) {
+        await ensureManagedNetwork({ docker: this.docker, subnet: art.subnet, log: this.log, mtu, ...(this.opts.netns ? { netns: this.opts.netns } : {}) });
+        this.networkReadyFor = networkKey;
       }
       const listed = ListedContainers.parse(await this.docker.listContainers({ all: true }));
       this.passError = undefined;
@@ -779,7 +788,7 @@ export class DockerRuntime {
     this.put(d.recordId, { state: 'creating', externalId: null });
     let id: string;
     try {
-      const created = await this.docker.createContainer(createOptions(d));
+      const created = await this.docker.createContainer(createOptions(d, { publishPorts: this.opts.publishPorts !== false }));
       id = created.id;
     } catch (err) {
       if (dockerStatus(err) === 409) {

@@ -33,7 +33,11 @@ export interface EnsureNetworkOptions {
   subnet: string;
   log: Logger;
   netns?: string;
+  /** MTU of the containers' interfaces (the overlay's, see capabilities/network); absent: Docker's default. */
+  mtu?: number | undefined;
 }
+
+const MTU_OPTION = 'com.docker.network.driver.mtu';
 
 /** Creates the network when absent; checks an existing one matches the environment subnet. */
 export async function ensureManagedNetwork(o: EnsureNetworkOptions): Promise<void> {
@@ -41,15 +45,27 @@ export async function ensureManagedNetwork(o: EnsureNetworkOptions): Promise<voi
   const existing = await inspectNetwork(o.docker);
   if (existing) {
     const cfg = existing.IPAM?.Config?.[0];
-    if (existing.Driver !== 'bridge' || cfg?.Subnet !== subnet.cidr) {
+    const mtuHad = existing.Options?.[MTU_OPTION];
+    const mtuDiffers = o.mtu !== undefined && mtuHad !== String(o.mtu);
+    if (existing.Driver !== 'bridge' || cfg?.Subnet !== subnet.cidr || mtuDiffers) {
       const attached = Object.keys(existing.Containers ?? {}).length;
+      if (attached > 0 && existing.Driver === 'bridge' && cfg?.Subnet === subnet.cidr) {
+        // Only the MTU differs: containers keep working (large packets across hosts may not); the network
+        // is recreated with the right MTU once nothing is attached.
+        o.log.warn(
+          { had: mtuHad ?? '(docker default)', want: o.mtu, attached },
+          `docker network "${MANAGED_NETWORK}" has another MTU than the overlay needs; it is recreated when no container is attached`,
+        );
+        await applySysctls(o);
+        return;
+      }
       if (attached > 0) {
         throw new ManagedNetworkError(
           `docker network "${MANAGED_NETWORK}" is ${existing.Driver} ${cfg?.Subnet ?? '(no subnet)'} but the environment subnet is ${subnet.cidr}, ` +
             `and ${attached} container(s) are attached: remove them (or the network) and drover recreates it`,
         );
       }
-      o.log.warn({ had: cfg?.Subnet, want: subnet.cidr }, 'recreating the managed network for the environment subnet');
+      o.log.warn({ had: cfg?.Subnet, want: subnet.cidr, mtuHad, mtu: o.mtu }, 'recreating the managed network for the environment subnet and MTU');
       await o.docker.getNetwork(existing.Id).remove();
     } else {
       await applySysctls(o);
@@ -65,10 +81,12 @@ export async function ensureManagedNetwork(o: EnsureNetworkOptions): Promise<voi
       Options: {
         'com.docker.network.bridge.name': BRIDGE_NAME,
         'com.docker.network.bridge.enable_ip_masquerade': 'false',
+        ...(o.mtu !== undefined ? { [MTU_OPTION]: String(o.mtu) } : {}),
       },
       Labels: { 'io.drover.network': 'managed' },
     });
     o.log.info({ subnet: subnet.cidr, gateway: subnet.gateway, bridge: BRIDGE_NAME }, 'created the managed docker network');
+    if (o.mtu !== undefined) o.log.info({ mtu: o.mtu }, 'managed docker network MTU');
   } catch (err) {
     // Another agent process (or a concurrent pass) may have created it meanwhile.
     if (dockerStatus(err) !== 409) {

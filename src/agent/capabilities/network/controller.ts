@@ -1,0 +1,234 @@
+// The network controller (README.md): one reconcile puts this host's part of the managed network in
+// place — charon's connections (IPsec mode), the overlay (VXLAN device, neighbours, FDB, routes) and the
+// host firewall (CATTLE_* chains) — each through its own idempotent applier, and keeps probing the peers.
+// The parts are injected (parts.ts builds the real ones), so the order and the failure handling are
+// tested here without root.
+import type { Logger } from '../../../common/log.js';
+import { errorMessage } from '../../../common/errors.js';
+import type { Controller, HostContext } from '../../controller/controller.js';
+import type { EnvState } from '../../../model/state.js';
+import { networkInputs, type LocalContainer, type NetworkHost, type NetworkInputs, type OverlayMode } from './inputs.js';
+import { Prober, type PeerReachability } from './probe.js';
+
+export type EspBackend = 'kernel' | 'libipsec';
+
+/** IPsec authentication material for this host. */
+export type IpsecAuth = { kind: 'psk'; psk: string } | { kind: 'cert'; certPem: string; keyPem: string; caPem: string; crlPem?: string };
+
+export interface IpsecPart {
+  /** Starts charon (once); resolves with the ESP backend it found. */
+  start(): Promise<{ backend: EspBackend; reason: string }>;
+  /** Worst-case bytes the ESP-in-UDP tunnel adds to a packet (for the MTU). */
+  overhead(): number;
+  /** Loads the connections to `peers` (only new or changed ones), unloads the others. */
+  apply(self: NetworkHost, peers: NetworkHost[], auth: IpsecAuth): Promise<void>;
+  /** Repairs what charon lost; re-initiates `stale` peers (no traffic through their tunnel). */
+  verify(stale: string[]): Promise<string | undefined>;
+  /** Stops charon (the overlay mode changed away from IPsec). */
+  stop(): Promise<void>;
+  /** Lets go of charon without stopping it (agent shutdown). */
+  detach?(): Promise<void>;
+}
+
+export interface DataplanePart {
+  /** Puts the overlay in place; resolves with what it repaired or changed, if anything. */
+  apply(inputs: NetworkInputs & { self: NetworkHost }, overhead: number): Promise<void>;
+  verify(): Promise<string | undefined>;
+  remove(): Promise<void>;
+}
+
+export interface FirewallPart {
+  /** `veths`: host-side interface of local containers, by container id (anti-spoofing needs it). */
+  apply(inputs: NetworkInputs, veths: ReadonlyMap<string, string>): Promise<void>;
+  verify(): Promise<string | undefined>;
+  remove(): Promise<void>;
+}
+
+export interface NetworkParts {
+  ipsec: () => IpsecPart;
+  dataplane: DataplanePart;
+  firewall: FirewallPart;
+  /** The host-side veth of a running container (by its Docker id), undefined when not running. */
+  vethOf(externalId: string): Promise<string | undefined>;
+  /** This host's IPsec identity (certificate mode): issued by the control plane's CA. */
+  identity?: () => Promise<{ certPem: string; keyPem: string; caPem: string }>;
+}
+
+export interface NetworkReport {
+  mode: OverlayMode;
+  backend: EspBackend | 'none';
+  mtu?: number;
+  peers: PeerReachability[];
+}
+
+export interface NetworkControllerOptions {
+  log: Logger;
+  parts: NetworkParts;
+  /** Called with the network's part of the host status whenever it changes. */
+  onReport?: (r: NetworkReport) => void;
+  prober?: Prober;
+  /** CRL of the environment's CA (certificate mode), from the control plane. */
+  crl?: () => string | undefined;
+}
+
+export class NetworkController implements Controller {
+  readonly name = 'network';
+  private readonly log: Logger;
+  private ipsec: IpsecPart | undefined;
+  private backend: EspBackend | 'none' = 'none';
+  private mode: OverlayMode | undefined;
+  private readonly prober: Prober;
+  private last: { state: EnvState; host: HostContext } | undefined;
+  private veths = new Map<string, string>();
+  private chain: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private mtu: number | undefined;
+
+  constructor(private readonly o: NetworkControllerOptions) {
+    this.log = o.log.child({ component: 'network' });
+    this.prober = o.prober ?? new Prober({ log: this.log, onChange: () => this.report() });
+  }
+
+  /** Serializes reconciles, resyncs and veth refreshes (they share the appliers). */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  async reconcile(state: EnvState, _delta: unknown, host: HostContext): Promise<void> {
+    await this.exclusive(() => this.reconcileNow(state, host));
+  }
+
+  private async reconcileNow(state: EnvState, host: HostContext): Promise<void> {
+    if (this.stopped) return;
+    this.last = { state, host };
+    const inputs = networkInputs(state, host.hostId);
+    const self = inputs.self;
+    if (!self) {
+      throw new Error(
+        'this host has no tunnel address yet (the control plane allocates one per host); the managed network waits for it',
+      );
+    }
+    let overhead = 0;
+    if (inputs.mode === 'ipsec') {
+      const ipsec = await this.ensureIpsec();
+      overhead = ipsec.overhead();
+      await ipsec.apply(self, inputs.peers, await this.auth(state, inputs));
+    } else if (this.ipsec) {
+      await this.ipsec.stop();
+      this.ipsec = undefined;
+      this.backend = 'none';
+    }
+    this.mode = inputs.mode;
+    await this.o.parts.dataplane.apply({ ...inputs, self }, overhead);
+    await this.refreshVeths(inputs.localContainers);
+    await this.o.parts.firewall.apply(inputs, this.veths);
+    await this.prober.update(
+      self.tunnelIp,
+      inputs.peers.map((p) => ({ hostId: p.hostId, tunnelIp: p.tunnelIp })),
+    );
+    this.report();
+  }
+
+  /** A container of this host started or stopped: its veth changed, so did the anti-spoofing rules. */
+  containersChanged(): void {
+    const last = this.last;
+    if (!last || this.stopped) return;
+    void this.exclusive(async () => {
+      const inputs = networkInputs(last.state, last.host.hostId);
+      const before = JSON.stringify([...this.veths]);
+      await this.refreshVeths(inputs.localContainers);
+      if (JSON.stringify([...this.veths]) !== before) await this.o.parts.firewall.apply(inputs, this.veths);
+    }).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'could not refresh the anti-spoofing rules'));
+  }
+
+  async verify(state: EnvState, host: HostContext): Promise<string | undefined> {
+    return this.exclusive(async () => {
+      this.last = { state, host };
+      const repaired: string[] = [];
+      if (this.ipsec) {
+        const r = await this.ipsec.verify(this.prober.unreachable());
+        if (r) repaired.push(`ipsec: ${r}`);
+      }
+      const d = await this.o.parts.dataplane.verify();
+      if (d) repaired.push(`overlay: ${d}`);
+      const f = await this.o.parts.firewall.verify();
+      if (f) repaired.push(`iptables: ${f}`);
+      return repaired.length ? repaired.join('; ') : undefined;
+    });
+  }
+
+  health(): { state: 'degraded'; message: string } | undefined {
+    const down = this.prober.snapshot().filter((p) => !p.reachable);
+    if (!down.length) return undefined;
+    return { state: 'degraded', message: `peers not reachable over the overlay: ${down.map((p) => `${p.hostId} (${p.lastError ?? 'no answer'})`).join(', ')}` };
+  }
+
+  private notifyHealth: (() => void) | undefined;
+  onHealthChange(notify: () => void): void {
+    this.notifyHealth = notify;
+  }
+
+  private report(): void {
+    this.notifyHealth?.();
+    if (!this.mode) return;
+    this.o.onReport?.({ mode: this.mode, backend: this.backend, ...(this.mtu !== undefined ? { mtu: this.mtu } : {}), peers: this.prober.snapshot() });
+  }
+
+  /** The containers' MTU the dataplane computed (set by parts.ts through this hook). */
+  setMtu(mtu: number): void {
+    this.mtu = mtu;
+  }
+
+  private async ensureIpsec(): Promise<IpsecPart> {
+    if (this.ipsec) return this.ipsec;
+    const ipsec = this.o.parts.ipsec();
+    const { backend, reason } = await ipsec.start();
+    this.log.info({ backend, reason }, 'charon started');
+    this.ipsec = ipsec;
+    this.backend = backend;
+    return ipsec;
+  }
+
+  private async auth(state: EnvState, inputs: NetworkInputs): Promise<IpsecAuth> {
+    if (inputs.auth === 'cert') {
+      if (!this.o.parts.identity) throw new Error('the environment uses certificate authentication but this agent has no identity provider');
+      const id = await this.o.parts.identity();
+      const crl = this.o.crl?.();
+      return { kind: 'cert', ...id, ...(crl ? { crlPem: crl } : {}) };
+    }
+    const psk = state.environment.network.ipsecPsk;
+    if (!psk) throw new Error('the environment has no IPsec pre-shared key (the control plane sends it to registered agents)');
+    return { kind: 'psk', psk };
+  }
+
+  private async refreshVeths(local: LocalContainer[]): Promise<void> {
+    const next = new Map<string, string>();
+    await Promise.all(
+      local.map(async (c) => {
+        if (!c.externalId) return;
+        try {
+          const veth = await this.o.parts.vethOf(c.externalId);
+          if (veth) next.set(c.id, veth);
+        } catch (err) {
+          this.log.debug({ container: c.name, err: errorMessage(err) }, 'no veth for container');
+        }
+      }),
+    );
+    this.veths = next;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.prober.stop();
+    // The data path stays in place when the agent stops, charon included: containers keep talking while
+    // the agent restarts, and the restarted agent adopts the running charon (ipsec/charon.ts).
+    await this.exclusive(async () => {
+      await this.ipsec?.detach?.();
+    });
+  }
+}

@@ -1,0 +1,181 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { emptyState, type EnvState } from '../../src/model/state.js';
+import type { Container, Host } from '../../src/model/resources.js';
+import { LaunchConfig } from '../../src/model/resources.js';
+import { networkInputs } from '../../src/agent/capabilities/network/inputs.js';
+import { NetworkController, type IpsecPart, type NetworkParts } from '../../src/agent/capabilities/network/controller.js';
+import { Prober } from '../../src/agent/capabilities/network/probe.js';
+import { silentLogger } from '../../src/common/log.js';
+
+function host(id: string, ip: string, tunnelIp: string | undefined, state = 'active'): Host {
+  return {
+    id,
+    uuid: `u-${id}`,
+    environmentId: '1a1',
+    name: id,
+    hostname: id,
+    agentIpAddress: ip,
+    labels: {},
+    state,
+    agentState: 'active',
+    applied: {},
+    created: '',
+    ...(tunnelIp ? { tunnelIp } : {}),
+  } as Host;
+}
+
+function container(id: string, hostId: string, ip: string, o: Partial<Container> = {}, ports: LaunchConfig['ports'] = []): Container {
+  return {
+    id,
+    uuid: `u-${id}`,
+    environmentId: '1a1',
+    hostId,
+    stackId: null,
+    serviceId: null,
+    name: id,
+    launchConfigName: '',
+    serviceIndex: null,
+    createIndex: 0,
+    deploymentUnitUuid: null,
+    primaryIpAddress: ip,
+    state: 'running',
+    desiredState: 'running',
+    generation: 'current',
+    exitCode: null,
+    externalId: `docker-${id}`,
+    healthState: null,
+    startCount: 1,
+    config: LaunchConfig.parse({ image: 'busybox', ports }),
+    adopted: false,
+    created: '2026-01-01T00:00:00Z',
+    ...o,
+  };
+}
+
+function env(overlay: 'ipsec' | 'vxlan' = 'ipsec'): EnvState {
+  const st = emptyState({
+    id: '1a1',
+    uuid: 'u',
+    name: 'Default',
+    description: '',
+    state: 'active',
+    network: { subnet: '10.42.0.0/16', dnsScope: 'linked', hostDnsView: false, overlay, ipsecPsk: '00112233445566778899aabbccddeeff' },
+    created: '',
+  });
+  st.revision = 1;
+  for (const h of [host('1h1', '198.18.0.11', '10.42.0.2'), host('1h2', '198.18.0.12', '10.42.0.3'), host('1h3', '198.18.0.13', undefined), host('1h4', '198.18.0.14', '10.42.0.5', 'removed')]) {
+    st.hosts.set(h.id, h);
+  }
+  for (const c of [
+    container('c1', '1h1', '10.42.200.7', {}, [{ publicPort: 8080, privatePort: 80, protocol: 'tcp' }, { privatePort: 81, protocol: 'tcp' }]),
+    container('c2', '1h2', '10.42.3.9'),
+    container('c3', '1h3', '10.42.3.10'), // its host has no tunnel address yet: not routable
+    container('c4', '1h2', '10.42.3.11', { desiredState: 'removed' }),
+    // Two records claim 10.42.9.9: the running one owns it (model/serving.ts), wherever the other is.
+    container('c5', '1h1', '10.42.9.9', { state: 'stopped' }),
+    container('c6', '1h2', '10.42.9.9'),
+  ]) {
+    st.containers.set(c.id, c);
+  }
+  return st;
+}
+
+test('network inputs: peers with a tunnel address, address owners split into local and remote, published ports only', () => {
+  const inputs = networkInputs(env(), '1h1');
+  assert.deepEqual(inputs.self, { hostId: '1h1', name: '1h1', agentIp: '198.18.0.11', tunnelIp: '10.42.0.2' });
+  assert.deepEqual(
+    inputs.peers.map((p) => p.hostId),
+    ['1h2'],
+  );
+  assert.deepEqual(inputs.localContainers, [
+    { id: 'c1', name: 'c1', ip: '10.42.200.7', externalId: 'docker-c1', ports: [{ publicPort: 8080, privatePort: 80, protocol: 'tcp' }] },
+  ]);
+  assert.deepEqual(inputs.remoteContainers, [
+    { ip: '10.42.3.9', hostId: '1h2' },
+    { ip: '10.42.9.9', hostId: '1h2' },
+  ]);
+  assert.equal(inputs.mode, 'ipsec');
+  assert.equal(inputs.auth, 'psk');
+  // A host without a tunnel address has no network yet.
+  assert.equal(networkInputs(env(), '1h3').self, undefined);
+});
+
+interface Calls {
+  log: string[];
+}
+
+function fakeParts(calls: Calls, o: { failDataplane?: () => boolean } = {}): NetworkParts {
+  const ipsec: IpsecPart = {
+    start: () => {
+      calls.log.push('ipsec.start');
+      return Promise.resolve({ backend: 'libipsec', reason: 'no kernel ESP' });
+    },
+    overhead: () => 73,
+    apply: (self, peers, auth) => {
+      calls.log.push(`ipsec.apply ${self.hostId} -> ${peers.map((p) => p.hostId).join(',')} ${auth.kind}`);
+      return Promise.resolve();
+    },
+    verify: (stale) => {
+      calls.log.push(`ipsec.verify ${stale.join(',')}`);
+      return Promise.resolve(undefined);
+    },
+    stop: () => {
+      calls.log.push('ipsec.stop');
+      return Promise.resolve();
+    },
+  };
+  return {
+    ipsec: () => ipsec,
+    dataplane: {
+      apply: (inputs, overhead) => {
+        if (o.failDataplane?.()) return Promise.reject(new Error('RTNETLINK answers: File exists'));
+        calls.log.push(`dataplane.apply ${inputs.mode} ${inputs.remoteContainers.length} overhead ${overhead}`);
+        return Promise.resolve();
+      },
+      verify: () => Promise.resolve('route 10.42.3.9/32 restored'),
+      remove: () => Promise.resolve(),
+    },
+    firewall: {
+      apply: (inputs, veths) => {
+        calls.log.push(`firewall.apply ${inputs.localContainers.length} veths ${[...veths].map(([k, v]) => `${k}=${v}`).join(',')}`);
+        return Promise.resolve();
+      },
+      verify: () => Promise.resolve(undefined),
+      remove: () => Promise.resolve(),
+    },
+    vethOf: (externalId) => Promise.resolve(externalId === 'docker-c1' ? 'veth1234' : undefined),
+  };
+}
+
+/** A prober that never listens (the fake parts put no tunnel address on any interface). */
+class IdleProber extends Prober {
+  override update(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+test('network controller (fake parts): ipsec, then overlay, then firewall; switching to vxlan stops charon; a failure throws for the retry', async () => {
+  const calls: Calls = { log: [] };
+  let fail = false;
+  const ctl = new NetworkController({ log: silentLogger(), parts: fakeParts(calls, { failDataplane: () => fail }), prober: new IdleProber({ log: silentLogger() }) });
+  const hostCtx = { hostId: '1h1', host: undefined };
+  await ctl.reconcile(env('ipsec'), { full: true }, hostCtx);
+  assert.deepEqual(calls.log, ['ipsec.start', 'ipsec.apply 1h1 -> 1h2 psk', 'dataplane.apply ipsec 2 overhead 73', 'firewall.apply 1 veths c1=veth1234']);
+
+  calls.log = [];
+  await ctl.reconcile(env('ipsec'), { full: true }, hostCtx);
+  assert.deepEqual(calls.log, ['ipsec.apply 1h1 -> 1h2 psk', 'dataplane.apply ipsec 2 overhead 73', 'firewall.apply 1 veths c1=veth1234'], 'charon is started once');
+
+  calls.log = [];
+  await ctl.reconcile(env('vxlan'), { full: true }, hostCtx);
+  assert.deepEqual(calls.log, ['ipsec.stop', 'dataplane.apply vxlan 2 overhead 0', 'firewall.apply 1 veths c1=veth1234']);
+
+  fail = true;
+  await assert.rejects(ctl.reconcile(env('vxlan'), { full: true }, hostCtx), /File exists/);
+  fail = false;
+
+  assert.equal(await ctl.verify(env('vxlan'), hostCtx), 'overlay: route 10.42.3.9/32 restored');
+  await assert.rejects(ctl.reconcile(env(), { full: true }, { hostId: '1h3', host: undefined }), /no tunnel address yet/);
+  await ctl.stop();
+});
