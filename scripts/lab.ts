@@ -27,14 +27,15 @@ function requireLab(): void {
   }
 }
 
-async function up(o: { hosts: string; agents: boolean }): Promise<void> {
+async function up(o: { hosts: string; agents: boolean; overlay: string; network: boolean }): Promise<void> {
   requireLab();
   const hosts = Number(o.hosts);
   const log = (m: string) => process.stderr.write(`  ${m}\n`);
   const lab = await startLab({ hosts, log });
   try {
     const t0 = Date.now();
-    const drover = o.agents ? await startDrover(lab) : undefined;
+    if (o.overlay !== 'ipsec' && o.overlay !== 'vxlan') throw new Error(`--overlay must be ipsec or vxlan, not "${o.overlay}"`);
+    const drover = o.agents ? await startDrover(lab, { overlay: o.overlay, network: o.network ? 'on' : 'off' }) : undefined;
     lab.timings.drover = Date.now() - t0;
     lab.keep();
     const cp = drover?.cp;
@@ -148,6 +149,8 @@ program
   .description('bring a lab up and leave it running')
   .option('--hosts <n>', 'number of hosts', '3')
   .option('--no-agents', 'only netns + dockerds, no control plane or agents')
+  .option('--overlay <ipsec|vxlan>', 'the managed network between the hosts: IPsec tunnels or plain VXLAN', 'ipsec')
+  .option('--no-network', 'agents without the managed network (containers reach only their own host)')
   .action(up);
 program.command('status').description('labs on this machine: hosts, processes, containers').action(status);
 program

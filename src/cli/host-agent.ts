@@ -31,6 +31,7 @@ export interface HostAgentFlags {
   metadataListen?: string;
   dnsListen?: string;
   metricsListen?: string;
+  network?: string;
 }
 
 /** The agent flags `drover agent` and `drover up` share (with --config and --log-level), worded once. */
@@ -42,6 +43,7 @@ export function withHostAgentOptions(cmd: Command): Command {
     .option('--metadata-listen <host:port>', "rancher-metadata address, '' for none (default: config agent.metadataListen, 169.254.169.250:80)")
     .option('--dns-listen <host:port>', "DNS address (UDP and TCP), '' for none (default: config agent.dnsListen, 169.254.169.250:53)")
     .option('--metrics-listen <host:port>', "the agent's Prometheus /metrics address, '' for none (default: 127.0.0.1:9109)")
+    .option('--network <auto|on|off>', 'run the managed network (IPsec/VXLAN overlay, CATTLE_* iptables chains); auto: when running containers as root (default: config agent.network)')
     .option('--config <file>', 'JSON config file merged over config/default.json')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent');
 }
@@ -72,6 +74,7 @@ export function hostAgentArgs(flags: HostAgentFlags): string[] {
   add('--metadata-listen', flags.metadataListen);
   add('--dns-listen', flags.dnsListen);
   add('--metrics-listen', flags.metricsListen);
+  add('--network', flags.network);
   return out;
 }
 

@@ -27,6 +27,11 @@ export const Config = z.strictObject({
     dnsListen: z.string(),
     /** HOST:PORT of the agent's Prometheus endpoint ('' = off). */
     metricsListen: z.string(),
+    /**
+     * The managed network (IPsec/VXLAN overlay, CATTLE_* iptables chains): `on`, `off`, or `auto` = on
+     * when the agent runs containers (a Docker socket) as root on Linux.
+     */
+    network: z.enum(['auto', 'on', 'off']).default('auto'),
   }),
 });
 export type Config = z.infer<typeof Config>;
@@ -76,6 +81,7 @@ export const ENV_VARS: Record<string, [string, ...string[]]> = {
   DROVER_METADATA_LISTEN: ['agent', 'metadataListen'],
   DROVER_DNS_LISTEN: ['agent', 'dnsListen'],
   DROVER_AGENT_METRICS_LISTEN: ['agent', 'metricsListen'],
+  DROVER_AGENT_NETWORK: ['agent', 'network'],
 };
 
 export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}): Config {

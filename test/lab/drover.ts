@@ -130,6 +130,8 @@ export interface AgentOptions {
   token: string;
   labels?: Record<string, string>;
   logLevel?: string;
+  /** The agent's --network (default: its own default, auto = on in the lab: root with a Docker socket). */
+  network?: 'auto' | 'on' | 'off';
 }
 
 export function startAgent(lab: Lab, host: LabHost, opts: AgentOptions): LabAgent {
@@ -157,6 +159,7 @@ export function startAgent(lab: Lab, host: LabHost, opts: AgentOptions): LabAgen
     ...(agentHasDockerSocketFlag() ? ['--docker-socket', host.dockerSocket] : []),
     '--log-level',
     opts.logLevel ?? 'info',
+    ...(opts.network ? ['--network', opts.network] : []),
   ];
   const env = { ...process.env, DOCKER_HOST: `unix://${host.dockerSocket}` };
   const start = () => host.spawn(cmd, { logFile: logPath, env, cwd: REPO_ROOT, what: 'agent' });
@@ -195,11 +198,33 @@ export async function waitForHost(cp: ControlPlane, hostname: string, ms = 30_00
 }
 
 /** Control plane plus one agent per host with label hostname=<hN>; what `npm run lab -- up` runs. */
-export async function startDrover(lab: Lab, opts: { agentLogLevel?: string; waitMs?: number } = {}): Promise<{ cp: ControlPlane; agents: LabAgent[] }> {
+export interface DroverLabOptions {
+  agentLogLevel?: string;
+  waitMs?: number;
+  /** The agents' --network (the managed network runs by default). */
+  network?: 'auto' | 'on' | 'off';
+  /** The environment's overlay, set before the agents start (default: the environment's, ipsec). */
+  overlay?: 'ipsec' | 'vxlan';
+}
+
+export async function startDrover(lab: Lab, opts: DroverLabOptions = {}): Promise<{ cp: ControlPlane; agents: LabAgent[] }> {
   const cp = await startControlPlane(lab);
+  if (opts.overlay) {
+    const envs = await cp.api<{ data: { id: string }[] }>('GET', '/v1/environments');
+    const envId = envs.body.data[0]?.id;
+    if (!envId) throw new Error('the control plane has no environment');
+    const put = await cp.api('PUT', `/v1/environments/${envId}`, { network: { overlay: opts.overlay } });
+    if (put.status !== 200) throw new Error(`setting the overlay to ${opts.overlay}: HTTP ${put.status} ${JSON.stringify(put.body)}`);
+  }
   const token = await cp.registrationToken();
   const agents = lab.hosts.map((h) =>
-    startAgent(lab, h, { serverUrl: cp.url, token, labels: { hostname: h.name }, ...(opts.agentLogLevel ? { logLevel: opts.agentLogLevel } : {}) }),
+    startAgent(lab, h, {
+      serverUrl: cp.url,
+      token,
+      labels: { hostname: h.name },
+      ...(opts.agentLogLevel ? { logLevel: opts.agentLogLevel } : {}),
+      ...(opts.network ? { network: opts.network } : {}),
+    }),
   );
   await Promise.all(
     agents.map((a) =>

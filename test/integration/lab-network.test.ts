@@ -1,0 +1,246 @@
+// The managed network end to end on the 3-host real-Docker lab (test/lab), IPsec mode (the default):
+// containers on different hosts talk TCP and UDP by managed address and by linked name, with their
+// source addresses preserved; the underlay carries nothing but IKE and ESP-in-UDP between hosts (and
+// never the payload); a published port reaches its container from another host and from outside with
+// the client's address; outbound traffic is masqueraded; DNS and metadata see the managed address; a
+// spoofed source is dropped; 100 MiB of bulk TCP crosses hosts; `GET /v1/hosts` shows every peer
+// reachable. Skips (with the reason) when the lab cannot run here.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { labUnavailable, runInContainer, startLab, waitFor, type Lab, type LabHost } from '../lab/lab.js';
+import { startDrover, stopDroverLab, type ControlPlane, type LabAgent } from '../lab/drover.js';
+import { names } from '../lab/layout.js';
+
+const skip = labUnavailable();
+const WAIT = 90_000;
+const IDLE = ['sh', '-c', "trap 'exit 0' TERM; while :; do sleep 1; done"];
+const MARKER = 'DROVER-PLAINTEXT-MARKER-7f3a';
+
+// web: busybox httpd with a CGI that answers the client's address; udp: a UDP sink writing what it gets;
+// sink: a TCP sink counting bytes; client and peer: idle, with NET_ADMIN for the spoofing test.
+const WEB = [
+  'sh',
+  '-c',
+  "mkdir -p /w/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /w/cgi-bin/ip && chmod +x /w/cgi-bin/ip && " +
+    "echo hello > /w/index.html && trap 'exit 0' TERM; httpd -f -p 80 -h /w & wait",
+];
+const UDP_SINK = ['sh', '-c', "trap 'exit 0' TERM; while :; do nc -u -l -p 5000 -w 2 >> /tmp/udp.log; done & wait"];
+const TCP_SINK = ['sh', '-c', "trap 'exit 0' TERM; while :; do nc -l -p 5001 | wc -c > /tmp/bytes.tmp && mv /tmp/bytes.tmp /tmp/bytes; done & wait"];
+
+function compose(): string {
+  const j = JSON.stringify;
+  return `
+web:
+  image: drover-test/busybox:1
+  command: ${j(WEB)}
+  ports:
+    - "8080:80"
+  labels:
+    io.rancher.scheduler.affinity:host_label: hostname=h1
+sink:
+  image: drover-test/busybox:1
+  command: ${j(TCP_SINK)}
+  labels:
+    io.rancher.scheduler.affinity:host_label: hostname=h1
+udp:
+  image: drover-test/busybox:1
+  command: ${j(UDP_SINK)}
+  labels:
+    io.rancher.scheduler.affinity:host_label: hostname=h3
+client:
+  image: drover-test/busybox:1
+  command: ${j(IDLE)}
+  cap_add:
+    - NET_ADMIN
+  links:
+    - web:web
+    - udp:udp
+    - sink:sink
+  labels:
+    io.rancher.scheduler.affinity:host_label: hostname=h2
+peer:
+  image: drover-test/busybox:1
+  command: ${j(IDLE)}
+  labels:
+    io.rancher.scheduler.affinity:host_label: hostname=h2
+`;
+}
+
+interface Rec {
+  id: string;
+  name: string;
+  hostId: string | null;
+  primaryIpAddress: string | null;
+  state: string;
+  generation: string;
+  externalId: string | null;
+}
+
+interface HostRec {
+  id: string;
+  hostname: string;
+  tunnelIp?: string;
+  network?: { mode: string; backend: string; mtu?: number; peers: { hostId: string; reachable: boolean; since: string; lastError?: string }[] };
+  applied: Record<string, { state?: string; message?: string; error?: string }>;
+}
+
+function listen(server: Server, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => resolve((server.address() as { port: number }).port));
+  });
+}
+
+test('3-host lab: the managed network over IPsec, end to end', { skip: skip ? `skipped: ${skip}` : false, timeout: 900_000 }, async () => {
+  let lab: Lab | undefined;
+  let cp: ControlPlane | undefined;
+  let agents: LabAgent[] = [];
+  let failed = true;
+  let capture: ChildProcess | undefined;
+  const outside = createServer((req, res) => res.end(`${req.socket.remoteAddress ?? ''}\n`));
+  try {
+    lab = await startLab({ hosts: 3 });
+    ({ cp, agents } = await startDrover(lab));
+    const api = cp.api.bind(cp);
+    const [h1, h2, h3] = lab.hosts as [LabHost, LabHost, LabHost];
+
+    // Every host has a tunnel address and sees both peers over the overlay.
+    const hosts = await waitFor(
+      async () => {
+        const list = (await api<{ data: HostRec[] }>('GET', '/v1/hosts')).body.data;
+        const ok = list.length === 3 && list.every((h) => h.tunnelIp && h.network?.peers.length === 2 && h.network.peers.every((p) => p.reachable));
+        return ok ? list : undefined;
+      },
+      WAIT,
+      'every host reaching both peers through the tunnels (GET /v1/hosts network.peers)',
+    );
+    for (const h of hosts) {
+      assert.equal(h.network?.mode, 'ipsec');
+      assert.ok(h.network?.backend === 'libipsec' || h.network?.backend === 'kernel', JSON.stringify(h.network));
+      assert.equal(h.applied.network?.state, 'ok', JSON.stringify(h.applied.network));
+    }
+    const mtu = hosts[0]?.network?.mtu;
+    assert.ok(mtu !== undefined && mtu > 1200 && mtu < 1500, `computed container MTU ${mtu}`);
+
+    // Capture the underlay (the lab's switch) for the rest of the test.
+    const pcap = join(lab.dir, 'underlay.pcap');
+    capture = lab.spawnRoot(['ip', 'netns', 'exec', names.switchNetns(lab.id), 'tcpdump', '-ni', 'br0', '-U', '-s', '0', '-w', pcap], { what: 'tcpdump' });
+    await new Promise((r) => setTimeout(r, 1500));
+
+    const st = await api<{ id: string }>('POST', '/v1/stacks', { name: 'net', dockerCompose: compose() });
+    assert.equal(st.status, 201, JSON.stringify(st.body));
+    const recs = await waitFor(
+      async () => {
+        const r = (await api<{ data: Rec[] }>('GET', `/v1/containers?stackId=${st.body.id}`)).body.data.filter((c) => c.generation === 'current');
+        return r.length === 5 && r.every((c) => c.state === 'running') ? r : undefined;
+      },
+      WAIT,
+      'the 5 containers running',
+    );
+    const rec = (n: string) => recs.find((c) => c.name === `net-${n}-1`) as Rec;
+    const ip = (n: string) => rec(n).primaryIpAddress as string;
+    const dockerName = (n: string) => rec(n).externalId as string;
+
+    // TCP across hosts, by address and by linked name, source address preserved.
+    const byAddr = await waitFor(
+      async () => {
+        const r = await runInContainer(h2, dockerName('client'), ['wget', '-qO-', '-T', '3', `http://${ip('web')}/cgi-bin/ip`]);
+        return r.exitCode === 0 ? r.stdout.trim() : undefined;
+      },
+      30_000,
+      'client (h2) → web (h1) by address',
+    );
+    assert.equal(byAddr, ip('client'), 'web sees the client’s managed address');
+    const byName = await runInContainer(h2, dockerName('client'), ['wget', '-qO-', '-T', '5', 'http://web/cgi-bin/ip']);
+    assert.equal(byName.exitCode, 0, byName.stderr);
+    assert.equal(byName.stdout.trim(), ip('client'));
+
+    // UDP across hosts by linked name.
+    const sent = await runInContainer(h2, dockerName('client'), ['sh', '-c', `echo ${MARKER}-udp | nc -u -w 1 udp 5000`]);
+    assert.equal(sent.exitCode, 0, sent.stderr);
+    await waitFor(
+      async () => {
+        const r = await runInContainer(h3, dockerName('udp'), ['cat', '/tmp/udp.log']);
+        return r.stdout.includes(`${MARKER}-udp`) ? true : undefined;
+      },
+      10_000,
+      'the UDP datagram arriving on h3',
+    );
+
+    // A published port, from another host and from outside, with the client's address.
+    const fromH2 = await h2.exec(['wget', '-qO-', '-T', '5', `http://${h1.ip}:8080/cgi-bin/ip`]);
+    assert.equal(fromH2.stdout.trim(), h2.ip, `published port from h2: ${fromH2.stderr}`);
+    const fromOutside = await fetch(`http://${h1.ip}:8080/cgi-bin/ip`);
+    assert.equal((await fromOutside.text()).trim(), lab.rootIp, 'published port from outside keeps the client address');
+
+    // Outbound: masqueraded behind the host's address.
+    const outPort = await listen(outside, lab.rootIp);
+    const out = await runInContainer(h1, dockerName('web'), ['wget', '-qO-', '-T', '5', `http://${lab.rootIp}:${outPort}/`]);
+    assert.equal(out.stdout.trim(), h1.ip, `outbound from a container is masqueraded: ${out.stderr}`);
+
+    // Metadata sees the container's own managed address.
+    const self = await runInContainer(h2, dockerName('client'), ['wget', '-qO-', '-T', '5', 'http://rancher-metadata/latest/self/container/primary_ip']);
+    assert.equal(self.stdout.trim(), ip('client'), self.stderr);
+
+    // Spoofing: the client takes the peer's address (a local container) and a remote one; neither gets out.
+    const meta = (src: string) =>
+      runInContainer(h2, dockerName('client'), ['sh', '-c', `printf 'GET /latest/self/container/name HTTP/1.0\\r\\n\\r\\n' | nc -s ${src} -w 3 169.254.169.250 80`]);
+    const own = await meta(ip('client'));
+    assert.match(own.stdout, /net-client-1/, 'its own address passes');
+    for (const spoofed of [ip('peer'), ip('web')]) {
+      const add = await runInContainer(h2, dockerName('client'), ['ip', 'addr', 'add', `${spoofed}/32`, 'dev', 'eth0']);
+      assert.equal(add.exitCode, 0, add.stderr);
+      const r = await meta(spoofed);
+      assert.doesNotMatch(r.stdout, /net-/, `a packet from ${spoofed} (not the client's) must be dropped`);
+      const x = await runInContainer(h2, dockerName('client'), ['wget', '-qO-', '-T', '3', `http://${ip('web')}/cgi-bin/ip`]);
+      assert.equal(x.stdout.trim(), ip('client'), 'the own address still works');
+      await runInContainer(h2, dockerName('client'), ['ip', 'addr', 'del', `${spoofed}/32`, 'dev', 'eth0']);
+    }
+
+    // 100 MiB of bulk TCP across hosts with the computed MTU (no blackhole), and a marker in cleartext.
+    const t0 = Date.now();
+    const bulk = await runInContainer(
+      h2,
+      dockerName('client'),
+      ['sh', '-c', `(echo ${MARKER}-tcp; dd if=/dev/zero bs=1048576 count=100 2>/dev/null) | nc -w 10 sink 5001`],
+      { timeoutMs: 300_000 },
+    );
+    assert.equal(bulk.exitCode, 0, bulk.stderr);
+    const bytes = await waitFor(
+      async () => {
+        const r = await runInContainer(h1, dockerName('sink'), ['cat', '/tmp/bytes']);
+        return r.exitCode === 0 && r.stdout.trim() ? Number(r.stdout.trim()) : undefined;
+      },
+      30_000,
+      'the sink counting the bulk transfer',
+    );
+    const secs = (Date.now() - t0) / 1000;
+    assert.equal(bytes, 100 * 1048576 + MARKER.length + 5);
+    console.log(`bulk: 100 MiB h2 → h1 in ${secs.toFixed(1)} s (${((100 * 8) / secs).toFixed(0)} Mbit/s) through IPsec, container MTU ${mtu}`);
+
+    // The underlay: between the hosts only IKE and ESP-in-UDP (and the published port h2 used as a host);
+    // the marker never in clear.
+    await lab.stopProcess(capture);
+    capture = undefined;
+    const raw = readFileSync(pcap);
+    assert.ok(raw.length > 100 * 1048576, `the capture saw the bulk transfer (${raw.length} bytes)`);
+    assert.equal(raw.indexOf(Buffer.from(MARKER)), -1, 'the payload marker never crosses the underlay in clear');
+    const hostIps = lab.hosts.map((h) => h.ip);
+    const between = hostIps.map((a) => `host ${a}`).join(' or ');
+    const other = await h1.exec([
+      'sh',
+      '-c',
+      `tcpdump -nr ${pcap} '(${between}) and not host ${lab.rootIp} and not (udp port 4500 or udp port 500) and not arp and not tcp port 8080' 2>/dev/null | head -5`,
+    ]);
+    assert.equal(other.stdout.trim(), '', `between hosts only IKE/ESP-in-UDP; found:\n${other.stdout}`);
+    failed = false;
+  } finally {
+    if (capture && lab) await lab.stopProcess(capture).catch(() => undefined);
+    outside.close();
+    await stopDroverLab(lab, { cp, agents }, failed);
+  }
+});
