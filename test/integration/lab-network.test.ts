@@ -28,8 +28,9 @@ const WEB = [
   "mkdir -p /w/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /w/cgi-bin/ip && chmod +x /w/cgi-bin/ip && " +
     "echo hello > /w/index.html && trap 'exit 0' TERM; httpd -f -p 80 -h /w & wait",
 ];
-const UDP_SINK = ['sh', '-c', "trap 'exit 0' TERM; while :; do nc -u -l -p 5000 -w 2 >> /tmp/udp.log; done & wait"];
-const TCP_SINK = ['sh', '-c', "trap 'exit 0' TERM; while :; do nc -l -p 5001 | wc -c > /tmp/bytes.tmp && mv /tmp/bytes.tmp /tmp/bytes; done & wait"];
+// busybox nc ends the connection when its stdin ends (/dev/null in a container): feed it one that never does.
+const UDP_SINK = ['sh', '-c', "trap 'exit 0' TERM; tail -f /dev/null | nc -u -l -p 5000 >> /tmp/udp.log & wait"];
+const TCP_SINK = ['sh', '-c', "trap 'exit 0' TERM; tail -f /dev/null | nc -l -p 5001 | (wc -c > /tmp/bytes.tmp; mv /tmp/bytes.tmp /tmp/bytes) & wait"];
 
 function compose(): string {
   const j = JSON.stringify;
