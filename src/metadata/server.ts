@@ -1,9 +1,8 @@
 // The metadata HTTP server (rancher-metadata compatible). Serves the current answers to clients identified
 // by their TCP source address, with long polling (`?wait=true&value=`) and ETag waits
 // (`?wait_for_change=true&last_etag=`). Responses are rendered once per answers update and cached.
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import Koa from 'koa';
 import { Registry } from 'prom-client';
 import type { Logger } from '../common/log.js';
 import { plainIp } from '../model/cidr.js';
@@ -12,7 +11,7 @@ import { LruCache } from './cache.js';
 import { metadataMetrics, type MetadataMetrics } from './metrics.js';
 import { negotiate, type Format } from './render.js';
 import { clientKeyFor, errorResponse, GO_NOT_FOUND, renderPath, renderVersions, type Rendered } from './view.js';
-import { WaitQueue, type WakeReason } from './waiters.js';
+import { WaitQueue } from './waiters.js';
 import { muxRedirect, splitPath } from './walk.js';
 
 export interface MetadataServerOptions {
@@ -29,7 +28,12 @@ export interface MetadataServerOptions {
   trustForwardedFor?: boolean;
   /** When set, requests without this header (exact value) are refused with 403. */
   requireHeader?: { name: string; value: string };
-  /** Upper bound (ms) of the window over which waiters woken by one change are spread. Default 50. */
+  /**
+   * Upper bound (ms) of a window over which waiters woken by one change are spread (random slot each).
+   * Default 0: they are woken in order, a chunk per event-loop turn (see WaitQueue), each answered with a
+   * response prepared once per (version, client, format, path) — the loop serves other requests between
+   * chunks.
+   */
   wakeSpreadMs?: number;
   /**
    * Rendered-response cache bounds, keys included (only 200 responses are cached; errors are shared).
@@ -53,9 +57,6 @@ export interface MetadataServerOptions {
 
 const DEFAULT_WAIT_S = 60;
 const MAX_WAIT_S = 120;
-/** Bounds of the per-generation memo of wait conditions (entries, and bytes of their keys). */
-const MEMO_MAX = 100_000;
-const MEMO_MAX_BYTES = 32 * 1024 * 1024;
 /**
  * HTTP limits: request head at most 16 KiB (Node answers 431 beyond), received within 10 s (slow clients),
  * the whole request within 30 s (a long poll is a response wait, not a slow request).
@@ -85,8 +86,28 @@ export function bareEtag(etag: string): string {
   return e;
 }
 
+/** What a request handler works with: the request and its response. */
+interface Ctx {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+}
+
+/**
+ * A response prepared once per answers generation for every woken waiter with the same (version, client
+ * address, format, path, method): the rendering, the flat header list and the body as a latin1 string (so
+ * that Node writes status line, headers and body as one string, one chunk per response).
+ */
+interface Prepared {
+  readonly r: Rendered;
+  readonly headers: string[];
+  /** `undefined` for HEAD. */
+  readonly body: string | undefined;
+}
+
+/** Bound of the per-generation table of prepared wake-up responses (only waiters' keys go in). */
+const PREPARED_MAX = 100_000;
+
 export class MetadataServer {
-  readonly app: Koa;
   private answers: Answers;
   private gen = 0;
   private readonly log: Logger;
@@ -98,9 +119,8 @@ export class MetadataServer {
   private readonly required: { name: string; value: string } | undefined;
   private server: Server | undefined;
   private closing = false;
-  private readonly memo = new Map<string, boolean>();
-  private memoBytes = 0;
-  private memoGen = -1;
+  private readonly prepared = new Map<string, Prepared>();
+  private preparedGen = -1;
   private readonly maxWaiters: number;
   private readonly maxWaitersPerClient: number;
   private readonly maxConnectionsPerClient: number;
@@ -124,12 +144,8 @@ export class MetadataServer {
     this.maxWaitersPerClient = opts.maxWaitersPerClient ?? 1_000;
     this.maxConnectionsPerClient = opts.maxConnectionsPerClient ?? 1_024;
     this.headersTimeoutMs = opts.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
-    this.waiters = new WaitQueue({ spreadMs: opts.wakeSpreadMs ?? 50 });
+    this.waiters = new WaitQueue({ spreadMs: opts.wakeSpreadMs ?? 0 });
     this.removeWaitingSource = this.metrics.addWaitingSource(() => this.waiters.size);
-    this.app = new Koa();
-    this.app.silent = true;
-    this.app.on('error', (err: unknown) => this.log.error({ err }, 'metadata request failed'));
-    this.app.use((ctx) => this.handle(ctx));
   }
 
   /** Bumped by every setAnswers (identifies the answers a cached response was rendered from). */
@@ -164,11 +180,9 @@ export class MetadataServer {
   /** Starts listening; resolves with the bound address (port 0 picks a free one). */
   listen(host: string | undefined, port: number): Promise<AddressInfo> {
     if (this.server) return Promise.reject(new Error('metadata server is already listening'));
-    // Koa's handler catches its own errors (ctx.onerror) and its promise never rejects.
-    const handle = this.app.callback();
     const server = createServer(
       { maxHeaderSize: MAX_HEADER_BYTES, connectionsCheckingInterval: TIMEOUT_CHECK_MS },
-      (req, res) => void handle(req, res),
+      (req, res) => this.onRequest(req, res),
     );
     // Long polls are answered within 120 s; idle keep-alive connections are kept a little longer than
     // typical client pools expect. A request head must arrive within 10 s, a whole request within 30 s.
@@ -264,12 +278,29 @@ export class MetadataServer {
     return r;
   }
 
-  /**
-   * Writes a response. The rendered bytes and header values are precomputed, so this bypasses Koa's response
-   * handling (`ctx.respond = false`): one writeHead with a flat header list and one end.
-   */
-  private send(ctx: Koa.Context, r: Rendered, extraHeaders?: readonly string[]): void {
-    ctx.respond = false;
+  /** Handles a request; an unexpected error is logged and answered 500 (or the connection dropped). */
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    try {
+      this.handle({ req, res });
+    } catch (err) {
+      this.failed(res, err);
+    }
+  }
+
+  private failed(res: ServerResponse, err: unknown): void {
+    this.log.error({ err }, 'metadata request failed');
+    if (res.headersSent || !res.writable) {
+      res.destroy();
+      return;
+    }
+    const body = 'Internal Server Error';
+    res.writeHead(500, ['Content-Type', 'text/plain; charset=utf-8', 'Content-Length', String(body.length)]);
+    res.end(body);
+    this.countStatus(500);
+  }
+
+  /** Writes a response: the rendered bytes and header values are precomputed; one writeHead with a flat header list and one end. */
+  private send(ctx: Ctx, r: Rendered, extraHeaders?: readonly string[]): void {
     const headers = ['ETag', r.etag, 'Content-Type', r.contentType, 'Content-Length', r.length];
     if (extraHeaders) headers.push(...extraHeaders);
     if (this.closing) headers.push('Connection', 'close');
@@ -290,39 +321,13 @@ export class MetadataServer {
     c.inc();
   }
 
-  private refuse(ctx: Koa.Context, format: Format, status: number, message: string, extraHeaders?: readonly string[]): void {
+  private refuse(ctx: Ctx, format: Format, status: number, message: string, extraHeaders?: readonly string[]): void {
     this.send(ctx, errorResponse(format, status, message), extraHeaders);
     // Refusals come in floods (that is what they are for): build the log line only when it is written.
     if (this.log.isLevelEnabled('debug')) this.log.debug({ client: this.clientIp(ctx.req), status, url: ctx.req.url }, message);
   }
 
-  /**
-   * Memoises a wait condition per answers generation: thousands of waiters on the same key and value are
-   * checked with one rendering (and one cache lookup) per change.
-   */
-  private memoized(key: string, compute: () => boolean): () => boolean {
-    return () => {
-      if (this.memoGen !== this.gen) {
-        this.memo.clear();
-        this.memoBytes = 0;
-        this.memoGen = this.gen;
-      }
-      let v = this.memo.get(key);
-      if (v === undefined) {
-        v = compute();
-        // Bounded: only waiters' keys go in, but keep it small whatever the clients send.
-        if (this.memo.size >= MEMO_MAX || this.memoBytes >= MEMO_MAX_BYTES) {
-          this.memo.clear();
-          this.memoBytes = 0;
-        }
-        this.memo.set(key, v);
-        this.memoBytes += 2 * key.length + 64;
-      }
-      return v;
-    };
-  }
-
-  private async handle(ctx: Koa.Context): Promise<void> {
+  private handle(ctx: Ctx): void {
     const req = ctx.req;
     const format = negotiate(req.headers.accept);
     if (this.overLimit.has(req.socket)) {
@@ -370,14 +375,14 @@ export class MetadataServer {
     const raw = segs.slice(1);
     const pathKey = raw.join('/');
     const ip = this.clientIp(req);
-    let r = this.entry(version, ip, raw, pathKey, format);
+    const r = this.entry(version, ip, raw, pathKey, format);
 
     if (qi >= 0 && !this.closing && Object.hasOwn(this.answers, version) && r.status !== 400) {
       const params = new URLSearchParams(url.slice(qi + 1));
-      // `check` answers "has it changed?" now; the waiter re-checks through a memo shared by every waiter on
-      // the same key and value (see memoized).
+      // `check` answers "has it changed?" now; parked, the waiter is one of a group (same `key`: same
+      // condition) whose check the queue evaluates once per change for all of them.
       let check: (() => boolean) | undefined;
-      let memoKey = '';
+      let key = '';
       let timeoutMs = 0;
       const value = params.get('value');
       if (params.get('wait') === 'true' && value !== null) {
@@ -387,7 +392,7 @@ export class MetadataServer {
           const t = this.entry(version, ip, raw, pathKey, 'text');
           return t.status === 200 && !t.body.equals(old);
         };
-        memoKey = `v\u0000${version}\u0000${ip}\u0000${pathKey}\u0000${value}`;
+        key = `v\u0000${version}\u0000${ip}\u0000${pathKey}\u0000${value}`;
         timeoutMs = waitMs(params.get('maxWait'));
       } else if (params.get('wait_for_change') === 'true') {
         // GCE/Consul style: return once the ETag of this response differs from `last_etag` (or, without one,
@@ -395,11 +400,10 @@ export class MetadataServer {
         const lastParam = params.get('last_etag');
         const last = lastParam !== null ? bareEtag(lastParam) : bareEtag(r.etag);
         check = () => bareEtag(this.entry(version, ip, raw, pathKey, format).etag) !== last;
-        memoKey = `e\u0000${version}\u0000${ip}\u0000${format}\u0000${pathKey}\u0000${last}`;
+        key = `e\u0000${version}\u0000${ip}\u0000${format}\u0000${pathKey}\u0000${last}`;
         timeoutMs = waitMs(params.get('timeout_sec'));
       }
       if (check !== undefined && !check()) {
-        const changed = this.memoized(memoKey, check);
         const perClient = this.waitersByClient.get(ip) ?? 0;
         if (perClient >= this.maxWaitersPerClient) {
           return this.refuse(ctx, format, 429, `Too many waiting requests from ${ip} (limit ${this.maxWaitersPerClient})`, ['Retry-After', '1']);
@@ -408,45 +412,78 @@ export class MetadataServer {
           return this.refuse(ctx, format, 503, `Too many waiting requests (limit ${this.maxWaiters})`, ['Retry-After', '1']);
         }
         this.waitersByClient.set(ip, perClient + 1);
-        let reason: WakeReason;
-        try {
-          reason = await this.waitFor(ctx, changed, timeoutMs);
-        } finally {
-          const left = (this.waitersByClient.get(ip) ?? 1) - 1;
-          if (left <= 0) this.waitersByClient.delete(ip);
-          else this.waitersByClient.set(ip, left);
-        }
-        if (reason === 'aborted') {
-          ctx.respond = false;
-          return;
-        }
-        r = this.entry(version, ip, raw, pathKey, format);
+        const head = req.method === 'HEAD';
+        // The response a woken waiter gets: prepared once per generation for every waiter with this key.
+        const responseKey = `${version}\u0000${ip}\u0000${format}\u0000${pathKey}\u0000${head ? 'H' : 'G'}`;
+        const parked = this.waiters.park({
+          key,
+          changed: check,
+          timeoutMs,
+          onWake: (reason) => {
+            const left = (this.waitersByClient.get(ip) ?? 1) - 1;
+            if (left <= 0) this.waitersByClient.delete(ip);
+            else this.waitersByClient.set(ip, left);
+            if (reason === 'aborted') return;
+            try {
+              if (reason === 'changed' && !this.closing) this.sendPrepared(ctx.res, this.preparedFor(responseKey, version, ip, raw, pathKey, format, head), ip, version, pathKey, format);
+              else this.reply(ctx, this.entry(version, ip, raw, pathKey, format), ip, version, pathKey, format);
+            } catch (err) {
+              this.failed(ctx.res, err);
+            }
+          },
+        });
+        // Left in place once the wait has ended: cancel is then a no-op (cheaper than removing it per waiter).
+        ctx.res.once('close', () => parked.cancel());
+        return;
       }
     }
+    this.reply(ctx, r, ip, version, pathKey, format);
+  }
+
+  private reply(ctx: Ctx, r: Rendered, ip: string, version: string, pathKey: string, format: Format): void {
     this.send(ctx, r);
     if (this.log.isLevelEnabled('debug')) {
       this.log.debug({ client: ip, version, path: pathKey, status: r.status, format }, 'metadata request');
     }
   }
 
+  /** The prepared response of a woken waiter (see Prepared), from this generation's table or made now. */
+  private preparedFor(responseKey: string, version: string, ip: string, raw: readonly string[], pathKey: string, format: Format, head: boolean): Prepared {
+    if (this.preparedGen !== this.gen) {
+      this.prepared.clear();
+      this.preparedGen = this.gen;
+    }
+    let p = this.prepared.get(responseKey);
+    if (p === undefined) {
+      const r = this.entry(version, ip, raw, pathKey, format);
+      p = {
+        r,
+        headers: ['ETag', r.etag, 'Content-Type', r.contentType, 'Content-Length', r.length],
+        body: head ? undefined : r.body.toString('latin1'),
+      };
+      if (this.prepared.size >= PREPARED_MAX) this.prepared.clear();
+      this.prepared.set(responseKey, p);
+    }
+    return p;
+  }
+
+  /** Writes a prepared response: status line, headers and body go out as one string. */
+  private sendPrepared(res: ServerResponse, p: Prepared, ip: string, version: string, pathKey: string, format: Format): void {
+    res.writeHead(p.r.status, p.headers);
+    if (p.body === undefined) res.end();
+    else res.end(p.body, 'latin1');
+    this.countStatus(p.r.status);
+    if (this.log.isLevelEnabled('debug')) {
+      this.log.debug({ client: ip, version, path: pathKey, status: p.r.status, format }, 'metadata request');
+    }
+  }
+
   /** 301 to the clean path, as gorilla/mux did (empty body). */
-  private redirect(ctx: Koa.Context, location: string): void {
-    ctx.respond = false;
+  private redirect(ctx: Ctx, location: string): void {
     const headers = ['Location', location, 'Content-Length', '0'];
     if (this.closing) headers.push('Connection', 'close');
     ctx.res.writeHead(301, headers);
     ctx.res.end();
     this.countStatus(301);
-  }
-
-  private async waitFor(ctx: Koa.Context, changed: () => boolean, timeoutMs: number): Promise<WakeReason> {
-    const w = this.waiters.wait(changed, timeoutMs);
-    const onClose = (): void => w.cancel();
-    ctx.res.once('close', onClose);
-    try {
-      return await w.promise;
-    } finally {
-      ctx.res.off('close', onClose);
-    }
   }
 }

@@ -1,22 +1,40 @@
 // Long-polling requests waiting for a change. Event-driven: nothing runs while nothing changes (one timer
-// per waiter for its deadline). When the answers change, every waiter is re-checked once; those whose
-// value changed are woken spread over a short window (random slot per waiter, one timer per slot), so
-// thousands of clients do not all come back at the same instant.
+// per waiter for its deadline). Waiters are grouped by a key naming their condition (what they watch and
+// the value they hold): when the answers change, each group's condition is evaluated once, whatever the
+// number of waiters in it, so a recheck costs O(distinct conditions), not O(waiters). The waiters of the
+// groups that changed are woken in order, a chunk per event-loop turn (`chunk`), so that the loop keeps
+// serving other requests between chunks; or, with `spreadMs` > 0, in random slots over a short window.
 
 export type WakeReason = 'changed' | 'timeout' | 'closed' | 'aborted';
 
 export interface WaitQueueOptions {
-  /** Upper bound of the window (ms) over which one change's wake-ups are spread. 0 wakes all at once. */
-  spreadMs: number;
+  /**
+   * Upper bound of the window (ms) over which one change's wake-ups are spread (random slot per waiter,
+   * one timer per slot). 0 (the default) wakes them in order, `chunk` per event-loop turn.
+   */
+  spreadMs?: number;
   /** Window per woken waiter (ms): the window is `min(spreadMs, count × perWakeMs)`. */
   perWakeMs?: number;
+  /** Waiters woken per event-loop turn when not spread. Default 256. */
+  chunk?: number;
 }
 
-interface Entry {
+export interface ParkOptions {
+  /**
+   * Waiters with the same key share one condition: `changed` of the first of them is evaluated once per
+   * recheck for the whole group. The key must name everything the condition depends on.
+   */
+  key: string;
+  /** Whether the waited-for value has changed (evaluated on each recheck, not before parking). */
   changed: () => boolean;
-  resolve: (reason: WakeReason) => void;
-  timer: NodeJS.Timeout | undefined;
-  done: boolean;
+  timeoutMs: number;
+  /** Called once, with why the wait ended. */
+  onWake: (reason: WakeReason) => void;
+}
+
+export interface Parked {
+  /** Ends the wait with `aborted` (client went away); no-op once ended. */
+  cancel(): void;
 }
 
 export interface Wait {
@@ -25,73 +43,122 @@ export interface Wait {
   cancel(): void;
 }
 
+const WAITING = 0;
+const SCHEDULED = 1;
+const DONE = 2;
+
+interface Group {
+  readonly key: string;
+  readonly changed: () => boolean;
+  readonly entries: Set<Entry>;
+}
+
+interface Entry {
+  readonly group: Group;
+  readonly onWake: (reason: WakeReason) => void;
+  timer: NodeJS.Timeout | undefined;
+  state: typeof WAITING | typeof SCHEDULED | typeof DONE;
+}
+
 export class WaitQueue {
-  /** Waiting for a change. */
-  private readonly waiting = new Set<Entry>();
-  /** Changed, scheduled to be woken in a spread slot. */
+  /** Waiting for a change, by condition key. */
+  private readonly groups = new Map<string, Group>();
+  private waitingCount = 0;
+  /** Changed, scheduled to be woken. */
   private readonly scheduled = new Set<Entry>();
+  /** Woken in order (when not spread): entries from `head` on are still to be run. */
+  private ready: Entry[] = [];
+  private head = 0;
+  private draining = false;
   private readonly spreadMs: number;
   private readonly perWakeMs: number;
+  private readonly chunk: number;
+  private seq = 0;
 
-  constructor(opts: WaitQueueOptions) {
-    this.spreadMs = Math.max(0, opts.spreadMs);
+  constructor(opts: WaitQueueOptions = {}) {
+    this.spreadMs = Math.max(0, opts.spreadMs ?? 0);
     this.perWakeMs = opts.perWakeMs ?? 0.005;
+    this.chunk = Math.max(1, Math.floor(opts.chunk ?? 256));
   }
 
-  /** Unresolved waits (waiting or scheduled to wake). */
+  /** Unended waits (waiting or scheduled to wake). */
   get size(): number {
-    return this.waiting.size + this.scheduled.size;
+    return this.waitingCount + this.scheduled.size;
+  }
+
+  /** Distinct conditions waited on (what a recheck evaluates). */
+  get conditions(): number {
+    return this.groups.size;
+  }
+
+  /** Parks a waiter; `onWake` is called once, when its group's condition changed, on timeout or cancel. */
+  park(opts: ParkOptions): Parked {
+    let g = this.groups.get(opts.key);
+    if (g === undefined) {
+      g = { key: opts.key, changed: opts.changed, entries: new Set() };
+      this.groups.set(opts.key, g);
+    }
+    const e: Entry = { group: g, onWake: opts.onWake, timer: undefined, state: WAITING };
+    e.timer = setTimeout(() => this.finish(e, 'timeout'), opts.timeoutMs);
+    g.entries.add(e);
+    this.waitingCount++;
+    return { cancel: () => this.finish(e, 'aborted') };
   }
 
   /**
-   * Waits until `changed()` (evaluated on each recheck) returns true, or `timeoutMs` passes.
-   * The caller checks the current value before calling this.
+   * Waits until `changed()` (evaluated on each recheck) returns true, or `timeoutMs` passes: a waiter of
+   * its own group. The caller checks the current value before calling this.
    */
   wait(changed: () => boolean, timeoutMs: number): Wait {
-    let entry!: Entry;
-    const promise = new Promise<WakeReason>((resolve) => {
-      entry = { changed, resolve, timer: undefined, done: false };
-    });
-    entry.timer = setTimeout(() => this.finish(entry, 'timeout'), timeoutMs);
-    this.waiting.add(entry);
-    return { promise, cancel: () => this.finish(entry, 'aborted') };
+    let resolve!: (r: WakeReason) => void;
+    const promise = new Promise<WakeReason>((r) => (resolve = r));
+    const p = this.park({ key: `\u0001${this.seq++}`, changed, timeoutMs, onWake: resolve });
+    return { promise, cancel: () => p.cancel() };
   }
 
-  /** Re-checks every waiter (after a change of the answers); returns how many were scheduled to wake. */
+  /** Re-checks every condition once (after a change of the answers); returns how many waiters were scheduled. */
   recheck(): number {
     const woken: Entry[] = [];
-    for (const e of this.waiting) {
+    for (const g of this.groups.values()) {
       let changed: boolean;
       try {
-        changed = e.changed();
+        changed = g.changed();
       } catch {
         changed = true; // let the request path report the problem
       }
-      if (changed) woken.push(e);
+      if (!changed) continue;
+      this.groups.delete(g.key);
+      for (const e of g.entries) {
+        if (e.timer) clearTimeout(e.timer);
+        e.timer = undefined;
+        e.state = SCHEDULED;
+        this.scheduled.add(e);
+        woken.push(e);
+      }
+      this.waitingCount -= g.entries.size;
+      g.entries.clear();
     }
-    if (woken.length === 0) return 0;
-    for (const e of woken) {
-      this.waiting.delete(e);
-      if (e.timer) clearTimeout(e.timer);
-      e.timer = undefined;
-      this.scheduled.add(e);
-    }
-    this.spread(woken);
+    if (woken.length > 0) this.schedule(woken);
     return woken.length;
   }
 
-  /** Resolves every wait now (shutdown). */
+  /** Ends every wait now (shutdown). */
   wakeAll(): void {
-    for (const e of [...this.waiting, ...this.scheduled]) this.finish(e, 'closed');
+    const all: Entry[] = [];
+    for (const g of this.groups.values()) for (const e of g.entries) all.push(e);
+    for (const e of this.scheduled) all.push(e);
+    for (const e of all) this.finish(e, 'closed');
   }
 
-  private spread(woken: Entry[]): void {
+  private schedule(woken: Entry[]): void {
     const windowMs = Math.min(this.spreadMs, woken.length * this.perWakeMs);
     const slots = Math.max(1, Math.ceil(windowMs));
     if (slots === 1) {
-      setImmediate(() => {
-        for (const e of woken) this.finish(e, 'changed');
-      });
+      for (const e of woken) this.ready.push(e);
+      if (!this.draining) {
+        this.draining = true;
+        setImmediate(this.drain);
+      }
       return;
     }
     const buckets: Entry[][] = Array.from({ length: slots }, () => []);
@@ -106,13 +173,35 @@ export class WaitQueue {
     });
   }
 
+  /** Wakes the next chunk of ready waiters; comes back on the next turn while some are left. */
+  private readonly drain = (): void => {
+    const end = Math.min(this.ready.length, this.head + this.chunk);
+    // Advance first: a throwing onWake must not wake the same waiter twice.
+    let i = this.head;
+    try {
+      while (i < end) this.finish(this.ready[i++] as Entry, 'changed');
+    } finally {
+      this.head = i;
+      if (this.head < this.ready.length) setImmediate(this.drain);
+      else {
+        this.ready = [];
+        this.head = 0;
+        this.draining = false;
+      }
+    }
+  };
+
   private finish(e: Entry, reason: WakeReason): void {
-    if (e.done) return;
-    e.done = true;
+    if (e.state === DONE) return;
+    if (e.state === WAITING) {
+      const g = e.group;
+      g.entries.delete(e);
+      this.waitingCount--;
+      if (g.entries.size === 0 && this.groups.get(g.key) === g) this.groups.delete(g.key);
+    } else this.scheduled.delete(e);
+    e.state = DONE;
     if (e.timer) clearTimeout(e.timer);
     e.timer = undefined;
-    this.waiting.delete(e);
-    this.scheduled.delete(e);
-    e.resolve(reason);
+    e.onWake(reason);
   }
 }
