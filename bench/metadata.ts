@@ -65,6 +65,7 @@ async function serverChild(): Promise<void> {
     maxWaitersPerClient: limit,
     maxConnectionsPerClient: limit,
     ...(spread ? { wakeSpreadMs: Number(spread) } : {}),
+    ...(process.env.BENCH_WAKE_CHUNK ? { wakeChunk: Number(process.env.BENCH_WAKE_CHUNK) } : {}),
   });
   const addr = await server.listen('127.0.0.1', 0);
   const send = (m: Msg): void => void process.send?.(m);

@@ -35,6 +35,8 @@ export interface MetadataServerOptions {
    * chunks.
    */
   wakeSpreadMs?: number;
+  /** Waiters woken (and answered) per event-loop turn when not spread. Default 256. */
+  wakeChunk?: number;
   /**
    * Rendered-response cache bounds, keys included (only 200 responses are cached; errors are shared).
    * Defaults: 20,000 entries, 64 MiB.
@@ -144,7 +146,7 @@ export class MetadataServer {
     this.maxWaitersPerClient = opts.maxWaitersPerClient ?? 1_000;
     this.maxConnectionsPerClient = opts.maxConnectionsPerClient ?? 1_024;
     this.headersTimeoutMs = opts.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
-    this.waiters = new WaitQueue({ spreadMs: opts.wakeSpreadMs ?? 0 });
+    this.waiters = new WaitQueue({ spreadMs: opts.wakeSpreadMs ?? 0, ...(opts.wakeChunk !== undefined ? { chunk: opts.wakeChunk } : {}) });
     this.removeWaitingSource = this.metrics.addWaitingSource(() => this.waiters.size);
   }
 
