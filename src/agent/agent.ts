@@ -21,7 +21,7 @@ import { PersistError, StateStore } from './sync/state-file.js';
 import { ControllerManager } from './controller/manager.js';
 import type { Controller } from './controller/controller.js';
 import { Backoff, type BackoffPolicy } from './sync/backoff.js';
-import { FoundAnswer, type AdoptRequest, type CapabilityStatus, type ContainerReport } from '../model/reports.js';
+import { FoundAnswer, type AdoptRequest, type CapabilityStatus, type ContainerReport, type NetworkStatus } from '../model/reports.js';
 
 const Identity = z.object({
   serverUrl: z.string(),
@@ -58,6 +58,8 @@ export interface AgentOptions {
   watchTimeoutSec?: number;
   /** Where container states come from (the Docker runtime); reported to the control plane. */
   containerStates?: ContainerStateSource;
+  /** The managed network's status of this host (network controller), reported when it changes. */
+  networkStatus?: () => NetworkStatus | undefined;
 }
 
 /** A source of container state reports (the runtime); `onReports` fires when new ones are waiting. */
@@ -85,6 +87,7 @@ export class Agent {
   private readonly abort = new AbortController();
   private loop?: Promise<void>;
   private lastReported = '';
+  private lastNetwork = '';
   private readonly listeners = new Set<(st: EnvState) => void>();
   private readonly pending = new Map<string, ContainerReport>();
   private reporting: Promise<void> = Promise.resolve();
@@ -344,13 +347,17 @@ export class Agent {
     const persisted = this.persistReport();
     if (persisted) applied['agent-state'] = persisted;
     const key = JSON.stringify(applied);
+    const network = this.opts.networkStatus?.();
+    const networkKey = network ? JSON.stringify(network) : '';
+    const sendNetwork = network !== undefined && networkKey !== this.lastNetwork;
     const found = this.opts.containerStates?.drainFound?.() ?? [];
-    if (key === this.lastReported && this.pending.size === 0 && found.length === 0) return;
+    if (key === this.lastReported && this.pending.size === 0 && found.length === 0 && !sendNetwork) return;
     const containers = [...this.pending.values()];
     this.pending.clear();
     try {
-      const res = await client.report({ containers, applied, ...(found.length ? { found } : {}) });
+      const res = await client.report({ containers, applied, ...(found.length ? { found } : {}), ...(sendNetwork ? { network } : {}) });
       this.lastReported = key;
+      if (sendNetwork) this.lastNetwork = networkKey;
       if (found.length) {
         const answers = z.object({ found: z.array(FoundAnswer).default([]) }).safeParse(res);
         this.opts.containerStates?.foundAnswered?.(answers.success ? answers.data.found : []);
@@ -360,6 +367,11 @@ export class Agent {
       this.log.warn({ err: errorMessage(err) }, 'report failed; will retry');
       if (!this.abort.signal.aborted) setTimeout(() => this.scheduleReport(), 1000).unref();
     }
+  }
+
+  /** Something reported through the options (e.g. the network status) changed: report soon. */
+  statusChanged(): void {
+    this.scheduleReport();
   }
 
   private scheduleReport(): void {

@@ -83,3 +83,28 @@ export const CapabilityStatus = z.strictObject({
   nextRetryAt: z.string().max(64).optional(),
 });
 export type CapabilityStatus = z.infer<typeof CapabilityStatus>;
+
+// ---- managed network status (src/agent/capabilities/network) -------------------------------------
+/** One peer host as this host's agent sees it over the overlay (its probes through the tunnels). */
+export const PeerStatus = z.strictObject({
+  hostId: z.string().min(1).max(LIMITS.maxName),
+  reachable: z.boolean(),
+  /** Since when `reachable` has had its current value. */
+  since: z.string().max(64),
+  lastError: z.string().max(1024).optional(),
+  rttMs: z.number().min(0).optional(),
+});
+export type PeerStatus = z.infer<typeof PeerStatus>;
+
+/**
+ * The managed network of a host as its agent reports it (`network` of `POST /v1/agent/report`), shown
+ * by `GET /v1/hosts`: the overlay mode, the ESP backend charon uses, the containers' MTU it computed and
+ * the connectivity matrix row of this host. Observed state: stored apart, no revision.
+ */
+export const NetworkStatus = z.strictObject({
+  mode: z.enum(['ipsec', 'vxlan']),
+  backend: z.enum(['kernel', 'libipsec', 'none']),
+  mtu: z.number().int().min(0).max(65_535).optional(),
+  peers: z.array(PeerStatus).max(LIMITS.maxList),
+});
+export type NetworkStatus = z.infer<typeof NetworkStatus>;

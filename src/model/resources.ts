@@ -6,6 +6,7 @@
 // validates with these schemas, so the rest of the code can trust the types.
 import { z } from 'zod';
 import { LIMITS, formatJsonPath, metadataProblem } from './limits.js';
+import { NetworkStatus } from './reports.js';
 
 export { LIMITS } from './limits.js';
 
@@ -172,8 +173,15 @@ export const EnvironmentNetwork = z.object({
   /** Whether queries from non-container addresses (the host itself) get the environment view. */
   hostDnsView: z.boolean().default(false),
   overlay: z.enum(['ipsec', 'vxlan']).default('ipsec'),
+  /**
+   * How the hosts' charons authenticate each other (IPsec mode): the environment's pre-shared key, or
+   * per-host certificates issued by the environment's CA (revocable one host at a time).
+   */
+  ipsecAuth: z.enum(['psk', 'cert']).default('psk'),
   /** IPsec pre-shared key (hex); only ever sent to registered agents. */
   ipsecPsk: z.string().optional(),
+  /** VXLAN network identifier of the overlay (both modes carry container traffic in VXLAN). */
+  vxlanVni: z.number().int().min(1).max(16_777_215).default(42),
   mtu: z.number().int().min(576).max(9000).optional(),
 });
 export type EnvironmentNetwork = z.infer<typeof EnvironmentNetwork>;
@@ -220,6 +228,15 @@ export const Host = z.object({
   localStorageMb: z.number().int().optional(),
   lastSeen: z.string().optional(),
   applied: z.record(z.string(), AppliedStatus).default({}),
+  /**
+   * The host's address on the overlay (one managed address per host, IPAM owner `host:<id>`): the
+   * VXLAN endpoint and IPsec traffic selector in IPsec mode, the probe address in both modes.
+   */
+  tunnelIp: z.string().optional(),
+  /** Its IPsec certificate was revoked: peers refuse it and drop it from the mesh. */
+  certificateRevoked: z.boolean().optional(),
+  /** What its agent last reported about the managed network (observed, not revisioned). */
+  network: NetworkStatus.optional(),
   created: z.string(),
 });
 export type Host = z.infer<typeof Host>;

@@ -10,7 +10,7 @@ import { authMiddleware, buildRouter } from './api/routes.js';
 import { errorHandler, jsonBody, type ApiContext } from './api/http.js';
 import { openApiDocument } from './api/openapi.js';
 import { countAdminKeys, createApiKey, type IssuedKey } from './auth/credentials.js';
-import { defaultEnvironment } from './domain/environments.js';
+import { defaultEnvironment, ensureTunnelAddresses } from './domain/environments.js';
 import type { Logger } from '../common/log.js';
 import { acquirePidLock, type PidLock } from '../common/pid-lock.js';
 
@@ -93,6 +93,7 @@ function startOn(
 ): RunningServer {
   const hub = new WatchHub(store);
   defaultEnvironment(store);
+  ensureTunnelAddresses(store);
 
   let firstAdminKey: IssuedKey | undefined;
   if (countAdminKeys(store) === 0) {

@@ -10,7 +10,7 @@ import { StateStore, PersistError } from '../../src/agent/sync/state-file.js';
 import { applyChanges, emptyState, snapshotOf, type Change, type EnvState } from '../../src/model/state.js';
 import { cleanup, tempDir } from '../helpers/server.js';
 
-const env = { id: '1a1', uuid: 'u', name: 'Default', description: '', state: 'active', network: { subnet: '10.42.0.0/16', dnsScope: 'linked' as const, hostDnsView: false, overlay: 'ipsec' as const }, created: '' };
+const env = { id: '1a1', uuid: 'u', name: 'Default', description: '', state: 'active', network: { subnet: '10.42.0.0/16', dnsScope: 'linked' as const, hostDnsView: false, overlay: 'ipsec' as const, ipsecAuth: 'psk' as const, vxlanVni: 42 }, created: '' };
 
 function stack(i: number): Change {
   return {

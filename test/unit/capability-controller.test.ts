@@ -15,7 +15,7 @@ import { cleanup, tempDir } from '../helpers/server.js';
 const run = promisify(execFile);
 
 function stateWith(names: string[], revision: number): EnvState {
-  const st = emptyState({ id: '1a1', uuid: 'u', name: 'Default', description: '', state: 'active', network: { subnet: '10.42.0.0/16', dnsScope: 'linked', hostDnsView: false, overlay: 'ipsec' }, created: '' });
+  const st = emptyState({ id: '1a1', uuid: 'u', name: 'Default', description: '', state: 'active', network: { subnet: '10.42.0.0/16', dnsScope: 'linked', hostDnsView: false, overlay: 'ipsec', ipsecAuth: 'psk', vxlanVni: 42 }, created: '' });
   st.revision = revision;
   for (const [i, n] of names.entries()) {
     st.stacks.set(`1st${i}`, { id: `1st${i}`, uuid: `s${i}`, environmentId: '1a1', name: n, description: '', state: 'active', dockerCompose: '', rancherCompose: '', answers: {}, system: false, created: '' });

@@ -16,7 +16,7 @@ import { eventually } from '../helpers/wait.js';
 import { cleanup, tempDir } from '../helpers/server.js';
 
 const host = { hostId: 'h', host: undefined };
-const env = { id: '1a1', uuid: 'u', name: 'Default', description: '', state: 'active', network: { subnet: '10.42.0.0/16', dnsScope: 'linked' as const, hostDnsView: false, overlay: 'ipsec' as const }, created: '' };
+const env = { id: '1a1', uuid: 'u', name: 'Default', description: '', state: 'active', network: { subnet: '10.42.0.0/16', dnsScope: 'linked' as const, hostDnsView: false, overlay: 'ipsec' as const, ipsecAuth: 'psk' as const, vxlanVni: 42 }, created: '' };
 
 function st(revision: number): EnvState {
   const s = emptyState(env);

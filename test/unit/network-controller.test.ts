@@ -60,7 +60,7 @@ function env(overlay: 'ipsec' | 'vxlan' = 'ipsec'): EnvState {
     name: 'Default',
     description: '',
     state: 'active',
-    network: { subnet: '10.42.0.0/16', dnsScope: 'linked', hostDnsView: false, overlay, ipsecPsk: '00112233445566778899aabbccddeeff' },
+    network: { subnet: '10.42.0.0/16', dnsScope: 'linked', hostDnsView: false, overlay, ipsecAuth: 'psk', vxlanVni: 42, ipsecPsk: '00112233445566778899aabbccddeeff' },
     created: '',
   });
   st.revision = 1;

@@ -19,6 +19,8 @@ export interface CapabilityDeps {
   dockerRuntime?: DockerRuntimeHandle | undefined;
   /** The health checks of this host's containers (health/); its `wrap` is the agent's report source. */
   health?: HealthMonitor | undefined;
+  /** The managed network of this host (network/), when it runs. */
+  network?: Controller | undefined;
 }
 
 export function agentCapabilities(deps: CapabilityDeps): Controller[] {
@@ -26,6 +28,9 @@ export function agentCapabilities(deps: CapabilityDeps): Controller[] {
   return [
     ...(deps.metadataListen ? [metadataController({ log: deps.log, listen: deps.metadataListen, ...reg })] : []),
     ...(deps.dnsListen ? [dnsController({ log: deps.log, listen: deps.dnsListen, ...reg })] : []),
+    // The managed network (network/): before the runtime, so the overlay and the published ports are in
+    // place when containers start; it waits for the host's tunnel address on its own.
+    ...(deps.network ? [deps.network] : []),
     // ---- docker runtime (src/agent/runtime): runs this host's scheduled containers. Keep it last, so the
     // metadata/DNS the containers use is in place before they start.
     ...(deps.dockerRuntime ? [runtimeController(deps.dockerRuntime)] : []),

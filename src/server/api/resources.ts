@@ -119,11 +119,16 @@ export const FIELDS = {
 
 /** The host record as the API shows it: with what its agent last reported. */
 export function hostWithStatus(store: Store, h: Host): Host {
-  const row = store.db.prepare('SELECT last_seen, applied FROM host_status WHERE host_id = ?').get(h.id) as
-    | { last_seen: string | null; applied: string }
+  const row = store.db.prepare('SELECT last_seen, applied, network FROM host_status WHERE host_id = ?').get(h.id) as
+    | { last_seen: string | null; applied: string; network: string | null }
     | undefined;
   if (!row) return h;
-  return { ...h, ...(row.last_seen ? { lastSeen: row.last_seen } : {}), applied: JSON.parse(row.applied) as Host['applied'] };
+  return {
+    ...h,
+    ...(row.last_seen ? { lastSeen: row.last_seen } : {}),
+    applied: JSON.parse(row.applied) as Host['applied'],
+    ...(row.network ? { network: JSON.parse(row.network) as Host['network'] } : {}),
+  };
 }
 
 /** The environment as the API shows it: with its current revision (what agents sync to). */

@@ -467,6 +467,7 @@ export function buildRouter(deps: RouteDeps): Router {
         .prepare('INSERT INTO host_status (host_id, last_seen, applied) VALUES (?, ?, ?) ON CONFLICT(host_id) DO UPDATE SET last_seen = excluded.last_seen, applied = excluded.applied')
         .run(p.hostId, nowIso(), JSON.stringify(applied));
     } else touchHost(store, p.hostId);
+    if (b.network) store.db.prepare('UPDATE host_status SET network = ? WHERE host_id = ?').run(JSON.stringify(b.network), p.hostId);
     const found = b.found.length ? adoptFound(store, p.hostId, b.found) : [];
     ctx.body = { type: 'agentReport', containersChanged: changed, ...(found.length ? { found } : {}) };
   });

@@ -1,6 +1,6 @@
 // Request bodies of the API, validated at the edge.
 import { z } from 'zod';
-import { AdoptRequest, CapabilityStatus, ContainerReport, MAX_FOUND_PER_REPORT } from '../../model/reports.js';
+import { AdoptRequest, CapabilityStatus, ContainerReport, MAX_FOUND_PER_REPORT, NetworkStatus } from '../../model/reports.js';
 import {
   EnvironmentNetwork,
   JsonMetadata,
@@ -175,6 +175,8 @@ export const AgentReport = z.strictObject({
     .default({}),
   /** Hand-started containers the agent found on its host (src/agent/runtime): adopted by the control plane. */
   found: z.array(AdoptRequest).max(MAX_FOUND_PER_REPORT).default([]),
+  /** The host's managed network (src/agent/capabilities/network), when it changed. */
+  network: NetworkStatus.optional(),
 });
 
 /** `POST /v1/agent/adopt` (src/agent/runtime): a hand-started container to adopt. */

@@ -85,6 +85,11 @@ const MIGRATIONS: string[] = [
   CREATE INDEX container_status_env ON container_status(env_id);
   CREATE INDEX container_status_pending ON container_status(pending) WHERE pending = 1;
   `,
+  // The managed network of a host as its agent reports it (peers reachable, backend, MTU): observed
+  // state beside last_seen and applied, never revisioned.
+  `
+  ALTER TABLE host_status ADD COLUMN network TEXT;
+  `,
 ];
 
 export function migrate(db: Database.Database): number {

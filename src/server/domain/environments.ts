@@ -5,6 +5,7 @@ import { newUuid, nowIso } from '../db/store.js';
 import { EnvironmentNetwork, type Environment, type Host, type Stack } from '../../model/resources.js';
 import { ConflictError, SchedulingError, ValidationError } from '../../common/errors.js';
 import { parseSubnet } from '../ipam/cidr.js';
+import { allocateIp, releaseIp } from '../ipam/allocate.js';
 import { loadDeployContext, reconcileService, removeContainerRecord } from './deploy.js';
 import { createApiKey, type IssuedKey, type Principal } from '../auth/credentials.js';
 
@@ -84,6 +85,30 @@ export function defaultEnvironment(store: Store): Environment {
 
 // ---- hosts -----------------------------------------------------------------------------------------
 
+/** IPAM owner of a host's tunnel address (src/agent/capabilities/network/README.md). */
+export function hostOwner(hostId: string): string {
+  return `host:${hostId}`;
+}
+
+/**
+ * Gives every host without one its tunnel address (hosts registered before the managed network
+ * existed); run at start. One transaction per environment; hosts that have one are not touched.
+ */
+export function ensureTunnelAddresses(store: Store): number {
+  let given = 0;
+  for (const env of store.list('environment')) {
+    const missing = store.list('host', { env_id: env.id }).filter((h) => !h.tunnelIp);
+    if (!missing.length) continue;
+    store.tx((tx) => {
+      for (const h of missing) {
+        tx.put('host', { ...h, tunnelIp: allocateIp(tx, { envId: env.id, subnet: env.network.subnet, owner: hostOwner(h.id) }) });
+        given++;
+      }
+    });
+  }
+  return given;
+}
+
 export interface HostRegistration {
   uuid?: string;
   name?: string;
@@ -98,8 +123,9 @@ export interface HostRegistration {
 /** Creates the host, or updates it when an agent with a known uuid registers again (the caller checked it may). */
 function putRegisteredHost(tx: Tx, envId: string, reg: HostRegistration, existing: Host | undefined): Host {
   const env = tx.store.mustGet('environment', envId);
+  const id = existing?.id ?? tx.newId('host');
   const host: Host = {
-    id: existing?.id ?? tx.newId('host'),
+    id,
     uuid: existing?.uuid ?? reg.uuid ?? newUuid(),
     environmentId: envId,
     name: reg.name ?? existing?.name ?? reg.hostname,
@@ -112,6 +138,8 @@ function putRegisteredHost(tx: Tx, envId: string, reg: HostRegistration, existin
     ...(reg.memory !== undefined ? { memory: reg.memory } : {}),
     ...(reg.localStorageMb !== undefined ? { localStorageMb: reg.localStorageMb } : {}),
     applied: {},
+    tunnelIp: allocateIp(tx, { envId, subnet: env.network.subnet, owner: hostOwner(id) }),
+    ...(existing?.certificateRevoked ? { certificateRevoked: true } : {}),
     created: existing?.created ?? nowIso(),
   };
   tx.put('host', host);
@@ -194,6 +222,7 @@ export function removeHost(store: Store, id: string): void {
     const h = store.mustGet('host', id);
     for (const c of store.list('container', { host_id: id })) removeContainerRecord(tx, null, c);
     tx.store.db.prepare('DELETE FROM api_keys WHERE host_id = ?').run(id);
+    releaseIp(tx, h.environmentId, hostOwner(id));
     tx.remove('host', id);
     reconcileAfterHostChange(tx, h.environmentId);
   });

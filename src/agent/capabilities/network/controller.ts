@@ -35,6 +35,8 @@ export interface DataplanePart {
   apply(inputs: NetworkInputs & { self: NetworkHost }, overhead: number): Promise<void>;
   verify(): Promise<string | undefined>;
   remove(): Promise<void>;
+  /** The containers' MTU the last apply computed. */
+  mtu?(): number | undefined;
 }
 
 export interface FirewallPart {
@@ -125,6 +127,7 @@ export class NetworkController implements Controller {
     }
     this.mode = inputs.mode;
     await this.o.parts.dataplane.apply({ ...inputs, self }, overhead);
+    this.mtu = this.o.parts.dataplane.mtu?.() ?? this.mtu;
     await this.refreshVeths(inputs.localContainers);
     await this.o.parts.firewall.apply(inputs, this.veths);
     await this.prober.update(
@@ -177,11 +180,6 @@ export class NetworkController implements Controller {
     this.notifyHealth?.();
     if (!this.mode) return;
     this.o.onReport?.({ mode: this.mode, backend: this.backend, ...(this.mtu !== undefined ? { mtu: this.mtu } : {}), peers: this.prober.snapshot() });
-  }
-
-  /** The containers' MTU the dataplane computed (set by parts.ts through this hook). */
-  setMtu(mtu: number): void {
-    this.mtu = mtu;
   }
 
   private async ensureIpsec(): Promise<IpsecPart> {

@@ -51,7 +51,7 @@ export interface NetworkInputs {
 }
 
 /** Host fields the network needs; `tunnelIp` and revocation come from the control plane. */
-type NetHostFields = Host & { tunnelIp?: string; certificateRevoked?: boolean };
+type NetHostFields = Host;
 
 function netHost(h: NetHostFields): NetworkHost | undefined {
   if (!h.tunnelIp || !h.agentIpAddress) return undefined;
@@ -70,11 +70,11 @@ function ipKey(ip: string): number {
 }
 
 export function networkInputs(state: EnvState, hostId: string): NetworkInputs {
-  const net = state.environment.network as typeof state.environment.network & { ipsecAuth?: 'psk' | 'cert'; vxlanVni?: number };
-  const selfRecord = state.hosts.get(hostId) as NetHostFields | undefined;
+  const net = state.environment.network;
+  const selfRecord = state.hosts.get(hostId);
   const self = selfRecord ? netHost(selfRecord) : undefined;
   const peers: NetworkHost[] = [];
-  for (const h of state.hosts.values() as Iterable<NetHostFields>) {
+  for (const h of state.hosts.values()) {
     if (h.id === hostId || !isPeerHost(h)) continue;
     const p = netHost(h);
     if (p) peers.push(p);
