@@ -369,6 +369,12 @@ export class Agent {
     }
   }
 
+  /** The control plane signs this host's IPsec CSR (certificate mode); the answer is checked by the caller. */
+  async signCertificate(csr: string): Promise<unknown> {
+    if (!this.client || !this.identity) throw new Error('the agent is not registered with the control plane yet');
+    return this.client.certificate(csr);
+  }
+
   /** Something reported through the options (e.g. the network status) changed: report soon. */
   statusChanged(): void {
     this.scheduleReport();

@@ -73,6 +73,11 @@ export class ControlPlaneClient {
     return WatchResponse.parse(json);
   }
 
+  /** Signs this host's IPsec certificate request (certificate mode of the managed network). */
+  async certificate(csr: string): Promise<unknown> {
+    return this.request('POST', '/v1/agent/certificate', { csr });
+  }
+
   /** The answer's body (it carries the answers to `found` containers). */
   async report(body: unknown): Promise<unknown> {
     return this.request('POST', '/v1/agent/report', body);

@@ -4,6 +4,7 @@
 // host in the API without a new revision; a hostile status is refused by field.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import forge from 'node-forge';
 import { cleanup, request, startTestServer, type TestServer } from '../helpers/server.js';
 import { ensureTunnelAddresses } from '../../src/server/domain/environments.js';
 
@@ -86,4 +87,52 @@ test("an agent's network status shows on its host without a new revision; a host
     assert.ok((res.body.fieldName ?? res.body.message).includes(field), `${field}: ${JSON.stringify(res.body)}`);
   }
   assert.deepEqual((await t.api<HostRec>('GET', `/v1/hosts/${d.hostId}`)).body.network, status, 'nothing stored from a refused report');
+});
+
+test('certificate mode: the CA signs a host key for CN=<hostId> only, a revoked host gets none and its peers see it revoked', async () => {
+  const e = await t.register('cert-e', {}, '192.0.2.35');
+  const envId = t.srv.store.mustGet('host', e.hostId).environmentId;
+  const psk = await t.api<{ code: string; message: string }>('POST', `/v1/hosts/${e.hostId}?action=revokecertificate`);
+  assert.equal(psk.status, 409, 'nothing to revoke in PSK mode');
+  assert.match(psk.body.message, /pre-shared key/);
+  assert.equal((await t.api('PUT', `/v1/environments/${envId}`, { network: { ipsecAuth: 'cert' } })).status, 200);
+
+  const keys = forge.pki.rsa.generateKeyPair({ bits: 2048, workers: -1 });
+  const csr = forge.pki.createCertificationRequest();
+  csr.publicKey = keys.publicKey;
+  csr.setSubject([{ name: 'commonName', value: 'someone-else' }]);
+  csr.sign(keys.privateKey, forge.md.sha256.create());
+  const pem = forge.pki.certificationRequestToPem(csr);
+  const signed = await request<{ certificate: string; ca: string; identity: string }>(t.url, 'POST', '/v1/agent/certificate', { csr: pem }, e);
+  assert.equal(signed.status, 200, JSON.stringify(signed.body));
+  const cert = forge.pki.certificateFromPem(signed.body.certificate);
+  const ca = forge.pki.certificateFromPem(signed.body.ca);
+  assert.ok(ca.verify(cert), 'signed by the environment CA');
+  assert.equal((cert.subject.getField('CN') as { value: string }).value, e.hostId, 'the subject is the host, not what the CSR asked');
+  assert.equal(signed.body.identity, `O=drover, CN=${e.hostId}`);
+  assert.equal(forge.pki.publicKeyToPem(cert.publicKey), forge.pki.publicKeyToPem(keys.publicKey));
+  const again = await request<{ ca: string }>(t.url, 'POST', '/v1/agent/certificate', { csr: pem }, e);
+  assert.equal(again.body.ca, signed.body.ca, 'one CA per environment');
+
+  // A CSR that is not one, or not signed by its own key, is refused by field.
+  const bad = await request<{ fieldName?: string }>(t.url, 'POST', '/v1/agent/certificate', { csr: 'not a csr' }, e);
+  assert.equal(bad.status, 422);
+  assert.equal(bad.body.fieldName, 'csr');
+  const other = forge.pki.rsa.generateKeyPair({ bits: 2048, workers: -1 });
+  const forged = forge.pki.createCertificationRequest();
+  forged.publicKey = other.publicKey;
+  forged.sign(keys.privateKey, forge.md.sha256.create());
+  assert.equal((await request(t.url, 'POST', '/v1/agent/certificate', { csr: forge.pki.certificationRequestToPem(forged) }, e)).status, 422);
+  assert.equal((await t.api('POST', '/v1/agent/certificate', { csr: pem })).status, 403, 'for agents only');
+
+  const rev = t.srv.store.revision(envId);
+  const revoked = await t.api<{ certificateRevoked?: boolean; actions: Record<string, string> }>('POST', `/v1/hosts/${e.hostId}?action=revokecertificate`);
+  assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+  assert.equal(revoked.body.certificateRevoked, true);
+  assert.equal(revoked.body.actions.revokecertificate, undefined);
+  assert.ok(t.srv.store.revision(envId) > rev, 'a new revision: the peers drop the host');
+  const refused = await request<{ message: string }>(t.url, 'POST', '/v1/agent/certificate', { csr: pem }, e);
+  assert.equal(refused.status, 403);
+  assert.match(refused.body.message, /revoked/);
+  await t.api('PUT', `/v1/environments/${envId}`, { network: { ipsecAuth: 'psk' } });
 });

@@ -35,7 +35,7 @@ export const ENVIRONMENT: ResourceDef = {
 export const HOST: ResourceDef = {
   type: 'host',
   collection: 'hosts',
-  actions: (d) => (d.state === 'active' ? ['deactivate'] : ['activate']),
+  actions: (d) => [d.state === 'active' ? 'deactivate' : 'activate', ...(d.certificateRevoked === true ? [] : ['revokecertificate'])],
   links: (d) => ({ containers: `containers?hostId=${str(d.id)}`, environment: `environments/${str(d.environmentId)}` }),
 };
 

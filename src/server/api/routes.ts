@@ -1,4 +1,5 @@
 // The /v1 API: resource collections, actions, registration and the agent endpoints.
+import { issueHostCertificate, revokeHostCertificate } from '../domain/host-ca.js';
 import { Router } from '@koa/router';
 import type { Context, Next } from 'koa';
 import type { Store } from '../db/store.js';
@@ -174,6 +175,7 @@ export function buildRouter(deps: RouteDeps): Router {
   });
   r.post('/hosts/:id', (ctx) => {
     const a = actionOf(ctx);
+    if (a === 'revokecertificate') return send(ctx, R.HOST, R.hostWithStatus(store, revokeHostCertificate(store, pid(ctx))));
     if (a !== 'activate' && a !== 'deactivate') unknownAction(R.HOST, a);
     send(ctx, R.HOST, setHostActive(store, pid(ctx), a === 'activate'));
   });
@@ -453,6 +455,13 @@ export function buildRouter(deps: RouteDeps): Router {
     // Best effort: while the worker writes, last-seen waits for the next call (never a blocking wait).
     if (!offload.busy) touchHost(store, p.hostId);
     await watch(ctx, deps, p.envId);
+  });
+
+  // Certificate mode of the managed network: the agent's CSR, signed by the environment's CA.
+  r.post('/agent/certificate', (ctx) => {
+    const p = agentPrincipal(ctx);
+    const b = parseBody(ctx, S.AgentCertificateRequest);
+    ctx.body = { type: 'hostCertificate', ...issueHostCertificate(store, store.mustGet('host', p.hostId), b.csr) };
   });
 
   r.post('/agent/report', (ctx) => {

@@ -179,5 +179,8 @@ export const AgentReport = z.strictObject({
   network: NetworkStatus.optional(),
 });
 
+/** `POST /v1/agent/certificate`: the agent's certificate request (certificate mode of the managed network). */
+export const AgentCertificateRequest = z.strictObject({ csr: z.string().min(1).max(16 * 1024) });
+
 /** `POST /v1/agent/adopt` (src/agent/runtime): a hand-started container to adopt. */
 export const AgentAdopt = AdoptRequest;
