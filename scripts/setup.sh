@@ -17,9 +17,9 @@ for a in "$@"; do
 done
 
 # What drover runs: ip/iptables and strongSwan's charon (VICI, kernel-libipsec) for the managed network,
-# curl for health checks.
+# HAProxy for balancers, curl for health checks.
 pkgs=(iproute2 iptables curl ca-certificates python3 make g++
-  strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins)
+  strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins haproxy)
 # What the tests drive as real clients and peers.
 test_pkgs=(bind9-dnsutils dnsmasq dnsperf wrk procps util-linux docker.io busybox-static tcpdump iperf3)
 [ "$want_test" = 1 ] && pkgs+=("${test_pkgs[@]}")
