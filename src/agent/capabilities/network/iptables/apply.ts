@@ -152,6 +152,8 @@ export function createFirewall(o: FirewallOptions): Firewall {
   /** The last text that went in, and the rules iptables-save shows for it. */
   let good: { text: string; expected: ParsedRules } | undefined;
   let warnedCanonical = false;
+  /** Veths whose bridge port has hairpin mode on (set once per veth). */
+  let hairpinned = new Set<string>();
 
   async function run(file: string, args: string[], input?: string): Promise<string> {
     const r = await exec(file, args, input);
@@ -261,6 +263,23 @@ export function createFirewall(o: FirewallOptions): Firewall {
     return found;
   }
 
+  /**
+   * Hairpin mode on the containers' bridge ports. A container reaching its own published port through the
+   * host is DNATed back to itself in PREROUTING, and bridge netfilter then bridges the packet straight back
+   * out of the port it came in on ("bridged DNAT"), which a bridge only does with hairpin mode on (Docker
+   * sets it too when it publishes without its userland proxy). A veth gone meanwhile is no error.
+   */
+  async function ensureHairpin(veths: ReadonlyMap<string, string>): Promise<void> {
+    const now = new Set(veths.values());
+    hairpinned = new Set([...hairpinned].filter((v) => now.has(v)));
+    for (const veth of now) {
+      if (hairpinned.has(veth)) continue;
+      const r = await exec('ip', ['link', 'set', 'dev', veth, 'type', 'bridge_slave', 'hairpin', 'on']);
+      if (r.exitCode === 0) hairpinned.add(veth);
+      else log.debug({ veth, err: firstLines(r.stderr) }, 'could not turn hairpin mode on (the container may have stopped)');
+    }
+  }
+
   function firewallInput(inputs: NetworkInputs, veths: ReadonlyMap<string, string>): FirewallInput {
     return {
       subnet: inputs.subnet,
@@ -283,6 +302,7 @@ export function createFirewall(o: FirewallOptions): Firewall {
       await ensureSysctls();
       const changed = good?.text !== text;
       const found = await converge(text);
+      await ensureHairpin(veths);
       if (changed) log.info({ rules: text.split('\n').filter((l) => l.startsWith('-A')).length }, 'firewall rules applied');
       else if (found.length) log.warn({ repaired: found }, 'firewall rules repaired');
     },
