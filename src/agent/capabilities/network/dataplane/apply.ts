@@ -118,15 +118,35 @@ function wantedSysctls(bridgeExists: boolean): [string, string][] {
   ];
 }
 
-/** Which lines of a batch failed (`Command failed -:N` on stderr), for an error a user can act on. */
-function batchError(prog: string, lines: string[], r: ExecResult): string {
-  const failed = [...r.stderr.matchAll(/Command failed -:(\d+)/g)].map((m) => lines[Number(m[1]) - 1]).filter((l): l is string => l !== undefined);
-  const detail = r.stderr
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith('Command failed'))
-    .join('; ');
-  return `\`${prog} -force -batch -\` exited ${r.exitCode}${failed.length ? ` on: ${failed.map((l) => `"${l}"`).join(', ')}` : ''}${detail ? ` (${detail})` : ''}`;
+/** The failed lines of a batch with their messages; `rest`: messages after the last failure. */
+function batchFailures(lines: string[], stderr: string): { failures: { line: string; why: string }[]; rest: string[] } {
+  const failures: { line: string; why: string }[] = [];
+  let why: string[] = [];
+  for (const raw of stderr.split('\n')) {
+    const l = raw.trim();
+    const m = /^Command failed -:(\d+)$/.exec(l);
+    if (m) {
+      failures.push({ line: lines[Number(m[1]) - 1] ?? `line ${m[1]}`, why: why.join(' ') || 'no message' });
+      why = [];
+    } else if (l) why.push(l.replace(/^Error: /, ''));
+  }
+  return { failures, rest: why };
+}
+
+/**
+ * Which lines of a batch failed and why, for an error a user can act on. iproute2 prints each failure's
+ * message, then `Command failed -:N`. When the device itself could not be made, the lines that needed it
+ * fail too ("Cannot find device"): those are counted, not listed.
+ */
+export function batchError(prog: string, lines: string[], r: ExecResult): string {
+  const { failures, rest } = batchFailures(lines, r.stderr);
+  const noDevice = (f: { why: string }) => f.why.includes(`Cannot find device "${VXLAN_DEVICE}"`);
+  const linkFailed = failures.some((f) => f.line.startsWith(`link add ${VXLAN_DEVICE} `));
+  const shown = linkFailed ? failures.filter((f) => !noDevice(f)) : failures;
+  const parts = shown.map((f) => `"${f.line}": ${f.why}${/specified VNI already exists/.test(f.why) ? ` (another VXLAN device of this host has the same VNI and port, see \`ip -d link show type vxlan\`: remove it or give the environment another VNI, network.vxlanVni)` : ''}`);
+  if (shown.length < failures.length) parts.push(`${failures.length - shown.length} more that need ${VXLAN_DEVICE}`);
+  if (!failures.length && rest.length) parts.push(rest.join(' '));
+  return `\`${prog} -force -batch -\` exited ${r.exitCode}${parts.length ? `: ${parts.join('; ')}` : ''}`;
 }
 
 export function createDataplane(o: DataplaneOptions): Dataplane {
@@ -175,12 +195,17 @@ export function createDataplane(o: DataplaneOptions): Dataplane {
   async function sync(want: DataplaneState): Promise<string[]> {
     const diff = diffDataplane(want, await readKernel());
     const errors: string[] = [];
+    let noLink = false;
     if (diff.ip.length) {
       // -force: one refused line (say, a route) does not keep the others out; the error names it.
       const r = await sys.run('ip', ['-force', '-batch', '-'], `${diff.ip.join('\n')}\n`);
-      if (r.exitCode !== 0) errors.push(batchError('ip', diff.ip, r));
+      if (r.exitCode !== 0) {
+        errors.push(batchError('ip', diff.ip, r));
+        noLink = batchFailures(diff.ip, r.stderr).failures.some((f) => f.line.startsWith(`link add ${VXLAN_DEVICE} `));
+      }
     }
-    if (diff.bridge.length) {
+    // Without the device its FDB cannot be written: the error above says why.
+    if (diff.bridge.length && !noLink) {
       const r = await sys.run('bridge', ['-force', '-batch', '-'], `${diff.bridge.join('\n')}\n`);
       if (r.exitCode !== 0) errors.push(batchError('bridge', diff.bridge, r));
     }
@@ -189,7 +214,7 @@ export function createDataplane(o: DataplaneOptions): Dataplane {
     for (const [path, value] of wantedSysctls(bridgeExists)) {
       const had = await sys.readSysctl(path);
       if (had === value) continue;
-      if (had === undefined && path.includes(VXLAN_DEVICE) && errors.length) continue; // the device is not there: said above
+      if (had === undefined && path.includes(VXLAN_DEVICE) && noLink) continue; // the device is not there: said above
       try {
         await sys.writeSysctl(path, value);
         changes.push(`set ${path.replaceAll('/', '.')}=${value} (was ${had ?? 'absent'})`);
