@@ -97,7 +97,7 @@ export function issueHostCertificate(store: Store, host: Host, csrPem: string): 
   const caCert = forge.pki.certificateFromPem(ca.certPem);
   const caKey = forge.pki.privateKeyFromPem(ca.keyPem);
   const cert = forge.pki.createCertificate();
-  cert.publicKey = csr.publicKey;
+  cert.publicKey = pub;
   cert.serialNumber = serial();
   cert.validity.notBefore = new Date(Date.now() - 60_000);
   cert.validity.notAfter = new Date(Date.now() + HOST_CERT_DAYS * 86_400_000);
