@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { silentLogger } from '../../src/common/log.js';
 import { Charon, procInfo } from '../../src/agent/capabilities/network/ipsec/charon.js';
-import { ViciCommandError } from '../../src/agent/capabilities/network/ipsec/vici/client.js';
+import { Vici, ViciClient, ViciCommandError } from '../../src/agent/capabilities/network/ipsec/vici/client.js';
+import type { ViciMessage } from '../../src/agent/capabilities/network/ipsec/vici/codec.js';
 
 const isRoot = process.getuid?.() === 0;
 const skip = !isRoot ? 'needs root (network namespaces, charon)' : !existsSync('/usr/lib/ipsec/charon') ? 'charon is not installed' : false;
@@ -155,11 +156,58 @@ describe('vici against a real charon', { skip, timeout: 120_000 }, () => {
     console.log(`charon restarted ${Date.now() - t0} ms after SIGKILL`);
   });
 
+  it('a subscription made on a fresh connection delivers each event once', async () => {
+    const c = new ViciClient({ socketPath: charon.socketPath });
+    try {
+      const lines: string[] = [];
+      c.on('event', (name: string, m: ViciMessage) => {
+        if (name === 'log' && typeof m.msg === 'string') lines.push(m.msg);
+      });
+      // not connected yet: the connection opened here registers the subscription itself
+      await c.subscribe('log');
+      await new Vici(c).loadShared({ id: 'once', type: 'IKE', data: 'a-test-secret-0123456789', owners: [] });
+      await waitFor('the log line', 5000, () => (lines.some((l) => l.includes("'once'")) ? true : undefined));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(lines.filter((l) => l.includes("'once'")).length, 1, lines.join('\n'));
+      await new Vici(c).unloadShared('once');
+    } finally {
+      c.close();
+    }
+  });
+
   it('stop ends charon and removes its socket', async () => {
     const pid = charon.pid as number;
     await charon.stop();
     const st = procInfo(pid);
     assert.ok(!st || st.state === 'Z', `charon ${pid} is gone (${st?.state})`);
     assert.ok(!existsSync(join(dir, 'run', 'charon.vici')));
+  });
+
+  it('a charon started by an agent process (own mount namespace by unshare) outlives it and is adopted', async () => {
+    const d2 = join(dir, 'agent');
+    const src = (m: string) => new URL(`../../src/${m}`, import.meta.url).pathname;
+    // the agent runs in the host's namespace itself here: no netns option, so charon.ts uses unshare
+    const r = await execa(
+      'ip',
+      ['netns', 'exec', NS, process.execPath, '--import', 'tsx', '--input-type=module', '-e', `
+        const { Charon } = await import(${JSON.stringify(src('agent/capabilities/network/ipsec/charon.ts'))});
+        const { silentLogger } = await import(${JSON.stringify(src('common/log.ts'))});
+        const c = new Charon({ log: silentLogger(), dir: ${JSON.stringify(d2)} });
+        const s = await c.start();
+        await c.detach();
+        console.log(JSON.stringify(s));`],
+      { timeout: 60_000 },
+    );
+    const first = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { pid?: number; adopted?: boolean };
+    assert.equal(first.adopted, false);
+    assert.ok(first.pid);
+    pids.add(first.pid);
+    assert.equal(procInfo(first.pid)?.comm, 'charon', 'charon still runs after the agent process exited');
+    const c = new Charon({ log: silentLogger(), dir: d2, netns: NS });
+    started.push(c);
+    const s = await c.start();
+    assert.equal(s.adopted, true);
+    assert.equal(s.pid, first.pid);
+    await c.stop();
   });
 });

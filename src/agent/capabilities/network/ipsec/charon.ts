@@ -343,7 +343,7 @@ export class Charon {
     if (!existsSync(LIBIPSEC_PLUGIN)) {
       throw new Error(`kernel ESP is not usable (${why}) and charon's kernel-libipsec plugin is missing (${LIBIPSEC_PLUGIN}): install libcharon-extra-plugins, or use a kernel with CONFIG_INET_ESP`);
     }
-    return { backend: 'libipsec', reason: `${why}: userspace ESP (kernel-libipsec)` };
+    return { backend: 'libipsec', reason: `${why}; using userspace ESP (kernel-libipsec)` };
   }
 
   private async launch(): Promise<CharonStatus> {
