@@ -14,6 +14,11 @@ import { countUnexpectedErrorsIn } from '../common/last-resort.js';
 import { rethrowListenError, type BindTest } from '../common/listen.js';
 import { parseHostPort, parseLabels, type Config } from '../config/config.js';
 import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import { NetworkController } from '../agent/capabilities/network/controller.js';
+import { identityProvider } from '../agent/capabilities/network/identity.js';
+import { containerMtu, networkEnabled, realNetworkParts, type NetworkSetting } from '../agent/capabilities/network/parts.js';
+import type { NetworkStatus } from '../model/reports.js';
 
 /** The first non-loopback IPv4 address of this machine (what other hosts most likely reach). */
 export function defaultAgentIp(): string {
@@ -100,7 +105,46 @@ export async function startHostAgent(
     metrics = await startMetricsServer(registry, at.host, at.port).catch((err: unknown) => rethrowListenError(err, at, '--metrics-listen'));
   }
   const dockerSocket = resolveDockerSocket(flags.dockerSocket, log);
-  const dockerRuntime = dockerSocket ? createDockerRuntime({ socketPath: dockerSocket, log }) : undefined;
+  const agentIp = flags.agentIp ?? (cfg.agent.agentIp || defaultAgentIp());
+  const setting = parseNetworkSetting(flags.network ?? cfg.agent.network);
+  const net = networkEnabled(setting, { dockerSocket, uid: process.getuid?.(), platform: process.platform });
+  log.info({ network: net.enabled, reason: net.reason }, net.enabled ? 'managed network on' : 'managed network off');
+  let networkStatus: NetworkStatus | undefined;
+  const ref: { agent?: Agent } = {};
+  const parts = net.enabled && dockerSocket ? realNetworkParts({
+        log,
+        dockerSocket,
+        ipsecDir: join(where.dataDir, 'ipsec'),
+        identity: identityProvider({
+          path: join(where.dataDir, 'ipsec-identity.json'),
+          sign: (csr) => (ref.agent ? ref.agent.signCertificate(csr) : Promise.reject(new Error('the agent has not started yet'))),
+        }),
+      }) : undefined;
+  const network = parts
+    ? new NetworkController({
+        log,
+        parts,
+        onReport: (r) => {
+          networkStatus = { mode: r.mode, backend: r.backend, ...(r.mtu !== undefined ? { mtu: r.mtu } : {}), peers: r.peers };
+          ref.agent?.statusChanged();
+        },
+      })
+    : undefined;
+  const dockerRuntime = dockerSocket
+    ? createDockerRuntime({
+        socketPath: dockerSocket,
+        log,
+        // With the managed network the agent publishes ports (CATTLE_PREROUTING DNAT, client address
+        // kept) and sizes the containers' MTU for the tunnels; Docker does neither.
+        ...(parts
+          ? {
+              publishPorts: false,
+              networkMtu: (overlay: 'ipsec' | 'vxlan', override: number | undefined) => containerMtu(agentIp, overlay, override, overlay === 'ipsec' ? parts.ipsecOverhead() : 0),
+            }
+          : {}),
+      })
+    : undefined;
+  if (network && dockerRuntime) dockerRuntime.runtime.reports.onReports(() => network.containersChanged());
   const hostname = flags.hostname ?? (cfg.agent.hostname || undefined);
   const health = new HealthMonitor({ log, registry });
   const agent = new Agent({
@@ -108,7 +152,7 @@ export async function startHostAgent(
     serverUrl: where.serverUrl,
     ...(where.registrationToken ? { registrationToken: where.registrationToken } : {}),
     ...(hostname ? { hostname } : {}),
-    agentIp: flags.agentIp ?? (cfg.agent.agentIp || defaultAgentIp()),
+    agentIp,
     labels: { ...cfg.agent.labels, ...(flags.labels ? parseLabels(flags.labels) : {}) },
     log,
     registry,
@@ -119,11 +163,14 @@ export async function startHostAgent(
       dnsListen: flags.dnsListen ?? cfg.agent.dnsListen,
       dockerRuntime,
       health,
+      ...(network ? { network } : {}),
     }),
+    ...(network ? { networkStatus: () => networkStatus } : {}),
     // The runtime's reports with the health states merged in (health/monitor.ts).
     containerStates: health.wrap(dockerRuntime?.states),
     watchTimeoutSec: cfg.agent.watchTimeoutSeconds,
   });
+  ref.agent = agent;
   await agent.start();
   return {
     agent,
@@ -132,4 +179,9 @@ export async function startHostAgent(
       await new Promise<void>((resolve) => (metrics ? metrics.close(() => resolve()) : resolve()));
     },
   };
+}
+
+function parseNetworkSetting(v: string): NetworkSetting {
+  if (v === 'auto' || v === 'on' || v === 'off') return v;
+  throw new Error(`--network must be auto, on or off (got "${v}")`);
 }

@@ -243,6 +243,12 @@ export async function startDrover(lab: Lab, opts: DroverLabOptions = {}): Promis
  */
 export async function stopDroverLab(lab: Lab | undefined, run: { cp?: ControlPlane | undefined; agents: LabAgent[] }, failed: boolean): Promise<void> {
   if (failed) for (const a of run.agents) console.log(`--- ${a.host.name} agent log (tail) ---\n${tail(a.logPath, 30)}`);
+  if (failed && lab && process.env.DROVER_LAB_KEEP === '1') {
+    // For a post-mortem: everything stays up; `npm run lab -- down --id <id>` removes it.
+    lab.keep();
+    console.log(`DROVER_LAB_KEEP=1: lab ${lab.id} kept (dir ${lab.dir}); npm run lab -- down --id ${lab.id}`);
+    return;
+  }
   for (const a of run.agents) await a.stop().catch(() => undefined);
   await run.cp?.stop().catch(() => undefined);
   await lab?.down();
