@@ -158,6 +158,8 @@ b:
     // 5. Certificate authentication, then h3's certificate revoked: h1 and h2 stop reaching h3, keep each other.
     const put = await api('PUT', `/v1/environments/${env}`, { network: { ipsecAuth: 'cert' } });
     assert.equal(put.status, 200, JSON.stringify(put.body));
+    // The tunnels re-authenticate: give the probes a few rounds to see it before judging the mesh.
+    await new Promise((r) => setTimeout(r, 5000));
     await meshUp(3);
     // The tunnels re-established with certificates carry a → b again before the revocation.
     await waitFor(async () => ((await pingOnce()) ? true : undefined), 30_000, 'a → b over certificate-authenticated tunnels');

@@ -19,6 +19,8 @@ const skip = labUnavailable();
 const WAIT = 90_000;
 const IDLE = ['sh', '-c', "trap 'exit 0' TERM; while :; do sleep 1; done"];
 const MARKER = 'DROVER-PLAINTEXT-MARKER-7f3a';
+/** A requested address, on whichever host the scheduler picks. */
+const FIXED_IP = '10.42.250.250';
 /** busybox httpd listens dual-stack: REMOTE_ADDR is `[::ffff:a.b.c.d]` for an IPv4 client. */
 const v4 = (addr: string) => addr.trim().replace(/^\[?(::ffff:)?/, '').replace(/\]$/, '');
 // busybox 1.35's static wget crashes (SIGSEGV) with -T: time it out with `timeout` instead.
@@ -72,6 +74,11 @@ peer:
   command: ${j(IDLE)}
   labels:
     io.rancher.scheduler.affinity:host_label: hostname=h2
+fixed:
+  image: drover-test/busybox:1
+  command: ${j(IDLE)}
+  labels:
+    io.rancher.container.requested_ip: ${FIXED_IP}
 `;
 }
 
@@ -166,10 +173,10 @@ test('3-host lab: the managed network over IPsec, end to end', { skip: skip ? `s
     const recs = await waitFor(
       async () => {
         const r = (await api<{ data: Rec[] }>('GET', `/v1/containers?stackId=${st.body.id}`)).body.data.filter((c) => c.generation === 'current');
-        return r.length === 5 && r.every((c) => c.state === 'running') ? r : undefined;
+        return r.length === 6 && r.every((c) => c.state === 'running') ? r : undefined;
       },
       WAIT,
-      'the 5 containers running',
+      'the 6 containers running',
     );
     const rec = (n: string) => recs.find((c) => c.name === `net-${n}-1`) as Rec;
     const ip = (n: string) => rec(n).primaryIpAddress as string;
@@ -190,9 +197,16 @@ test('3-host lab: the managed network over IPsec, end to end', { skip: skip ? `s
     assert.equal(v4(byName.stdout), ip('client'));
 
     // UDP across hosts by linked name (resolved in the container), the source address preserved.
-    const lookup = await runInContainer(h2, dockerName('client'), ['nslookup', 'udp']);
-    const udpIp = [...lookup.stdout.matchAll(/Address:\s*(10\.42\.\d+\.\d+)/g)].map((m) => m[1]).pop();
-    assert.equal(udpIp, ip('udp'), `the linked name udp: ${lookup.stdout}`);
+    // (nslookup retried: Docker's embedded DNS in front of ours gives up early on a loaded machine.)
+    const udpIp = await waitFor(
+      async () => {
+        const lookup = await runInContainer(h2, dockerName('client'), ['nslookup', 'udp']);
+        return [...lookup.stdout.matchAll(/Address:\s*(10\.42\.\d+\.\d+)/g)].map((m) => m[1]).pop();
+      },
+      20_000,
+      'the linked name udp resolved in the client',
+    );
+    assert.equal(udpIp, ip('udp'), 'the linked name udp');
     const received = inContainerNet(h3, dockerName('udp'), [
       PY,
       '-c',
@@ -276,6 +290,36 @@ test('3-host lab: the managed network over IPsec, end to end', { skip: skip ? `s
       `tcpdump -nr ${pcap} '(${between}) and not host ${lab.rootIp} and not (udp port 4500 or udp port 500) and not arp and not tcp port 8080' 2>/dev/null | head -5`,
     ]);
     assert.equal(other.stdout.trim(), '', `between hosts only IKE/ESP-in-UDP; found:\n${other.stdout}`);
+    // A requested address works from every host, and survives an upgrade (wherever the new container runs).
+    assert.equal(ip('fixed'), FIXED_IP);
+    const pingFixed = async (what: string) => {
+      for (const [h, n] of [[h1, 'web'], [h2, 'client'], [h3, 'udp']] as const) {
+        await waitFor(
+          async () => ((await runInContainer(h, dockerName(n), ['ping', '-c', '1', '-W', '1', FIXED_IP])).exitCode === 0 ? true : undefined),
+          30_000,
+          `${n} (${h.name}) → ${FIXED_IP} ${what}`,
+        );
+      }
+    };
+    await pingFixed('(requested address)');
+    const fixedSvc = (await api<{ serviceId: string }>('GET', `/v1/containers/${rec('fixed').id}`)).body.serviceId;
+    const lc = (await api<{ launchConfig: Record<string, unknown> }>('GET', `/v1/services/${fixedSvc}`)).body.launchConfig;
+    const up = await api('POST', `/v1/services/${fixedSvc}?action=upgrade`, {
+      inServiceStrategy: { launchConfig: { ...lc, command: ['sh', '-c', "echo v2; trap 'exit 0' TERM; while :; do sleep 1; done"] } },
+    });
+    assert.equal(up.status, 200, JSON.stringify(up.body));
+    const upgraded = await waitFor(
+      async () => {
+        const r = (await api<{ data: (Rec & { serviceId: string })[] }>('GET', `/v1/containers?stackId=${st.body.id}`)).body.data.filter((c) => c.serviceId === fixedSvc);
+        const cur = r.find((c) => c.generation === 'current');
+        return cur && cur.id !== rec('fixed').id && cur.state === 'running' && r.every((c) => c === cur || c.state !== 'running') ? cur : undefined;
+      },
+      WAIT,
+      'the upgraded fixed container running (the old one stopped)',
+    );
+    assert.equal(upgraded.primaryIpAddress, FIXED_IP, 'the upgrade keeps the requested address');
+    await pingFixed('after the upgrade');
+
     failed = false;
   } finally {
     if (capture && lab) await lab.stopProcess(capture).catch(() => undefined);

@@ -7,6 +7,8 @@ import { networkInputs } from '../../src/agent/capabilities/network/inputs.js';
 import { NetworkController, type IpsecPart, type NetworkParts } from '../../src/agent/capabilities/network/controller.js';
 import { Prober } from '../../src/agent/capabilities/network/probe.js';
 import { silentLogger } from '../../src/common/log.js';
+import { createServer } from 'node:http';
+import { eventually } from '../helpers/wait.js';
 
 function host(id: string, ip: string, tunnelIp: string | undefined, state = 'active'): Host {
   return {
@@ -178,4 +180,29 @@ test('network controller (fake parts): ipsec, then overlay, then firewall; switc
   assert.equal(await ctl.verify(env('vxlan'), hostCtx), 'overlay: route 10.42.3.9/32 restored');
   await assert.rejects(ctl.reconcile(env(), { full: true }, { hostId: '1h3', host: undefined }), /no tunnel address yet/);
   await ctl.stop();
+});
+
+test('network controller: a peer whose probes get no answer has its tunnel repaired within seconds; one that refuses (agent down, tunnel fine) is left alone', async () => {
+  const calls: Calls = { log: [] };
+  const port = await new Promise<number>((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const p = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(p));
+    });
+  });
+  const st = env('ipsec');
+  // Loopback stands in for the overlay: this host on 127.0.0.1, a peer whose agent is down (127.0.0.2:
+  // connection refused) and one behind a dead tunnel (TEST-NET-1: no answer).
+  st.hosts.set('1h1', { ...(st.hosts.get('1h1') as Host), tunnelIp: '127.0.0.1' });
+  st.hosts.set('1h2', { ...(st.hosts.get('1h2') as Host), tunnelIp: '127.0.0.2' });
+  st.hosts.set('1h5', host('1h5', '198.18.0.15', '192.0.2.1'));
+  const ctl = new NetworkController({ log: silentLogger(), parts: fakeParts(calls), probe: { port, intervalMs: 200, timeoutMs: 300 } });
+  try {
+    await ctl.reconcile(st, { full: true }, { hostId: '1h1', host: undefined });
+    await eventually(() => calls.log.some((l) => l.startsWith('ipsec.verify')) || undefined, 10_000, 'a repair of the dead tunnel');
+    const repairs = calls.log.filter((l) => l.startsWith('ipsec.verify'));
+    assert.deepEqual(repairs, ['ipsec.verify 1h5'], 'only the peer without an answer; the refusing one keeps its tunnel');
+  } finally {
+    await ctl.stop();
+  }
 });

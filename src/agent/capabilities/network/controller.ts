@@ -12,6 +12,10 @@ import { Prober, type PeerReachability } from './probe.js';
 
 export type EspBackend = 'kernel' | 'libipsec';
 
+/** First repair of an unreachable peer's tunnel (two failed probes' worth), then doubling up to a minute. */
+const REPAIR_FIRST_MS = 3000;
+const REPAIR_MAX_MS = 60_000;
+
 /** IPsec authentication material for this host. */
 export type IpsecAuth = { kind: 'psk'; psk: string } | { kind: 'cert'; certPem: string; keyPem: string; caPem: string; crlPem?: string };
 
@@ -69,6 +73,8 @@ export interface NetworkControllerOptions {
   /** Called with the network's part of the host status whenever it changes. */
   onReport?: (r: NetworkReport) => void;
   prober?: Prober;
+  /** Probe settings of the prober built here (tests: a free port, short intervals). */
+  probe?: { port?: number; intervalMs?: number; timeoutMs?: number };
   /** CRL of the environment's CA (certificate mode), from the control plane. */
   crl?: () => string | undefined;
 }
@@ -88,7 +94,54 @@ export class NetworkController implements Controller {
 
   constructor(private readonly o: NetworkControllerOptions) {
     this.log = o.log.child({ component: 'network' });
-    this.prober = o.prober ?? new Prober({ log: this.log, onChange: () => this.report() });
+    this.prober = o.prober ?? new Prober({ log: this.log, ...(o.probe ?? {}), onChange: () => this.probesChanged() });
+  }
+
+  // ---- repair on probe failure: a peer unreachable over the overlay gets its SA re-initiated within
+  // seconds (not at the next resync): e.g. the peer tore the old SA down to re-authenticate while our
+  // configuration was not loaded yet, and nobody would retry. Retried with backoff while it lasts.
+  private repairTimer: NodeJS.Timeout | undefined;
+  private repairs = 0;
+
+  private probesChanged(): void {
+    this.report();
+    if (this.tunnelSuspects().length) this.scheduleRepair();
+    else this.repairs = 0;
+  }
+
+  /**
+   * Peers whose probes get no answer at all. A refused connection crossed the tunnel (the peer's kernel
+   * answered): its agent is down or restarting, the tunnel is fine and must not be torn down.
+   */
+  private tunnelSuspects(): string[] {
+    return this.prober
+      .snapshot()
+      .filter((p) => !p.reachable && !/ECONNREFUSED/.test(p.lastError ?? ''))
+      .map((p) => p.hostId);
+  }
+
+  private scheduleRepair(): void {
+    if (this.repairTimer || this.stopped || !this.ipsec) return;
+    const wait = Math.min(REPAIR_MAX_MS, REPAIR_FIRST_MS * 2 ** Math.min(this.repairs, 6));
+    this.repairTimer = setTimeout(() => {
+      this.repairTimer = undefined;
+      const stale = this.tunnelSuspects();
+      if (!stale.length || this.stopped) {
+        this.repairs = 0;
+        return;
+      }
+      this.repairs++;
+      this.exclusive(async () => {
+        const r = await this.ipsec?.verify(stale);
+        if (r) this.log.warn({ peers: stale, repaired: r }, 'peers unreachable over the overlay: IPsec repaired');
+      })
+        .catch((err: unknown) => this.log.warn({ peers: stale, err: errorMessage(err) }, 'could not repair the tunnels of unreachable peers'))
+        .finally(() => {
+          if (this.tunnelSuspects().length) this.scheduleRepair();
+          else this.repairs = 0;
+        });
+    }, wait);
+    this.repairTimer.unref();
   }
 
   /** Serializes reconciles, resyncs and veth refreshes (they share the appliers). */
@@ -154,7 +207,7 @@ export class NetworkController implements Controller {
       this.last = { state, host };
       const repaired: string[] = [];
       if (this.ipsec) {
-        const r = await this.ipsec.verify(this.prober.unreachable());
+        const r = await this.ipsec.verify(this.tunnelSuspects());
         if (r) repaired.push(`ipsec: ${r}`);
       }
       const d = await this.o.parts.dataplane.verify();
@@ -222,6 +275,7 @@ export class NetworkController implements Controller {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.repairTimer) clearTimeout(this.repairTimer);
     await this.prober.stop();
     // The data path stays in place when the agent stops, charon included: containers keep talking while
     // the agent restarts, and the restarted agent adopts the running charon (ipsec/charon.ts).
