@@ -327,3 +327,83 @@ test('3-host lab: the managed network over IPsec, end to end', { skip: skip ? `s
     await stopDroverLab(lab, { cp, agents }, failed);
   }
 });
+
+test('2-host lab: the managed network in VXLAN mode (no encryption, no charon)', { skip: skip ? `skipped: ${skip}` : false, timeout: 600_000 }, async () => {
+  let lab: Lab | undefined;
+  let cp: ControlPlane | undefined;
+  let agents: LabAgent[] = [];
+  let failed = true;
+  let capture: ChildProcess | undefined;
+  try {
+    lab = await startLab({ hosts: 2 });
+    ({ cp, agents } = await startDrover(lab, { overlay: 'vxlan' }));
+    const api = cp.api.bind(cp);
+    const [h1, h2] = lab.hosts as [LabHost, LabHost];
+    const hosts = await waitFor(
+      async () => {
+        const list = (await api<{ data: HostRec[] }>('GET', '/v1/hosts')).body.data;
+        return list.length === 2 && list.every((h) => h.network?.peers.length === 1 && h.network.peers.every((p) => p.reachable)) ? list : undefined;
+      },
+      WAIT,
+      'both hosts reaching each other over VXLAN',
+    );
+    for (const h of hosts) {
+      assert.equal(h.network?.mode, 'vxlan');
+      assert.equal(h.network?.backend, 'none');
+      assert.equal(h.network?.mtu, 1450, 'underlay 1500 − VXLAN 50');
+    }
+    const pcap = join(lab.dir, 'vxlan.pcap');
+    capture = lab.spawnRoot(['ip', 'netns', 'exec', names.switchNetns(lab.id), 'tcpdump', '-ni', 'br0', '-U', '-w', pcap], { what: 'tcpdump' });
+    await new Promise((r) => setTimeout(r, 1500));
+    const st = await api<{ id: string }>('POST', '/v1/stacks', {
+      name: 'vx',
+      dockerCompose: `
+web:
+  image: drover-test/busybox:1
+  command: ${JSON.stringify(WEB)}
+  labels:
+    io.rancher.scheduler.affinity:host_label: hostname=h1
+client:
+  image: drover-test/busybox:1
+  command: ${JSON.stringify(IDLE)}
+  links:
+    - web:web
+  labels:
+    io.rancher.scheduler.affinity:host_label: hostname=h2
+`,
+    });
+    assert.equal(st.status, 201, JSON.stringify(st.body));
+    const recs = await waitFor(
+      async () => {
+        const r = (await api<{ data: Rec[] }>('GET', `/v1/containers?stackId=${st.body.id}`)).body.data;
+        return r.length === 2 && r.every((c) => c.state === 'running') ? r : undefined;
+      },
+      WAIT,
+      'web and client running',
+    );
+    const client = recs.find((c) => c.name === 'vx-client-1') as Rec;
+    const got = await waitFor(
+      async () => {
+        const r = await runInContainer(h2, client.externalId as string, ['timeout', '3', 'wget', '-qO-', 'http://web/cgi-bin/ip']);
+        return r.exitCode === 0 && r.stdout.trim() ? v4(r.stdout) : undefined;
+      },
+      30_000,
+      'client (h2) → web (h1) by name over VXLAN',
+    );
+    assert.equal(got, client.primaryIpAddress, 'the source address is kept');
+    await lab.stopProcess(capture);
+    capture = undefined;
+    const vxlan = await h1.exec(['sh', '-c', `tcpdump -nr ${pcap} 'udp port 4789 and host ${h1.ip} and host ${h2.ip}' 2>/dev/null | wc -l`]);
+    assert.ok(Number(vxlan.stdout.trim()) > 0, 'the container traffic crossed the underlay as VXLAN (udp 4789)');
+    const ike = await h1.exec(['sh', '-c', `tcpdump -nr ${pcap} 'udp port 500 or udp port 4500' 2>/dev/null | wc -l`]);
+    assert.equal(ike.stdout.trim(), '0', 'no IKE/ESP in VXLAN mode');
+    for (const h of [h1, h2]) {
+      const pids = (await h.exec(['sh', '-c', `for p in $(ip netns pids ${h.netns}); do cat /proc/$p/comm 2>/dev/null; done | grep -c '^charon$' || true`])).stdout.trim();
+      assert.equal(pids, '0', `no charon on ${h.name}`);
+    }
+    failed = false;
+  } finally {
+    if (capture && lab) await lab.stopProcess(capture).catch(() => undefined);
+    await stopDroverLab(lab, { cp, agents }, failed);
+  }
+});
