@@ -214,7 +214,7 @@ async function droverDataplane(t: Topo): Promise<void> {
     const lines: string[] = [];
     if (ipsec) lines.push(`addr add ${h.tunnel}/32 dev lo`);
     lines.push(
-      `link add drover.vx address ${h.mac} type vxlan id ${VNI} local ${ipsec ? h.tunnel : h.underlay} ${ipsec ? '' : 'dev eth0 '}dstport 4789 nolearning`,
+      `link add drover.vx address ${h.mac} type vxlan id ${VNI} local ${ipsec ? h.tunnel : h.underlay} ${ipsec ? '' : 'dev eth0 '}dstport 4789 nolearning noudpcsum`,
       `link set drover.vx mtu ${t.mtu} up`,
     );
     if (!ipsec) lines.push(`addr add ${h.tunnel}/32 dev drover.vx`);

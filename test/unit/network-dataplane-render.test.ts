@@ -241,6 +241,16 @@ describe('network dataplane diff', () => {
     }
   });
 
+  it('a device with outer UDP checksums (made before RFC 7348 zero checksums) is recreated without them', () => {
+    const have = kernelOf(render('vxlan'));
+    assert.ok(have.link);
+    assert.deepEqual(diffDataplane(render('vxlan'), have).ip, [], 'the same device: nothing to do');
+    const d = diffDataplane(render('vxlan'), { ...have, link: { ...have.link, udpCsum: true } });
+    assert.equal(d.ip[0], 'link del drover.vx');
+    assert.match(d.changes[0] ?? '', /outer UDP checksums on → off/);
+    assert.ok(d.ip.some((l) => l.startsWith('link add drover.vx') && l.endsWith('noudpcsum')));
+  });
+
   it('switching IPsec → VXLAN mode recreates the link, moves the tunnel address from lo to drover.vx', () => {
     const d = diffDataplane(render('vxlan'), kernelOf(render('ipsec')));
     assert.equal(d.ip[0], 'link del drover.vx');
@@ -252,7 +262,7 @@ describe('network dataplane diff', () => {
   it('from nothing: tunnel address first (IPsec), then the link, neighbours, routes; FDB in the bridge batch', () => {
     const b = diffDataplane(render('ipsec'), EMPTY_KERNEL_STATE);
     assert.equal(b.ip[0], `addr add 10.42.0.11/32 dev lo label ${TUNNEL_LABEL}`);
-    assert.equal(b.ip[1], `link add drover.vx address ${vtepMac('1h1')} mtu 1377 type vxlan id 42 local 10.42.0.11 dstport 4789 nolearning`);
+    assert.equal(b.ip[1], `link add drover.vx address ${vtepMac('1h1')} mtu 1377 type vxlan id 42 local 10.42.0.11 dstport 4789 nolearning noudpcsum`);
     assert.equal(b.ip[2], 'link set drover.vx up');
     assert.equal(b.bridge.length, 2);
   });
@@ -266,7 +276,7 @@ describe('network dataplane: kernel JSON', () => {
     '[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"mtu":65536,"qdisc":"noqueue","operstate":"UNKNOWN","group":"default","txqlen":1000,"addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8,"scope":"host","label":"lo","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet","local":"10.42.0.11","prefixlen":32,"scope":"global","label":"lo:drover","valid_life_time":4294967295,"preferred_life_time":4294967295}]}]';
 
   it('parses link, addresses, neighbours, FDB and routes', () => {
-    assert.deepEqual(parseLink(LINK), { kind: 'vxlan', vni: 42, mac: '02:d7:00:00:00:01', local: '192.0.2.11', dev: 'br0', dstport: 4789, learning: false, mtu: 1450, up: true });
+    assert.deepEqual(parseLink(LINK), { kind: 'vxlan', vni: 42, mac: '02:d7:00:00:00:01', local: '192.0.2.11', dev: 'br0', dstport: 4789, learning: false, udpCsum: true, mtu: 1450, up: true });
     assert.equal(parseLink('[]'), undefined);
     assert.deepEqual(parseAddrs(LO), [
       { ip: '127.0.0.1', prefixlen: 8, label: 'lo' },

@@ -35,6 +35,7 @@ const LinkJson = z.array(
               link: z.string().optional(),
               port: z.number().int().optional(),
               learning: z.boolean().optional(),
+              udp_csum: z.boolean().optional(),
             })
             .loose()
             .optional(),
@@ -58,6 +59,7 @@ export function parseLink(text: string): KernelLink | undefined {
     dev: d?.link,
     dstport: d?.port,
     learning: d?.learning,
+    udpCsum: d?.udp_csum,
     mtu: l.mtu,
     // Administratively up; a VXLAN device's operstate is UNKNOWN even when it works.
     up: l.flags.includes('UP'),
