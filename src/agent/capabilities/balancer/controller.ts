@@ -1,0 +1,243 @@
+// The balancer controller: keeps one HAProxy (one HaproxyApplier, apply.ts) per balancer container
+// scheduled on this host in line with the environment state. A reconcile reads the instances (inputs.ts,
+// pure), renders each (render.ts, pure) with the applier's runtime socket and slot table — so endpoint
+// churn keeps the skeleton and goes through the runtime API without a reload — applies it, and closes the
+// HAProxy of every instance that is gone.
+//
+// Failures are per instance: a config HAProxy refuses (`haproxy -c`) leaves that instance's running config
+// serving, shows HAProxy's message in health() and instanceStates(), and does not fail the reconcile (a
+// retry would be refused again; the next state change or resync renders again). Any other failure (HAProxy
+// does not start, a socket does not answer) fails the reconcile after every instance was tried, so the
+// manager retries with backoff.
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../../../common/log.js';
+import { errorMessage } from '../../../common/errors.js';
+import type { Controller, HostContext } from '../../controller/controller.js';
+import type { EnvState, StateDelta } from '../../../model/state.js';
+import { createHaproxyApplier, HaproxyConfigError, type BalancerStatus, type HaproxyApplier } from './apply.js';
+import { balancerInputs, type BalancerInstance } from './inputs.js';
+import { renderHaproxy, type BalancerCertificate, type BalancerRender } from './render.js';
+import { selfSignedCertificate } from './selfsigned.js';
+
+export interface BalancerControllerOptions {
+  log: Logger;
+  /** The agent's data directory: instance `c` lives in `<dataDir>/balancer/<c>`. */
+  dataDir: string;
+  haproxyBin?: string;
+  /** The default certificate for https/tls balancers without one; default: a self-signed one (selfsigned.ts). */
+  selfSigned?: (name: string) => { cert: string; key: string };
+  /** Where an instance listens, instead of `*` + its managed address (tests: 127.0.0.1). */
+  bindAddresses?: (instance: BalancerInstance) => string[];
+  /** The health listener's port instead of 42 (tests). */
+  healthPort?: number;
+  /** Minimum server slots per backend (render.ts's default when absent). */
+  minSlots?: number;
+  /** HAProxy restart backoff (apply.ts's default when absent). */
+  restartBackoff?: { initialMs: number; maxMs: number };
+}
+
+export interface BalancerInstanceState {
+  /** The balancer container's id. */
+  id: string;
+  /** running: its HAProxy serves the last rendered config; error: refused, not started, or restarting. */
+  state: 'running' | 'error';
+  message?: string;
+  /** Rules and certificates left out (resolving and rendering). */
+  warnings?: string[];
+}
+
+interface Instance {
+  containerId: string;
+  serviceId: string;
+  name: string;
+  applier: HaproxyApplier;
+  /** The last render in force (verify restores it). */
+  good: BalancerRender | undefined;
+  /** Why the last apply failed; undefined when it succeeded. */
+  error: string | undefined;
+  warnings: string[];
+}
+
+export class BalancerController implements Controller {
+  readonly name = 'balancer';
+  private readonly log: Logger;
+  private readonly instances = new Map<string, Instance>();
+  private readonly certs = new Map<string, BalancerCertificate>();
+  private readonly notify: (() => void)[] = [];
+  private chain: Promise<unknown> = Promise.resolve();
+  private stopped = false;
+  private lastHealth = '';
+
+  constructor(private readonly o: BalancerControllerOptions) {
+    this.log = o.log.child({ component: 'balancer' });
+  }
+
+  /** One reconcile, resync or stop at a time (they share the appliers). */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private selfSigned(serviceId: string, name: string): BalancerCertificate {
+    let c = this.certs.get(serviceId);
+    if (!c) {
+      const made = this.o.selfSigned ? this.o.selfSigned(name) : selfSignedCertificate(name);
+      c = { name: 'drover-default', cert: made.cert, key: made.key };
+      this.certs.set(serviceId, c);
+      this.log.info({ service: name }, 'generated a self-signed default certificate for a balancer with https/tls rules and no certificate');
+    }
+    return c;
+  }
+
+  reconcile(state: EnvState, _delta: StateDelta, host: HostContext): Promise<void> {
+    return this.exclusive(async () => {
+      if (this.stopped) return;
+      const wanted = balancerInputs(state, host.hostId, { selfSigned: (id, name) => this.selfSigned(id, name) });
+      const failures: string[] = [];
+      for (const w of wanted) {
+        try {
+          await this.applyInstance(w);
+        } catch (err) {
+          failures.push(`balancer ${w.name}: ${errorMessage(err)}`);
+        }
+      }
+      const keep = new Set(wanted.map((w) => w.containerId));
+      for (const [id, inst] of this.instances) {
+        if (keep.has(id)) continue;
+        await this.closeInstance(inst, true);
+      }
+      const services = new Set(wanted.map((w) => w.serviceId));
+      for (const id of this.certs.keys()) if (!services.has(id)) this.certs.delete(id);
+      this.healthMaybeChanged();
+      if (failures.length) throw new Error(failures.join('; '));
+    });
+  }
+
+  private instanceFor(w: BalancerInstance): Instance {
+    let inst = this.instances.get(w.containerId);
+    if (!inst) {
+      const applier = createHaproxyApplier({
+        log: this.log.child({ balancer: w.name, container: w.containerId }),
+        dir: join(this.o.dataDir, 'balancer', w.containerId),
+        ...(this.o.haproxyBin ? { haproxyBin: this.o.haproxyBin } : {}),
+        ...(this.o.restartBackoff ? { restartBackoff: this.o.restartBackoff } : {}),
+      });
+      applier.onStatusChange(() => this.healthMaybeChanged());
+      inst = { containerId: w.containerId, serviceId: w.serviceId, name: w.name, applier, good: undefined, error: undefined, warnings: [] };
+      this.instances.set(w.containerId, inst);
+    }
+    inst.name = w.name;
+    return inst;
+  }
+
+  private async applyInstance(w: BalancerInstance): Promise<void> {
+    const inst = this.instanceFor(w);
+    const r = renderHaproxy({
+      ...w.input,
+      ...(this.o.bindAddresses ? { bindAddresses: this.o.bindAddresses(w) } : {}),
+      ...(this.o.healthPort !== undefined ? { healthPort: this.o.healthPort } : {}),
+      ...(this.o.minSlots !== undefined ? { minSlots: this.o.minSlots } : {}),
+      statsSocket: inst.applier.statsSocket,
+      previousSlots: inst.applier.slots(),
+    });
+    const warnings = [...w.warnings, ...r.warnings];
+    if (JSON.stringify(warnings) !== JSON.stringify(inst.warnings) && warnings.length) {
+      this.log.warn({ balancer: w.name, warnings }, 'balancer rules left out');
+    }
+    inst.warnings = warnings;
+    try {
+      await inst.applier.apply(r);
+      inst.good = r;
+      inst.error = undefined;
+    } catch (err) {
+      if (err instanceof HaproxyConfigError) {
+        // The running config (if any) keeps serving; retrying the same render would be refused again.
+        inst.error = err.message;
+        this.log.warn({ balancer: w.name, message: err.haproxyMessage }, 'HAProxy refused the balancer config');
+        return;
+      }
+      inst.error = errorMessage(err);
+      throw err;
+    }
+  }
+
+  private async closeInstance(inst: Instance, removeDir: boolean): Promise<void> {
+    this.instances.delete(inst.containerId);
+    try {
+      await inst.applier.close();
+      this.log.info({ balancer: inst.name, container: inst.containerId }, 'balancer instance gone: HAProxy stopped');
+    } catch (err) {
+      this.log.warn({ balancer: inst.name, err: errorMessage(err) }, 'could not stop a balancer HAProxy');
+    }
+    if (removeDir) {
+      await rm(join(this.o.dataDir, 'balancer', inst.containerId), { recursive: true, force: true }).catch((err: unknown) =>
+        this.log.warn({ err: errorMessage(err) }, 'could not remove a gone balancer instance directory'),
+      );
+    }
+  }
+
+  verify(state: EnvState, host: HostContext): Promise<string | undefined> {
+    return this.exclusive(async () => {
+      if (this.stopped) return undefined;
+      const repaired: string[] = [];
+      const failures: string[] = [];
+      const wanted = new Set(balancerInputs(state, host.hostId, { selfSigned: (id, name) => this.selfSigned(id, name) }).map((w) => w.containerId));
+      for (const inst of this.instances.values()) {
+        if (!inst.good || !wanted.has(inst.containerId)) continue;
+        try {
+          const r = await inst.applier.verify?.(inst.good);
+          if (r) repaired.push(`balancer ${inst.name}: ${r}`);
+        } catch (err) {
+          failures.push(`balancer ${inst.name}: ${errorMessage(err)}`);
+        }
+      }
+      this.healthMaybeChanged();
+      if (failures.length) throw new Error(failures.join('; '));
+      return repaired.length ? repaired.join('; ') : undefined;
+    });
+  }
+
+  private stateOf(inst: Instance): BalancerInstanceState {
+    const st = inst.applier.status();
+    const warnings = inst.warnings.length ? { warnings: [...inst.warnings] } : {};
+    if (inst.error !== undefined) return { id: inst.containerId, state: 'error', message: inst.error, ...warnings };
+    if (st.state !== 'ok') return { id: inst.containerId, state: 'error', message: st.message ?? `HAProxy is ${st.state}`, ...warnings };
+    return { id: inst.containerId, state: 'running', ...warnings };
+  }
+
+  /** Per balancer container on this host: whether its HAProxy serves the last render (for the runtime/agent to report). */
+  instanceStates(): BalancerInstanceState[] {
+    return [...this.instances.values()].map((i) => this.stateOf(i)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /** The applier status of one instance (reloads, runtime updates, restarts), for reports and tests. */
+  applierStatus(containerId: string): BalancerStatus | undefined {
+    return this.instances.get(containerId)?.applier.status();
+  }
+
+  health(): { state: 'degraded' | 'failed'; message: string } | undefined {
+    const bad = [...this.instances.values()].map((i) => ({ i, s: this.stateOf(i) })).filter((x) => x.s.state === 'error');
+    if (!bad.length) return undefined;
+    return { state: 'degraded', message: bad.map((x) => `balancer ${x.i.name}: ${x.s.message ?? 'error'}`).join('; ') };
+  }
+
+  onHealthChange(notify: () => void): void {
+    this.notify.push(notify);
+  }
+
+  private healthMaybeChanged(): void {
+    const h = JSON.stringify(this.health() ?? null);
+    if (h === this.lastHealth) return;
+    this.lastHealth = h;
+    for (const n of this.notify) n();
+  }
+
+  stop(): Promise<void> {
+    return this.exclusive(async () => {
+      this.stopped = true;
+      for (const inst of [...this.instances.values()]) await this.closeInstance(inst, false);
+    });
+  }
+}
