@@ -108,14 +108,14 @@ test('rules resolve to the serving containers that own their address, local flag
     lb('1s9', { portRules: [{ sourcePort: 80, protocol: 'http', hostname: 'a.test', serviceId: '1s1', targetPort: 8080 }] }),
     container('lb1', '1s9', '1h1', '10.42.0.9'),
     container('lb2', '1s9', '1h2', '10.42.0.10'), // another host's instance: not ours
+    // (Listed first: the owner rule, not the order, decides.) 10.42.1.1 is also claimed by an older, stopped container: the running one owns it.
+    container('a0', '1s1', '1h2', '10.42.1.1', { state: 'stopped', healthState: 'healthy', created: '2025-01-01T00:00:00Z' }),
+    // A newer stopped container on a2's address: the running one still owns it, and the stopped one is left out.
+    container('a5', '1s1', '1h2', '10.42.1.2', { state: 'stopped', created: '2027-01-01T00:00:00Z' }),
     container('a1', '1s1', '1h1', '10.42.1.1', { healthState: 'healthy' }),
     container('a2', '1s1', '1h2', '10.42.1.2', { healthState: 'healthy' }),
     container('a3', '1s1', '1h2', '10.42.1.3', { state: 'stopped', healthState: 'healthy' }), // stopped
     container('a4', '1s1', '1h2', '10.42.1.4', { healthState: 'unhealthy' }), // unhealthy
-    // 10.42.1.1 is also claimed by an older, stopped container: the running one owns it.
-    container('a0', '1s1', '1h2', '10.42.1.1', { state: 'stopped', healthState: 'healthy', created: '2025-01-01T00:00:00Z' }),
-    // A newer stopped container on a2's address: the running one still owns it, and the stopped one is left out.
-    container('a5', '1s1', '1h2', '10.42.1.2', { state: 'stopped', created: '2027-01-01T00:00:00Z' }),
     container('a6', '1s1', '1h2', '10.42.1.6', { healthState: 'healthy', generation: 'previous' }), // rollback copy
   );
   const inst = only(balancerInputs(st, '1h1'));
