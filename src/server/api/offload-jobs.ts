@@ -6,14 +6,14 @@ import type { Service, Stack } from '../../model/resources.js';
 import { DroverError } from '../../common/errors.js';
 import { addToStack, containersOf, createStack, exportStack, removeStack, stackSpecOf, type StackInput } from '../domain/stacks.js';
 import type { ComposeFiles, StackSpec } from '../compose/spec.js';
-import { createService, updateService, type ServiceInput } from '../domain/services.js';
+import { createService, updateService, type ServiceInput, type ServicePatch } from '../domain/services.js';
 import { zodToError } from './http.js';
 
 export type Job =
   | { op: 'createStack'; input: StackInput }
   | { op: 'addToStack'; stackId: string; input: { dockerCompose: string; rancherCompose?: string; answers?: Record<string, string> } }
   | { op: 'createService'; stackId: string; input: ServiceInput }
-  | { op: 'updateService'; serviceId: string; patch: { scale?: number; metadata?: Record<string, unknown>; name?: string } }
+  | { op: 'updateService'; serviceId: string; patch: ServicePatch }
   | { op: 'removeStack'; stackId: string }
   | { op: 'exportStack'; stackId: string };
 

@@ -315,6 +315,7 @@ export function buildRouter(deps: RouteDeps): Router {
       ...(b.scale !== undefined ? { scale: b.scale } : {}),
       ...(b.metadata !== undefined ? { metadata: b.metadata } : {}),
       ...(b.name !== undefined ? { name: b.name } : {}),
+      ...(b.lbConfig !== undefined ? { lbConfig: b.lbConfig } : {}),
     };
     send(ctx, R.SERVICE, await offload.run({ op: 'updateService', serviceId: pid(ctx), patch }));
   });

@@ -114,6 +114,8 @@ export const ServiceUpdate = z.strictObject({
   name: name.optional(),
   scale: Scale.optional(),
   metadata: JsonMetadata.optional(),
+  /** A balancer's rules, replaced whole (loadBalancerService only), resolved like POST /v1/services. */
+  lbConfig: Service.shape.lbConfig,
 });
 
 export const ServiceUpgrade = z.strictObject({

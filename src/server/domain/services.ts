@@ -6,6 +6,7 @@ import {
   LaunchConfig,
   UpgradeStrategy,
   type LaunchConfigInput,
+  type LbConfig,
   type Service,
   type Container,
   type ServiceLink,
@@ -112,16 +113,36 @@ export function scaleService(store: Store, id: string, scale: number): Service {
   });
 }
 
-export function updateService(
-  store: Store,
-  id: string,
-  patch: { scale?: number; metadata?: Record<string, unknown>; name?: string },
-): Service {
+export interface ServicePatch {
+  scale?: number;
+  metadata?: Record<string, unknown>;
+  name?: string;
+  lbConfig?: LbConfig;
+}
+
+/** PUT /v1/services/<id>: checked whole first, so an invalid body changes nothing. */
+export function updateService(store: Store, id: string, patch: ServicePatch): Service {
+  const s0 = store.mustGet('service', id);
+  if (patch.name !== undefined && patch.name !== s0.name) {
+    throw new ValidationError('Immutable', 'a service cannot be renamed (its DNS names and containers depend on it)', 'name');
+  }
+  if (patch.lbConfig !== undefined) {
+    if (s0.kind !== 'loadBalancerService') {
+      throw new ValidationError('NotABalancer', `"${s0.name}" is a ${s0.kind}: only a loadBalancerService has balancer rules`, 'lbConfig');
+    }
+    if (s0.upgrade) throw new ConflictError('UpgradeInProgress', `finish or roll back the upgrade of "${s0.name}" first`, 'lbConfig');
+    // Resolved (and refused) before anything is written.
+    store.tx((tx) => {
+      const stack = store.mustGet('stack', s0.stackId);
+      resolveLbConfig(tx, stack, patch.lbConfig as LbConfig, API_LB_FIELDS, (field, message) => new ValidationError('InvalidReference', message, field));
+    });
+  }
   if (patch.scale !== undefined) scaleService(store, id, patch.scale);
-  return withService(store, id, (tx, s) => {
+  return withService(store, id, (tx, s, stack) => {
     if (patch.metadata !== undefined) s.metadata = patch.metadata;
-    if (patch.name !== undefined && patch.name !== s.name) {
-      throw new ValidationError('Immutable', 'a service cannot be renamed (its DNS names and containers depend on it)', 'name');
+    if (patch.lbConfig !== undefined) {
+      if (s.upgrade) throw new ConflictError('UpgradeInProgress', `finish or roll back the upgrade of "${s.name}" first`, 'lbConfig');
+      s.lbConfig = resolveLbConfig(tx, stack, patch.lbConfig, API_LB_FIELDS, (field, message) => new ValidationError('InvalidReference', message, field));
     }
     return tx.put('service', s);
   });
