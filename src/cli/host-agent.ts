@@ -19,6 +19,10 @@ import { NetworkController } from '../agent/capabilities/network/controller.js';
 import { identityProvider } from '../agent/capabilities/network/identity.js';
 import { containerMtu, networkEnabled, realNetworkParts, type NetworkSetting } from '../agent/capabilities/network/parts.js';
 import type { NetworkStatus } from '../model/reports.js';
+import { BalancerController } from '../agent/capabilities/balancer/controller.js';
+import { balancerAddresses } from '../agent/capabilities/balancer/addresses.js';
+import { haproxyUnavailable } from '../agent/capabilities/balancer/available.js';
+import { mergeStateSources } from '../agent/state-sources.js';
 
 /** The first non-loopback IPv4 address of this machine (what other hosts most likely reach). */
 export function defaultAgentIp(): string {
@@ -145,6 +149,19 @@ export async function startHostAgent(
       })
     : undefined;
   if (network && dockerRuntime) dockerRuntime.runtime.reports.onReports(() => network.containersChanged());
+  // Balancers run as HAProxy in the agent's namespace: on their managed addresses when the managed
+  // network runs (routed and DNATed by it), on `*` otherwise. Without a runnable HAProxy every balancer
+  // container scheduled here is reported in error with the reason.
+  const haproxyBin = cfg.agent.haproxy;
+  const unavailable = dockerSocket ? await haproxyUnavailable(haproxyBin) : 'this agent runs no containers (no Docker socket)';
+  if (unavailable) log.warn({ reason: unavailable }, 'balancers cannot run on this host');
+  const balancer = new BalancerController({
+    log,
+    dataDir: where.dataDir,
+    haproxyBin,
+    ...(unavailable ? { unavailable } : {}),
+    ...(parts && !unavailable ? { addresses: balancerAddresses() } : {}),
+  });
   const hostname = flags.hostname ?? (cfg.agent.hostname || undefined);
   const health = new HealthMonitor({ log, registry });
   const agent = new Agent({
@@ -164,10 +181,11 @@ export async function startHostAgent(
       dockerRuntime,
       health,
       ...(network ? { network } : {}),
+      balancer,
     }),
     ...(network ? { networkStatus: () => networkStatus } : {}),
     // The runtime's reports with the health states merged in (health/monitor.ts).
-    containerStates: health.wrap(dockerRuntime?.states),
+    containerStates: health.wrap(mergeStateSources(dockerRuntime?.states, balancer.states)),
     watchTimeoutSec: cfg.agent.watchTimeoutSeconds,
   });
   ref.agent = agent;

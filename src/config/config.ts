@@ -32,6 +32,8 @@ export const Config = z.strictObject({
      * when the agent runs containers (a Docker socket) as root on Linux.
      */
     network: z.enum(['auto', 'on', 'off']).default('auto'),
+    /** The HAProxy the balancers run (a name looked up in PATH, or a path). */
+    haproxy: z.string().min(1).default('haproxy'),
   }),
 });
 export type Config = z.infer<typeof Config>;
@@ -82,6 +84,7 @@ export const ENV_VARS: Record<string, [string, ...string[]]> = {
   DROVER_DNS_LISTEN: ['agent', 'dnsListen'],
   DROVER_AGENT_METRICS_LISTEN: ['agent', 'metricsListen'],
   DROVER_AGENT_NETWORK: ['agent', 'network'],
+  DROVER_AGENT_HAPROXY: ['agent', 'haproxy'],
 };
 
 export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}): Config {

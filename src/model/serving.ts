@@ -112,3 +112,12 @@ export class AddressOwners {
     return this.candidates.keys();
   }
 }
+
+/**
+ * Whether a container is a balancer instance: the primary launch config of a `loadBalancerService`. The
+ * agent runs it as an HAProxy on its host (src/agent/capabilities/balancer), never as a Docker container,
+ * whatever image its compose file names (`rancher/lb-service-haproxy` means "a drover balancer").
+ */
+export function isBalancerInstance(c: Container, service: Service | undefined): boolean {
+  return c.launchConfigName === '' && service !== undefined && service.kind === 'loadBalancerService';
+}

@@ -11,6 +11,7 @@ import { createOptions, parsePort } from '../../src/agent/runtime/create-spec.js
 import { renderRuntime, sameArtefact } from '../../src/agent/runtime/artefact.js';
 import { withDefaultTag } from '../../src/agent/runtime/images.js';
 import { HOST, OTHER_HOST, runtimeFixtureState } from '../fixtures/runtime/state.js';
+import { Service, type Container } from '../../src/model/resources.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'runtime', 'desired.golden.json');
 
@@ -40,6 +41,19 @@ describe('desiredContainers: rules', () => {
     assert.deepEqual(list.map((d) => d.recordId).sort(), ['c1', 'c2', 'c3', 'c4', 'c5', 'c6']);
     assert.deepEqual(desiredContainers(st, OTHER_HOST).map((d) => d.recordId), ['x1']);
     assert.deepEqual(desiredContainers(st, ''), []);
+  });
+
+  it('leaves balancer instances to the balancer controller (no Docker container, whatever the image), but not their sidekicks', () => {
+    const lbState = runtimeFixtureState();
+    const lb = Service.parse({ id: 'lb1', uuid: 'lb1-u', environmentId: 'e1', stackId: 'st1', name: 'lb', kind: 'loadBalancerService', state: 'active', scale: 1, created: '2024-01-01T00:00:00.000Z' });
+    lbState.services.set('lb1', lb);
+    const base = lbState.containers.get('c1') as Container;
+    const unit = { serviceId: 'lb1', deploymentUnitUuid: 'du-lb', config: { ...base.config, image: 'rancher/lb-service-haproxy:v0.9.1', dataVolumesFromLaunchConfigs: [] } };
+    lbState.containers.set('lbc', { ...base, ...unit, id: 'lbc', uuid: 'lbcaaaa-bbbb', name: 'shop-lb-1', launchConfigName: '', primaryIpAddress: '10.42.0.50' });
+    lbState.containers.set('lbs', { ...base, ...unit, id: 'lbs', uuid: 'lbsaaaa-bbbb', name: 'shop-lb-side-1', launchConfigName: 'side', primaryIpAddress: '10.42.0.51' });
+    const ids = desiredContainers(lbState, HOST).map((d) => d.recordId);
+    assert.ok(!ids.includes('lbc'), `the balancer instance is not a Docker container: ${ids.join(',')}`);
+    assert.ok(ids.includes('lbs'), `a balancer's sidekick is: ${ids.join(',')}`);
   });
 
   it('names containers r-<name>-<first 8 of uuid>', () => {

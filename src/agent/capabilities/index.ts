@@ -21,6 +21,8 @@ export interface CapabilityDeps {
   health?: HealthMonitor | undefined;
   /** The managed network of this host (network/), when it runs. */
   network?: Controller | undefined;
+  /** The balancers of this host (balancer/): HAProxy per balancer container scheduled here. */
+  balancer?: Controller | undefined;
 }
 
 export function agentCapabilities(deps: CapabilityDeps): Controller[] {
@@ -31,6 +33,9 @@ export function agentCapabilities(deps: CapabilityDeps): Controller[] {
     // The managed network (network/): before the runtime, so the overlay and the published ports are in
     // place when containers start; it waits for the host's tunnel address on its own.
     ...(deps.network ? [deps.network] : []),
+    // The balancers (balancer/): after the network (their managed addresses are routed and their
+    // published ports DNATed by it), before the runtime.
+    ...(deps.balancer ? [deps.balancer] : []),
     // ---- docker runtime (src/agent/runtime): runs this host's scheduled containers. Keep it last, so the
     // metadata/DNS the containers use is in place before they start.
     ...(deps.dockerRuntime ? [runtimeController(deps.dockerRuntime)] : []),

@@ -6,10 +6,12 @@
 // rancher DNS (169.254.169.250 with the stack/service search domains), volumes_from resolved to the
 // sidekicks' docker names, and a hash of all of it so a changed launch config means a recreate.
 // Adopted containers (started by hand) are not rendered: the user runs them, drover only reports them.
+// Balancer instances are not rendered either: the balancer controller runs them as HAProxy on the host.
 import { createHash } from 'node:crypto';
 import type { EnvState } from '../../model/state.js';
 import type { Container, LaunchConfig, NetworkMode, PortSpec, RestartPolicy } from '../../model/resources.js';
 import { LABELS, RANCHER_SERVICES_IP } from '../../model/labels.js';
+import { isBalancerInstance } from '../../model/serving.js';
 
 export const RANCHER_DOMAIN = 'rancher.internal';
 
@@ -86,6 +88,7 @@ export function desiredContainers(state: EnvState, hostId: string): DesiredConta
     (c) =>
       c.hostId === hostId &&
       !c.adopted &&
+      !isBalancerInstance(c, c.serviceId ? state.services.get(c.serviceId) : undefined) &&
       (c.generation === 'current' || c.generation === 'previous') &&
       (c.desiredState === 'running' || c.desiredState === 'stopped'),
   );

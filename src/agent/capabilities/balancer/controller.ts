@@ -4,6 +4,15 @@
 // churn keeps the skeleton and goes through the runtime API without a reload — applies it, and closes the
 // HAProxy of every instance that is gone.
 //
+// Where an instance listens: with `addresses` (the managed network runs), on its managed address only —
+// made local on the host (addresses.ts), reached from other hosts over the overlay, its published ports
+// sent there by the agent's DNAT like any container's (client address kept) — so instances of different
+// balancers on one host never collide on a port, and port 42 is per instance. Without it (no managed
+// network), on `*`: the source ports are the host's ports.
+//
+// Reports (reports.ts): the state of each balancer container (running, error with the reason, stopped,
+// removed) goes out through `states`, a ContainerStateSource the agent merges with the runtime's.
+//
 // Failures are per instance: a config HAProxy refuses (`haproxy -c`) leaves that instance's running config
 // serving, shows HAProxy's message in health() and instanceStates(), and does not fail the reconcile (a
 // retry would be refused again; the next state change or resync renders again). Any other failure (HAProxy
@@ -15,6 +24,10 @@ import type { Logger } from '../../../common/log.js';
 import { errorMessage } from '../../../common/errors.js';
 import type { Controller, HostContext } from '../../controller/controller.js';
 import type { EnvState, StateDelta } from '../../../model/state.js';
+import type { ContainerReport } from '../../../model/reports.js';
+import type { ContainerStateSource } from '../../agent.js';
+import type { LocalAddresses } from './addresses.js';
+import { balancerReports } from './reports.js';
 import { createHaproxyApplier, HaproxyConfigError, type BalancerStatus, type HaproxyApplier } from './apply.js';
 import { balancerInputs, type BalancerInstance } from './inputs.js';
 import { renderHaproxy, type BalancerCertificate, type BalancerRender } from './render.js';
@@ -27,8 +40,15 @@ export interface BalancerControllerOptions {
   haproxyBin?: string;
   /** The default certificate for https/tls balancers without one; default: a self-signed one (selfsigned.ts). */
   selfSigned?: (name: string) => { cert: string; key: string };
-  /** Where an instance listens, instead of `*` + its managed address (tests: 127.0.0.1). */
+  /** Where an instance listens, instead of the default (tests: 127.0.0.1). */
   bindAddresses?: (instance: BalancerInstance) => string[];
+  /**
+   * The managed network runs: instances listen on their managed addresses, made local through this.
+   * Absent: they listen on `*`.
+   */
+  addresses?: LocalAddresses;
+  /** Why no HAProxy can run on this host (not installed): every instance is reported in error with it. */
+  unavailable?: string;
   /** The health listener's port instead of 42 (tests). */
   healthPort?: number;
   /** Minimum server slots per backend (render.ts's default when absent). */
@@ -49,6 +69,8 @@ export interface BalancerInstanceState {
 
 interface Instance {
   containerId: string;
+  /** The managed address it listens on (managed binding). */
+  ip: string | null;
   serviceId: string;
   name: string;
   applier: HaproxyApplier;
@@ -68,6 +90,27 @@ export class BalancerController implements Controller {
   private chain: Promise<unknown> = Promise.resolve();
   private stopped = false;
   private lastHealth = '';
+  /** Instances that cannot start yet (no managed address), by container id. */
+  private readonly waiting = new Map<string, BalancerInstanceState>();
+  /** The last state reconciled (reports are derived from it). */
+  private last: { state: EnvState; hostId: string } | undefined;
+  /** What was last queued per container (JSON), so only changes are reported. */
+  private readonly reported = new Map<string, string>();
+  private readonly pending = new Map<string, ContainerReport>();
+  private readonly reportListeners: (() => void)[] = [];
+
+  /** The balancer containers' observed states, for the agent to report (merged with the runtime's). */
+  readonly states: ContainerStateSource = {
+    drainReports: () => {
+      const out = [...this.pending.values()];
+      this.pending.clear();
+      return out;
+    },
+    onReports: (cb) => {
+      this.reportListeners.push(cb);
+      if (this.pending.size) cb();
+    },
+  };
 
   constructor(private readonly o: BalancerControllerOptions) {
     this.log = o.log.child({ component: 'balancer' });
@@ -94,25 +137,50 @@ export class BalancerController implements Controller {
   reconcile(state: EnvState, _delta: StateDelta, host: HostContext): Promise<void> {
     return this.exclusive(async () => {
       if (this.stopped) return;
-      const wanted = balancerInputs(state, host.hostId, { selfSigned: (id, name) => this.selfSigned(id, name) });
+      this.last = { state, hostId: host.hostId };
       const failures: string[] = [];
-      for (const w of wanted) {
-        try {
-          await this.applyInstance(w);
-        } catch (err) {
-          failures.push(`balancer ${w.name}: ${errorMessage(err)}`);
-        }
+      try {
+        await this.reconcileInstances(state, host.hostId, failures);
+      } finally {
+        this.healthMaybeChanged();
       }
-      const keep = new Set(wanted.map((w) => w.containerId));
-      for (const [id, inst] of this.instances) {
-        if (keep.has(id)) continue;
-        await this.closeInstance(inst, true);
-      }
-      const services = new Set(wanted.map((w) => w.serviceId));
-      for (const id of this.certs.keys()) if (!services.has(id)) this.certs.delete(id);
-      this.healthMaybeChanged();
       if (failures.length) throw new Error(failures.join('; '));
     });
+  }
+
+  private async reconcileInstances(state: EnvState, hostId: string, failures: string[]): Promise<void> {
+    const all = this.o.unavailable !== undefined ? [] : balancerInputs(state, hostId, { selfSigned: (id, name) => this.selfSigned(id, name) });
+    const managed = this.o.addresses !== undefined && this.o.bindAddresses === undefined;
+    this.waiting.clear();
+    const wanted: BalancerInstance[] = [];
+    for (const w of all) {
+      if (managed && !w.ip) {
+        this.waiting.set(w.containerId, { id: w.containerId, state: 'error', message: 'waiting for its managed address from the control plane' });
+      } else {
+        wanted.push(w);
+      }
+    }
+    const wantedIps = managed ? wanted.map((w) => w.ip as string) : [];
+    if (managed && this.o.addresses) {
+      // Addresses first (the running ones kept until their HAProxy is gone), so a new bind finds its address.
+      const running = [...this.instances.values()].flatMap((i) => (i.ip ? [i.ip] : []));
+      await this.o.addresses.sync([...new Set([...wantedIps, ...running])]);
+    }
+    for (const w of wanted) {
+      try {
+        await this.applyInstance(w, managed);
+      } catch (err) {
+        failures.push(`balancer ${w.name}: ${errorMessage(err)}`);
+      }
+    }
+    const keep = new Set(wanted.map((w) => w.containerId));
+    for (const [id, inst] of this.instances) {
+      if (keep.has(id)) continue;
+      await this.closeInstance(inst, true);
+    }
+    if (managed && this.o.addresses) await this.o.addresses.sync(wantedIps);
+    const services = new Set(wanted.map((w) => w.serviceId));
+    for (const id of this.certs.keys()) if (!services.has(id)) this.certs.delete(id);
   }
 
   private instanceFor(w: BalancerInstance): Instance {
@@ -125,18 +193,20 @@ export class BalancerController implements Controller {
         ...(this.o.restartBackoff ? { restartBackoff: this.o.restartBackoff } : {}),
       });
       applier.onStatusChange(() => this.healthMaybeChanged());
-      inst = { containerId: w.containerId, serviceId: w.serviceId, name: w.name, applier, good: undefined, error: undefined, warnings: [] };
+      inst = { containerId: w.containerId, ip: w.ip, serviceId: w.serviceId, name: w.name, applier, good: undefined, error: undefined, warnings: [] };
       this.instances.set(w.containerId, inst);
     }
     inst.name = w.name;
+    inst.ip = w.ip;
     return inst;
   }
 
-  private async applyInstance(w: BalancerInstance): Promise<void> {
+  private async applyInstance(w: BalancerInstance, managed: boolean): Promise<void> {
     const inst = this.instanceFor(w);
+    const binds = this.o.bindAddresses ? this.o.bindAddresses(w) : managed && w.ip ? [w.ip] : ['*'];
     const r = renderHaproxy({
       ...w.input,
-      ...(this.o.bindAddresses ? { bindAddresses: this.o.bindAddresses(w) } : {}),
+      bindAddresses: binds,
       ...(this.o.healthPort !== undefined ? { healthPort: this.o.healthPort } : {}),
       ...(this.o.minSlots !== undefined ? { minSlots: this.o.minSlots } : {}),
       statsSocket: inst.applier.statsSocket,
@@ -183,7 +253,16 @@ export class BalancerController implements Controller {
       if (this.stopped) return undefined;
       const repaired: string[] = [];
       const failures: string[] = [];
+      if (this.o.unavailable !== undefined) return undefined;
       const wanted = new Set(balancerInputs(state, host.hostId, { selfSigned: (id, name) => this.selfSigned(id, name) }).map((w) => w.containerId));
+      if (this.o.addresses && !this.o.bindAddresses) {
+        // An address removed by hand would leave its HAProxy deaf: put the set back.
+        try {
+          await this.o.addresses.sync([...this.instances.values()].flatMap((i) => (i.ip && wanted.has(i.containerId) ? [i.ip] : [])));
+        } catch (err) {
+          failures.push(`balancer addresses: ${errorMessage(err)}`);
+        }
+      }
       for (const inst of this.instances.values()) {
         if (!inst.good || !wanted.has(inst.containerId)) continue;
         try {
@@ -209,7 +288,25 @@ export class BalancerController implements Controller {
 
   /** Per balancer container on this host: whether its HAProxy serves the last render (for the runtime/agent to report). */
   instanceStates(): BalancerInstanceState[] {
-    return [...this.instances.values()].map((i) => this.stateOf(i)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return [...[...this.instances.values()].map((i) => this.stateOf(i)), ...this.waiting.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /** Queues the reports that changed since the last ones (reports.ts) and tells the agent. */
+  private queueReports(): void {
+    if (!this.last) return;
+    const states = new Map(this.instanceStates().map((s) => [s.id, s]));
+    const seen = new Set<string>();
+    let queued = false;
+    for (const r of balancerReports(this.last.state, this.last.hostId, states, this.o.unavailable)) {
+      seen.add(r.id);
+      const key = JSON.stringify(r);
+      if (this.reported.get(r.id) === key) continue;
+      this.reported.set(r.id, key);
+      this.pending.set(r.id, r);
+      queued = true;
+    }
+    for (const id of this.reported.keys()) if (!seen.has(id)) this.reported.delete(id);
+    if (queued) for (const cb of this.reportListeners) cb();
   }
 
   /** The applier status of one instance (reloads, runtime updates, restarts), for reports and tests. */
@@ -218,9 +315,14 @@ export class BalancerController implements Controller {
   }
 
   health(): { state: 'degraded' | 'failed'; message: string } | undefined {
-    const bad = [...this.instances.values()].map((i) => ({ i, s: this.stateOf(i) })).filter((x) => x.s.state === 'error');
+    if (this.o.unavailable !== undefined) {
+      const n = this.last ? balancerReports(this.last.state, this.last.hostId, new Map(), this.o.unavailable).filter((r) => r.state === 'error').length : 0;
+      return n ? { state: 'degraded', message: `${n} balancer instance(s) cannot run: ${this.o.unavailable}` } : undefined;
+    }
+    const bad = [...this.instances.values()].map((i) => ({ name: i.name, s: this.stateOf(i) })).filter((x) => x.s.state === 'error');
+    for (const [id, w] of this.waiting) bad.push({ name: this.last?.state.containers.get(id)?.name ?? id, s: w });
     if (!bad.length) return undefined;
-    return { state: 'degraded', message: bad.map((x) => `balancer ${x.i.name}: ${x.s.message ?? 'error'}`).join('; ') };
+    return { state: 'degraded', message: bad.map((x) => `balancer ${x.name}: ${x.s.message ?? 'error'}`).join('; ') };
   }
 
   onHealthChange(notify: () => void): void {
@@ -228,6 +330,7 @@ export class BalancerController implements Controller {
   }
 
   private healthMaybeChanged(): void {
+    this.queueReports();
     const h = JSON.stringify(this.health() ?? null);
     if (h === this.lastHealth) return;
     this.lastHealth = h;
@@ -238,6 +341,9 @@ export class BalancerController implements Controller {
     return this.exclusive(async () => {
       this.stopped = true;
       for (const inst of [...this.instances.values()]) await this.closeInstance(inst, false);
+      if (this.o.addresses) {
+        await this.o.addresses.close().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'could not remove the balancer addresses'));
+      }
     });
   }
 }

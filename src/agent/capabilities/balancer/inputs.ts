@@ -16,7 +16,7 @@
 // hostname) is left out with a warning naming it, and the rest is served.
 import type { EnvState } from '../../../model/state.js';
 import type { Certificate, Container, HealthCheck, LbConfig, PortRule, Service } from '../../../model/resources.js';
-import { canOwnAddress, isGoneState, isListed, isServingEndpoint, ownsBefore } from '../../../model/serving.js';
+import { canOwnAddress, isBalancerInstance, isGoneState, isListed, isServingEndpoint, ownsBefore } from '../../../model/serving.js';
 import type { BalancerCertificate, BalancerHealthCheck, BalancerInput, BalancerProtocol, BalancerRule, BalancerTarget, TargetPolicy } from './render.js';
 
 export const TARGET_POLICY_LABEL = 'io.rancher.lb_service.target';
@@ -331,9 +331,9 @@ export function balancerInputs(state: EnvState, hostId: string, o: BalancerInput
   let resolver: Resolver | undefined;
   const out: BalancerInstance[] = [];
   for (const c of state.containers.values()) {
-    if (c.hostId !== hostId || c.serviceId === null || c.launchConfigName !== '' || !isListed(c) || c.desiredState !== 'running') continue;
+    if (c.hostId !== hostId || c.serviceId === null || !isListed(c) || c.desiredState !== 'running') continue;
     const lb = state.services.get(c.serviceId);
-    if (!lb || lb.kind !== 'loadBalancerService' || isGoneState(lb.state)) continue;
+    if (!lb || !isBalancerInstance(c, lb) || isGoneState(lb.state)) continue;
     resolver ??= new Resolver(state, hostId);
     const warnings: string[] = [];
     const input = instanceInput(state, lb, resolver, o, warnings);
