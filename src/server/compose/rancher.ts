@@ -26,6 +26,7 @@ import {
   type YamlMap,
 } from './values.js';
 import { LIMITS, formatJsonPath, metadataProblem } from '../../model/limits.js';
+import { sourcePortProblem } from '../domain/lb-config.js';
 
 export interface RancherService {
   /** The keys the entry has, to check they apply to the service's kind. */
@@ -135,17 +136,15 @@ const PORT_RULE_KEYS = [
   'selector',
 ];
 const LB_PROTOCOLS = ['http', 'https', 'tcp', 'tls', 'sni', 'udp'] as const;
-/** The balancer's own health endpoint (`listen default`, `bind *:42`). */
-const RESERVED_LB_PORT = 42;
 
-function parsePortRule(w: Where, f: string, value: unknown): PortRuleT {
+function parsePortRule(w: Where, f: string, index: number, value: unknown): PortRuleT {
   const m = asMap(w, f, value);
   checkKeys(w, f, m, PORT_RULE_KEYS);
   if (m.source_port === undefined) fail(w, sub(f, 'source_port'), 'is required');
   const sourcePort = asInt(w, sub(f, 'source_port'), m.source_port, 1, 65535);
-  if (sourcePort === RESERVED_LB_PORT) {
-    fail(w, sub(f, 'source_port'), `port ${RESERVED_LB_PORT} is reserved for the balancer's health endpoint`);
-  }
+  const target = typeof m.service === 'string' ? m.service : typeof m.selector === 'string' ? m.selector : undefined;
+  const reserved = sourcePortProblem(index, sourcePort, target);
+  if (reserved) fail(w, sub(f, 'source_port'), reserved);
   const protocol = m.protocol === undefined ? 'http' : LB_PROTOCOLS.find((p) => p === m.protocol);
   if (!protocol) fail(w, sub(f, 'protocol'), `${describe(m.protocol)} is not a protocol (accepted: ${LB_PROTOCOLS.join(', ')})`);
   if (m.service === undefined && m.selector === undefined) {
@@ -207,7 +206,7 @@ function parseLbConfig(w: Where, f: string, value: unknown): LbConfigT {
   const certField = sub(f, m.certs === undefined ? 'certificate_ids' : 'certs');
   const defaultField = sub(f, m.default_cert === undefined ? 'default_certificate_id' : 'default_cert');
   return LbConfig.parse({
-    portRules: rules.map((rule: unknown, i) => parsePortRule(w, sub(sub(f, 'port_rules'), i), rule)),
+    portRules: rules.map((rule: unknown, i) => parsePortRule(w, sub(sub(f, 'port_rules'), i), i, rule)),
     certificateIds: asStringList(w, certField, certs),
     ...(defaultCert === undefined || defaultCert === null
       ? {}

@@ -15,29 +15,58 @@ export function findService(tx: Tx, stack: Stack, ref: string): Service | undefi
 }
 
 export interface LbFieldNames {
+  portRuleSourcePort(index: number): string;
   portRuleService(index: number): string;
   certificates: string;
   defaultCertificate: string;
 }
 
 export const COMPOSE_LB_FIELDS: LbFieldNames = {
+  portRuleSourcePort: (i) => `lb_config.port_rules[${i}].source_port`,
   portRuleService: (i) => `lb_config.port_rules[${i}].service`,
   certificates: 'lb_config.certs',
   defaultCertificate: 'lb_config.default_cert',
 };
 
 export const API_LB_FIELDS: LbFieldNames = {
+  portRuleSourcePort: (i) => `lbConfig.portRules[${i}].sourcePort`,
   portRuleService: (i) => `lbConfig.portRules[${i}].service`,
   certificates: 'lbConfig.certificateIds',
   defaultCertificate: 'lbConfig.defaultCertificateId',
 };
 
+/** The balancer's own health check listens there (HAProxy `listen default`, `bind *:42`), as in the original. */
+export const RESERVED_LB_PORT = 42;
+
+/**
+ * Why port rule `index` cannot have `sourcePort`, or undefined when it can: 42 belongs to the balancer's
+ * health check. One check for rancher-compose.yml (src/server/compose/rancher.ts) and the API.
+ */
+export function sourcePortProblem(index: number, sourcePort: number, target?: string): string | undefined {
+  if (sourcePort !== RESERVED_LB_PORT) return undefined;
+  return (
+    `port ${RESERVED_LB_PORT} is reserved for the balancer's health check (HAProxy's "listen default" binds *:${RESERVED_LB_PORT}); ` +
+    `give port rule ${index}${target ? ` (to ${target})` : ''} another source port`
+  );
+}
+
 /**
  * The config with every port rule's `serviceId` and every certificate as an id. A rule that gives a
- * `serviceId` without a name must point at a service of the same environment. `fail(field, message)`
- * makes the error to throw.
+ * `serviceId` without a name must point at a service of the same environment; no rule may listen on
+ * RESERVED_LB_PORT. `fail(field, message, code)` makes the error to throw (`code` is set for problems
+ * that are not references: `ReservedPort`).
  */
-export function resolveLbConfig(tx: Tx, stack: Stack, lb: LbConfig, fields: LbFieldNames, fail: (field: string, message: string) => Error): LbConfig {
+export function resolveLbConfig(
+  tx: Tx,
+  stack: Stack,
+  lb: LbConfig,
+  fields: LbFieldNames,
+  fail: (field: string, message: string, code?: string) => Error,
+): LbConfig {
+  lb.portRules.forEach((r, i) => {
+    const problem = sourcePortProblem(i, r.sourcePort, r.service ?? r.selector ?? r.serviceId);
+    if (problem) throw fail(fields.portRuleSourcePort(i), problem, 'ReservedPort');
+  });
   const certs = tx.store.list('certificate', { env_id: stack.environmentId });
   const certId = (ref: string, field: string): string => {
     const c = certs.find((x) => x.id === ref || x.name === ref);
