@@ -47,6 +47,7 @@ export function openApiDocument(): Record<string, unknown> {
         ContainerCreate: json(S.ContainerCreate),
         ContainerLinkCreate: json(S.ContainerLinkCreate),
         CertificateCreate: json(S.CertificateCreate),
+        CertificateUpdate: json(S.CertificateUpdate),
         AgentRegister: json(S.AgentRegister),
         AgentReport: json(S.AgentReport),
       },
@@ -62,6 +63,10 @@ export function openApiDocument(): Record<string, unknown> {
       ...crud('servicelinks', 'ServiceLink'),
       ...crud('containerlinks', 'ContainerLink', 'ContainerLinkCreate'),
       ...crud('certificates', 'Certificate', 'CertificateCreate'),
+      '/v1/certificates/{id}': {
+        ...crud('certificates', 'Certificate')['/v1/certificates/{id}'],
+        put: { summary: 'replace a Certificate (new PEMs, validated like a new one; balancers take them without a reload)', requestBody: body('CertificateUpdate'), responses: { 200: ok('Certificate') } },
+      },
       '/v1/agent/register': { post: { summary: 'trade a registration token for agent credentials', security: [], requestBody: body('AgentRegister'), responses: { 201: { description: 'registered' } } } },
       '/v1/agent/watch': { get: { summary: 'changes after ?after=<revision> (long poll, ?timeout=<s>)', responses: { 200: { description: 'watch response' } } } },
       '/v1/agent/report': { post: { summary: 'container states and applied capabilities', requestBody: body('AgentReport'), responses: { 200: { description: 'OK' } } } },

@@ -12,6 +12,7 @@ import {
   Stack,
 } from '../../model/resources.js';
 import type { z } from 'zod';
+import { certificateExpiry } from '../domain/certificates.js';
 
 const str = (v: unknown) => String(v);
 
@@ -84,9 +85,10 @@ export const CONTAINER_LINK: ResourceDef = { type: 'containerLink', collection: 
 export const CERTIFICATE: ResourceDef = {
   type: 'certificate',
   collection: 'certificates',
+  // The key never leaves the server; `expired` / `expiresInDays` are computed when read (not stored).
   hide: (d) => {
     const { key: _key, ...rest } = d;
-    return rest;
+    return { ...rest, ...certificateExpiry(d as { expiresAt?: string }) };
   },
 };
 

@@ -52,7 +52,7 @@ import {
   setContainerDesired,
 } from '../domain/containers.js';
 import { adoptFound } from '../domain/adopt-found.js';
-import { createCertificate, removeCertificate } from '../domain/certificates.js';
+import { createCertificate, removeCertificate, updateCertificate } from '../domain/certificates.js';
 import { StatusPublisher, containerWithStatus, containersWithStatus } from '../domain/status.js';
 import type { WatchHub } from '../sync/watch.js';
 import type { StoredKind } from '../db/store.js';
@@ -414,6 +414,7 @@ export function buildRouter(deps: RouteDeps): Router {
     send(ctx, R.CERTIFICATE, createCertificate(store, { ...b, environmentId: envIdOf(ctx, store, b.environmentId) }), 201);
   });
   r.get('/certificates/:id', (ctx) => send(ctx, R.CERTIFICATE, store.mustGet('certificate', pid(ctx))));
+  r.put('/certificates/:id', (ctx) => send(ctx, R.CERTIFICATE, updateCertificate(store, pid(ctx), parseBody(ctx, S.CertificateUpdate))));
   r.delete('/certificates/:id', (ctx) => {
     removeCertificate(store, pid(ctx));
     ctx.status = 204;

@@ -155,6 +155,15 @@ export const CertificateCreate = z.strictObject({
   certChain: z.string().max(1 << 20).optional(),
 });
 
+/** `PUT /v1/certificates/<id>`: new PEMs for the certificate (validated like a new one; the chain is replaced too). */
+export const CertificateUpdate = z.strictObject({
+  name: name.optional(),
+  description: text.optional(),
+  cert: z.string().min(1).max(1 << 20),
+  key: z.string().min(1).max(1 << 20),
+  certChain: z.string().max(1 << 20).optional(),
+});
+
 export const AgentRegister = z.strictObject({
   token: z.string().min(1).max(1024),
   uuid: z.uuid().optional(),
