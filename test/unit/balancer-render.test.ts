@@ -326,6 +326,19 @@ describe('renderHaproxy: rules', () => {
     assert.doesNotMatch(r.config, /bind \*:1\n|listen x/);
   });
 
+  it('connects to servers from the source address when one is given (a managed address), never from a bad one', () => {
+    const rules = [{ sourcePort: 80, protocol: 'http' as const, targets: [t('web-1', '10.42.7.1')] }];
+    const r = renderHaproxy(base({ rules, bindAddresses: ['10.42.3.3'], sourceAddress: '10.42.3.3' }));
+    const defaults = r.config.split('\n');
+    const at = defaults.indexOf('defaults');
+    const end = defaults.findIndex((l, i) => i > at && l !== '' && !l.startsWith(' '));
+    assert.ok(defaults.slice(at, end).includes('    source 10.42.3.3'), r.config);
+    assert.doesNotMatch(renderHaproxy(base({ rules })).config, /^\s*source /m, 'no source line by default');
+    const bad = renderHaproxy(base({ rules, sourceAddress: '10.42.3.3 ssl' }));
+    assert.doesNotMatch(bad.config, /^\s*source /m);
+    assert.ok(bad.warnings.some((w) => w.includes('source address')), bad.warnings.join('; '));
+  });
+
   it('is deterministic', () => {
     for (const [name, mk] of Object.entries(cases)) assert.equal(renderHaproxy(mk()).config, out(name).config, name);
   });

@@ -1,53 +1,49 @@
 // The balancer instances' managed addresses, made local on the host: HAProxy runs in the agent's network
 // namespace, not in a container, so the address a balancer container was given (what DNS answers, what
-// other hosts route to this host, what the agent's DNAT sends published ports to) is put on a dummy device
-// of its own, `drover-lb`, as a /32. The device holds exactly the addresses of the instances that run
-// here: sync() adds the missing ones and removes the others; close() deletes the device.
+// other hosts route to this host, what the agent's DNAT sends published ports to) is put on `lo` as a /32
+// with a label of its own, `lo:drover-lb`. The label is how these addresses are told apart from the rest
+// of `lo` (127.0.0.1, the network's tunnel address labelled `lo:drover`, whatever the admin added): sync()
+// makes the labelled set exactly the instances that run here; close() removes them all. (`lo`, not a
+// dummy device: not every kernel has the dummy module — the lab's does not.)
 //
-// The device is the controller's alone: nothing else of the agent (network/dataplane manages lo and
-// drover.vx) touches it, and it touches nothing else.
+// Nothing else of the agent touches addresses with this label (network/dataplane removes only its own
+// label's), and this touches no other address.
 import { localSystem, type DataplaneSystem } from '../network/dataplane/apply.js';
 import { parseAddrs } from '../network/dataplane/kernel.js';
 
-export const BALANCER_DEVICE = 'drover-lb';
+/** The label of the balancer addresses on `lo` (starts with the device name, fits IFNAMSIZ 15). */
+export const BALANCER_LABEL = 'lo:drover-lb';
 
 export interface LocalAddresses {
-  /** Makes exactly `ips` local on the device (creating it when absent). */
+  /** Makes exactly `ips` local (as /32s with the balancer label on lo). */
   sync(ips: readonly string[]): Promise<void>;
-  /** Removes the device and its addresses. */
+  /** Removes every address with the label. */
   close(): Promise<void>;
 }
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
-export function balancerAddresses(sys: DataplaneSystem = localSystem(), device = BALANCER_DEVICE): LocalAddresses {
+export function balancerAddresses(sys: DataplaneSystem = localSystem(), label = BALANCER_LABEL): LocalAddresses {
+  if (!/^lo:[A-Za-z0-9_.-]{1,12}$/.test(label)) throw new Error(`a balancer address label is lo:<at most 12 characters>, not ${label}`);
   const must = async (args: string[]): Promise<string> => {
     const r = await sys.run('ip', args);
     if (r.exitCode !== 0) throw new Error(`\`ip ${args.join(' ')}\` failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`);
     return r.stdout;
   };
+  const ours = async () => parseAddrs(await must(['-j', '-4', 'addr', 'show', 'dev', 'lo'])).filter((a) => a.label === label);
   return {
     async sync(ips) {
       for (const ip of ips) if (!IPV4.test(ip)) throw new Error(`not an IPv4 address for a balancer: ${ip}`);
-      const shown = await sys.run('ip', ['-j', '-4', 'addr', 'show', 'dev', device]);
-      if (shown.exitCode !== 0) {
-        // Absent: create it (a dummy answers for its addresses like lo, and is ours to delete).
-        await must(['link', 'add', device, 'type', 'dummy']);
-      }
-      const have = shown.exitCode === 0 ? parseAddrs(shown.stdout) : [];
-      await must(['link', 'set', device, 'up']);
+      const have = await ours();
       const want = new Set(ips);
       for (const a of have) {
-        if (!want.has(a.ip) || a.prefixlen !== 32) await must(['addr', 'del', `${a.ip}/${a.prefixlen}`, 'dev', device]);
+        if (!want.has(a.ip) || a.prefixlen !== 32) await must(['addr', 'del', `${a.ip}/${a.prefixlen}`, 'dev', 'lo', 'label', label]);
       }
       const kept = new Set(have.filter((a) => a.prefixlen === 32).map((a) => a.ip));
-      for (const ip of want) if (!kept.has(ip)) await must(['addr', 'add', `${ip}/32`, 'dev', device]);
+      for (const ip of want) if (!kept.has(ip)) await must(['addr', 'add', `${ip}/32`, 'dev', 'lo', 'label', label]);
     },
     async close() {
-      const r = await sys.run('ip', ['link', 'del', device]);
-      if (r.exitCode !== 0 && !/Cannot find device|does not exist/i.test(r.stderr)) {
-        throw new Error(`\`ip link del ${device}\` failed: ${r.stderr.trim()}`);
-      }
+      for (const a of await ours()) await must(['addr', 'del', `${a.ip}/${a.prefixlen}`, 'dev', 'lo', 'label', label]);
     },
   };
 }

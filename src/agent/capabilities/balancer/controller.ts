@@ -207,6 +207,8 @@ export class BalancerController implements Controller {
     const r = renderHaproxy({
       ...w.input,
       bindAddresses: binds,
+      // Bound on its managed address: connect to the targets from it too (render.ts, sourceAddress).
+      ...(managed && !this.o.bindAddresses && w.ip ? { sourceAddress: w.ip } : {}),
       ...(this.o.healthPort !== undefined ? { healthPort: this.o.healthPort } : {}),
       ...(this.o.minSlots !== undefined ? { minSlots: this.o.minSlots } : {}),
       statsSocket: inst.applier.statsSocket,

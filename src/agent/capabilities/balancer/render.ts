@@ -98,6 +98,12 @@ export interface BalancerInput {
   proxyProtocolPorts?: number[];
   /** Addresses every frontend binds to; default `*`. */
   bindAddresses?: string[];
+  /**
+   * The address connections to servers leave from (`source` in defaults): the balancer's managed address,
+   * so that targets on other hosts answer over the overlay (a host-chosen source — its underlay or a
+   * link-local address — is not routable back from a container). Absent: the kernel picks.
+   */
+  sourceAddress?: string;
   /** The health listener's port; default 42 (tests use a high port). Never available as a source port. */
   healthPort?: number;
   /** The runtime API socket (admin level, `expose-fd listeners`): the applier's `statsSocket`. */
@@ -581,7 +587,10 @@ export function renderHaproxy(input: BalancerInput): BalancerRender {
   // ---- sections
   const sections: ConfigSection[] = [];
   sections.push({ header: 'global', lines: DEFAULTS_GLOBAL(input) });
-  sections.push({ header: 'defaults', lines: [...DEFAULTS_DEFAULTS] });
+  const source = input.sourceAddress;
+  const sourceOk = source !== undefined && IP_RE.test(source);
+  if (source !== undefined && !sourceOk) warnings.push(`source address ${JSON.stringify(source)} is not an IP address; the kernel picks one`);
+  sections.push({ header: 'defaults', lines: [...DEFAULTS_DEFAULTS, ...(sourceOk ? [`source ${source}`] : [])] });
   sections.push({ header: 'listen default', lines: binds.map((a) => `bind ${a}:${healthPort}`) });
 
   const ports = [...frontends.keys()].sort((a, b) => a - b);
