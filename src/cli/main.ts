@@ -5,6 +5,7 @@ import { registerServerCommand } from './commands/server.js';
 import { registerAgentCommand } from './commands/agent.js';
 import { registerUpCommand } from './commands/up.js';
 import { registerStackCommand } from './commands/stack.js';
+import { registerServiceCommand } from './commands/service.js';
 import { registerMetadataCommand } from './commands/metadata.js';
 import { registerDnsCommand } from './commands/dns.js';
 import { DroverError, StartupError } from '../common/errors.js';
@@ -38,6 +39,7 @@ registerUpCommand(program);
 registerServerCommand(program);
 registerAgentCommand(program);
 registerStackCommand(program);
+registerServiceCommand(program);
 registerMetadataCommand(program);
 registerDnsCommand(program);
 

@@ -2,29 +2,9 @@ import type { Command } from 'commander';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { ApiClient, resolveCredentials } from '../api-client.js';
-import { loadConfig } from '../../config/config.js';
+import type { ApiClient } from '../api-client.js';
 import { ValidationError } from '../../common/errors.js';
-
-interface ConnFlags {
-  url?: string;
-  accessKey?: string;
-  secretKey?: string;
-  data?: string;
-}
-
-function client(o: ConnFlags): ApiClient {
-  const cfg = loadConfig();
-  return new ApiClient(resolveCredentials(o, o.data ?? cfg.dataDir));
-}
-
-function withConn(cmd: Command): Command {
-  return cmd
-    .option('--url <url>', 'control plane URL (env DROVER_URL; default from <data>/cli.json or http://127.0.0.1:8080)')
-    .option('--access-key <key>', 'API access key (env DROVER_ACCESS_KEY)')
-    .option('--secret-key <secret>', 'API secret key (env DROVER_SECRET_KEY)')
-    .option('--data <dir>', 'data directory of `drover up`, to read its cli.json (default: .drover)');
-}
+import { client, withConn, type ConnFlags } from './conn.js';
 
 /** Reads answers: KEY=VALUE lines (rancher-compose --env-file style), or a JSON/YAML map. */
 export function readAnswers(path: string): Record<string, string> {
