@@ -10,6 +10,11 @@
 // - only server lines changed (same skeleton, same files): the new version is written and checked, then the
 //   slots are changed through the runtime API (`set server <b>/<s> addr … port …`, `state ready|maint`):
 //   no reload, no new worker. A refused runtime command falls back to a reload;
+// - certificate contents changed (same skeleton, same file names, each changed file loaded by a `crt`):
+//   the new version is written, checked and swapped in (a restart uses it) and the new PEMs are put in
+//   force through the runtime API (`set ssl cert <path> <<` + `commit ssl cert <path>`, the path as the
+//   config names it: `default-path config` makes HAProxy keep it relative), together with any slot change:
+//   no reload. A refused certificate (or one HAProxy does not list in `show ssl cert`) falls back to a reload;
 // - otherwise the new version is checked with `haproxy -c` BEFORE the swap (a refused one is deleted, the
 //   running config keeps serving, and the error carries HAProxy's message trimmed to the relevant lines),
 //   `current` is swapped and the master is told to `reload`: the new worker takes the listening sockets
@@ -151,6 +156,28 @@ function sameFiles(a: Record<string, string>, b: Record<string, string>): boolea
   const ka = Object.keys(a).sort();
   const kb = Object.keys(b).sort();
   return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a[k] === b[k]);
+}
+
+/**
+ * The certificate files whose contents changed from `from` to `to`, when the file names are the same and
+ * every changed one is loaded with `crt <path>` (what `set ssl cert` can replace); otherwise undefined.
+ */
+export function changedCertFiles(from: BalancerRender, to: BalancerRender): string[] | undefined {
+  const names = Object.keys(to.files).sort();
+  const prev = Object.keys(from.files).sort();
+  if (names.length !== prev.length || names.some((n, i) => n !== prev[i])) return undefined;
+  const changed = names.filter((n) => from.files[n] !== to.files[n]);
+  const loaded = new Set([...to.config.matchAll(/\scrt\s+(\S+)/g)].map((m) => m[1]));
+  return changed.every((n) => loaded.has(n)) ? changed : undefined;
+}
+
+/** A PEM as a runtime API payload: the payload ends at the first empty line, so there must be none inside. */
+function pemPayload(pem: string): string {
+  return pem
+    .replace(/\r/g, '')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .join('\n');
 }
 
 function alive(pid: number): boolean {
@@ -385,6 +412,31 @@ export function createHaproxyApplier(o: HaproxyApplierOptions): HaproxyApplier {
     return true;
   }
 
+  /** New contents for loaded certificates: `set ssl cert` + `commit ssl cert` each; false when refused. */
+  async function runtimeCertUpdate(paths: string[], files: Record<string, string>): Promise<boolean> {
+    if (paths.length === 0) return true;
+    try {
+      const listed = (await socketCommand(statsSocket, 'show ssl cert')).split('\n').map((l) => l.trim().replace(/^\*/, ''));
+      for (const path of paths) {
+        if (!listed.includes(path)) {
+          log.warn({ path }, 'HAProxy does not list the certificate in `show ssl cert`; reloading instead');
+          return false;
+        }
+        const set = (await socketCommand(statsSocket, `set ssl cert ${path} <<\n${pemPayload(files[path] ?? '')}\n`)).trim();
+        const commit = /^Transaction (created|updated)/i.test(set) ? (await socketCommand(statsSocket, `commit ssl cert ${path}`)).trim() : '';
+        if (!/Success!/.test(commit)) {
+          await socketCommand(statsSocket, `abort ssl cert ${path}`).catch(() => '');
+          log.warn({ path, answer: commit || set }, 'HAProxy runtime API refused a certificate; reloading instead');
+          return false;
+        }
+      }
+      return true;
+    } catch (err) {
+      log.warn({ err }, 'HAProxy runtime API did not take the certificates; reloading instead');
+      return false;
+    }
+  }
+
   async function applyNow(r: BalancerRender): Promise<void> {
     if (!r.config.includes(`stats socket ${statsSocket} `)) {
       throw new Error(`the balancer config does not have the runtime socket ${statsSocket} (render it with statsSocket: applier.statsSocket)`);
@@ -408,11 +460,12 @@ export function createHaproxyApplier(o: HaproxyApplierOptions): HaproxyApplier {
     inForce = r;
     if (!running) {
       await start();
-    } else if (previous && configSkeleton(previous.config) === configSkeleton(r.config) && sameFiles(previous.files, r.files)) {
+    } else if (previous && configSkeleton(previous.config) === configSkeleton(r.config) && changedCertFiles(previous, r)) {
+      const certs = changedCertFiles(previous, r) ?? [];
       const cmds = runtimeCommands(previous, r);
-      if (await runtimeUpdate(cmds)) {
+      if ((await runtimeCertUpdate(certs, r.files)) && (await runtimeUpdate(cmds))) {
         st.runtimeUpdates++;
-        log.info({ commands: cmds.length }, 'balancer endpoints changed through the runtime API');
+        log.info({ commands: cmds.length, certificates: certs }, 'balancer endpoints or certificates changed through the runtime API');
       } else await reload();
     } else {
       await reload();
