@@ -223,13 +223,14 @@ describe('balancer controller with a real HAProxy', { skip }, () => {
     st.services.set('1s9', { ...lb, lbConfig: { ...lb.lbConfig, config: 'defaults\n  timeout client notanumber' } });
     await reconcile();
     const [s] = ctl.instanceStates();
-    assert.equal(s?.state, 'error');
-    assert.match(s?.message ?? '', /timeout client/);
+    assert.equal(s?.state, 'running', 'the previous config keeps serving: the instance stays running');
+    assert.match(s?.message ?? '', /refused the new configuration.*timeout client/s);
     assert.equal(ctl.health()?.state, 'degraded');
     assert.ok(['a1', 'a2'].includes(await get(sourcePort)));
     st.services.set('1s9', lb);
     await reconcile();
     assert.equal(ctl.instanceStates()[0]?.state, 'running');
+    assert.equal(ctl.instanceStates()[0]?.message, undefined, 'the refusal is gone once a config is accepted');
     assert.equal(ctl.health(), undefined);
   });
 

@@ -78,6 +78,8 @@ interface Instance {
   good: BalancerRender | undefined;
   /** Why the last apply failed; undefined when it succeeded. */
   error: string | undefined;
+  /** HAProxy's refusal of the last render (`haproxy -c`); undefined once a render is accepted. */
+  refused: string | undefined;
   warnings: string[];
 }
 
@@ -193,7 +195,7 @@ export class BalancerController implements Controller {
         ...(this.o.restartBackoff ? { restartBackoff: this.o.restartBackoff } : {}),
       });
       applier.onStatusChange(() => this.healthMaybeChanged());
-      inst = { containerId: w.containerId, ip: w.ip, serviceId: w.serviceId, name: w.name, applier, good: undefined, error: undefined, warnings: [] };
+      inst = { containerId: w.containerId, ip: w.ip, serviceId: w.serviceId, name: w.name, applier, good: undefined, error: undefined, refused: undefined, warnings: [] };
       this.instances.set(w.containerId, inst);
     }
     inst.name = w.name;
@@ -223,10 +225,12 @@ export class BalancerController implements Controller {
       await inst.applier.apply(r);
       inst.good = r;
       inst.error = undefined;
+      inst.refused = undefined;
     } catch (err) {
       if (err instanceof HaproxyConfigError) {
         // The running config (if any) keeps serving; retrying the same render would be refused again.
         inst.error = err.message;
+        inst.refused = err.message;
         this.log.warn({ balancer: w.name, message: err.haproxyMessage }, 'HAProxy refused the balancer config');
         return;
       }
@@ -283,6 +287,12 @@ export class BalancerController implements Controller {
   private stateOf(inst: Instance): BalancerInstanceState {
     const st = inst.applier.status();
     const warnings = inst.warnings.length ? { warnings: [...inst.warnings] } : {};
+    if (inst.refused !== undefined && inst.good && st.masterPid !== undefined) {
+      // HAProxy refused the new config: the previous one keeps serving, so the instance stays running (in
+      // DNS and behind its published ports) and says why its rules are not the latest.
+      const message = `HAProxy refused the new configuration; the previous one keeps serving: ${inst.refused}`;
+      return { id: inst.containerId, state: 'running', message, ...warnings };
+    }
     if (inst.error !== undefined) return { id: inst.containerId, state: 'error', message: inst.error, ...warnings };
     if (st.state !== 'ok') return { id: inst.containerId, state: 'error', message: st.message ?? `HAProxy is ${st.state}`, ...warnings };
     return { id: inst.containerId, state: 'running', ...warnings };
@@ -321,7 +331,7 @@ export class BalancerController implements Controller {
       const n = this.last ? balancerReports(this.last.state, this.last.hostId, new Map(), this.o.unavailable).filter((r) => r.state === 'error').length : 0;
       return n ? { state: 'degraded', message: `${n} balancer instance(s) cannot run: ${this.o.unavailable}` } : undefined;
     }
-    const bad = [...this.instances.values()].map((i) => ({ name: i.name, s: this.stateOf(i) })).filter((x) => x.s.state === 'error');
+    const bad = [...this.instances.values()].map((i) => ({ name: i.name, s: this.stateOf(i) })).filter((x) => x.s.state === 'error' || this.instances.get(x.s.id)?.refused !== undefined);
     for (const [id, w] of this.waiting) bad.push({ name: this.last?.state.containers.get(id)?.name ?? id, s: w });
     if (!bad.length) return undefined;
     return { state: 'degraded', message: bad.map((x) => `balancer ${x.name}: ${x.s.message ?? 'error'}`).join('; ') };

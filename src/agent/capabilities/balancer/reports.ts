@@ -29,7 +29,7 @@ export function balancerReports(
     const inst = instances.get(c.id);
     if (inst) {
       const warn = inst.warnings?.length ? `rules left out: ${inst.warnings.join('; ')}` : '';
-      const message = inst.state === 'error' ? (inst.message ?? 'HAProxy is not serving') : warn;
+      const message = inst.state === 'error' ? (inst.message ?? 'HAProxy is not serving') : [inst.message, warn].filter(Boolean).join('; ');
       out.push({ id: c.id, state: inst.state, message: message.slice(0, MAX_MESSAGE) });
     } else if (c.desiredState === 'running' && unavailable !== undefined) {
       out.push({ id: c.id, state: 'error', message: unavailable });
