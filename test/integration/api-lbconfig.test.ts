@@ -142,6 +142,7 @@ test('source port 42 is refused when a balancer is created through the API too',
     lbConfig: { portRules: [{ sourcePort: 42, protocol: 'tcp', service: 'web' }] },
   });
   assert.equal(r.status, 422, JSON.stringify(r.body));
+  assert.equal((r.body as { code?: string }).code, 'ReservedPort');
   assert.equal(r.body.fieldName, 'lbConfig.portRules[0].sourcePort');
   assert.equal((await t.api<{ data: unknown[] }>('GET', '/v1/services?name=lb42')).body.data.length, 0);
 });
@@ -165,9 +166,8 @@ test('unknown keys in the body are refused by name', async () => {
   assert.deepEqual(await getLb(), before, 'the valid lbConfig next to it is not applied either');
 });
 
-// Inside lbConfig the model's schemas strip unknown keys instead of refusing them (src/server/api/schemas.ts
-// reuses Service.shape.lbConfig, a non-strict z.object); kept as a todo until the input schema is strict.
-test('unknown keys inside lbConfig and its port rules are refused by name', { todo: 'lbConfig input schema is not strict (src/server/api/schemas.ts)' }, async () => {
+// Inside lbConfig too (the input schema is strict at every level: src/server/api/schemas.ts LbConfigInput).
+test('unknown keys inside lbConfig and its port rules are refused by name', async () => {
   const before = await getLb();
   for (const [lbConfig, field] of [
     [{ portRules: [{ sourcePort: 80, protocol: 'http', service: 'web' }], stickyness: {} }, 'lbConfig.stickyness'],

@@ -6,7 +6,10 @@ import {
   JsonMetadata,
   LIMITS,
   LaunchConfig,
+  LbConfig,
+  PortRule,
   Service,
+  StickinessPolicy,
   ServiceKind,
   UpgradeStrategy,
 } from '../../model/resources.js';
@@ -88,6 +91,16 @@ const UpgradeStrategyInput = z
   .transform((v) => UpgradeStrategy.parse({ ...v, startFirst: false }));
 
 /**
+ * A balancer's rules as input: the model's shape with every level strict, so a misspelt or unsupported key
+ * (`target_port` instead of `targetPort`, `bogus`) is refused by name instead of dropped.
+ */
+const LbConfigInput = z.strictObject({
+  ...LbConfig.shape,
+  portRules: z.array(z.strictObject(PortRule.shape)).max(LIMITS.maxList).default([]),
+  stickinessPolicy: z.strictObject(StickinessPolicy.shape).optional(),
+});
+
+/**
  * POST /v1/services: the service's own fields as the model defines them, plus what only input has
  * (stricter names and addresses, links to create with it).
  */
@@ -101,6 +114,7 @@ export const ServiceCreate = z.strictObject({
     upgradeStrategy: true,
     hostname: true,
   }).shape,
+  lbConfig: LbConfigInput.optional(),
   upgradeStrategy: UpgradeStrategyInput.optional(),
   stackId: id,
   name,
@@ -115,7 +129,7 @@ export const ServiceUpdate = z.strictObject({
   scale: Scale.optional(),
   metadata: JsonMetadata.optional(),
   /** A balancer's rules, replaced whole (loadBalancerService only), resolved like POST /v1/services. */
-  lbConfig: Service.shape.lbConfig,
+  lbConfig: LbConfigInput.optional(),
 });
 
 export const ServiceUpgrade = z.strictObject({

@@ -134,7 +134,7 @@ export function updateService(store: Store, id: string, patch: ServicePatch): Se
     // Resolved (and refused) before anything is written.
     store.tx((tx) => {
       const stack = store.mustGet('stack', s0.stackId);
-      resolveLbConfig(tx, stack, patch.lbConfig as LbConfig, API_LB_FIELDS, (field, message) => new ValidationError('InvalidReference', message, field));
+      resolveLbConfig(tx, stack, patch.lbConfig as LbConfig, API_LB_FIELDS, (field, message, code) => new ValidationError(code ?? 'InvalidReference', message, field));
     });
   }
   if (patch.scale !== undefined) scaleService(store, id, patch.scale);
@@ -142,7 +142,7 @@ export function updateService(store: Store, id: string, patch: ServicePatch): Se
     if (patch.metadata !== undefined) s.metadata = patch.metadata;
     if (patch.lbConfig !== undefined) {
       if (s.upgrade) throw new ConflictError('UpgradeInProgress', `finish or roll back the upgrade of "${s.name}" first`, 'lbConfig');
-      s.lbConfig = resolveLbConfig(tx, stack, patch.lbConfig, API_LB_FIELDS, (field, message) => new ValidationError('InvalidReference', message, field));
+      s.lbConfig = resolveLbConfig(tx, stack, patch.lbConfig, API_LB_FIELDS, (field, message, code) => new ValidationError(code ?? 'InvalidReference', message, field));
     }
     return tx.put('service', s);
   });
@@ -274,7 +274,7 @@ export function createService(store: Store, stackId: string, input: ServiceInput
     const stack = store.mustGet('stack', stackId);
     const { serviceLinks, ...spec } = input;
     if (spec.lbConfig) {
-      spec.lbConfig = resolveLbConfig(tx, stack, spec.lbConfig, API_LB_FIELDS, (field, message) => new ValidationError('InvalidReference', message, field));
+      spec.lbConfig = resolveLbConfig(tx, stack, spec.lbConfig, API_LB_FIELDS, (field, message, code) => new ValidationError(code ?? 'InvalidReference', message, field));
     }
     const s = insertService(tx, stack, { ...spec, global: isGlobal(input.launchConfig?.labels ?? {}), links: [] });
     replaceServiceLinks(tx, s, serviceLinks);
