@@ -3,6 +3,8 @@
 // new certificate is served on new TLS connections, with no reload (the master's reload counter, the
 // worker and the applier's `reloads` stay the same) — and written to the version `current` points to, so
 // a restart serves it too. Certificate and slot changes go together; a renamed certificate file reloads.
+// End to end: a certificate replaced with `PUT /v1/certificates/<id>` on a real control plane reaches the
+// balancer controller as the record agents sync, and is rotated in the running HAProxy without a reload.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
@@ -14,6 +16,11 @@ import { mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '../../src/common/log.js';
+import { cleanup, request, startTestServer, type TestServer } from '../helpers/server.js';
+import { defaultEnvironment } from '../../src/server/domain/environments.js';
+import { applyChanges, fullDelta, stateFromSnapshot, type EnvState, type Snapshot, type Change } from '../../src/model/state.js';
+import { Container, LaunchConfig, LbConfig, Service } from '../../src/model/resources.js';
+import { BalancerController } from '../../src/agent/capabilities/balancer/controller.js';
 import { renderHaproxy, type BalancerCertificate, type BalancerInput, type BalancerRender } from '../../src/agent/capabilities/balancer/render.js';
 import { changedCertFiles, createHaproxyApplier, parseShowProc, type HaproxyApplier } from '../../src/agent/capabilities/balancer/apply.js';
 import { selfSignedCertificate } from '../../src/agent/capabilities/balancer/selfsigned.js';
@@ -171,6 +178,108 @@ describe('certificate rotation through the HAProxy runtime API', { skip }, () =>
     assert.equal(applier.status().reloads, st0.reloads + 1);
     assert.equal(applier.status().runtimeUpdates, st0.runtimeUpdates);
     assert.equal(await served(port, 'a.test'), fingerprint(d));
+  });
+});
+
+describe('PUT /v1/certificates/<id> → agent state → balancer: rotated without a reload', { skip }, () => {
+  let t: TestServer;
+  let dataDir = '';
+  let ctl: BalancerController;
+  let target: Server;
+  let sourcePort = 0;
+  let st: EnvState | undefined;
+  let agent: { hostId: string; accessKey: string; secretKey: string };
+  const sfx = randomBytes(3).toString('hex');
+  const a = selfSignedCertificate('web.test');
+  const b = selfSignedCertificate('web.test');
+
+  /** What the agent does: the environment from the control plane's watch (snapshot, then changes). */
+  async function sync(): Promise<EnvState> {
+    const w = await request<{ revision: number; snapshot?: Snapshot; changes: Change[] }>(
+      t.url, 'GET', `/v1/agent/watch?after=${st?.revision ?? 0}&timeout=0`, undefined, agent,
+    );
+    assert.equal(w.status, 200);
+    if (!st) {
+      assert.ok(w.body.snapshot, 'the first sync is a snapshot');
+      st = stateFromSnapshot(w.body.revision, w.body.snapshot);
+    } else {
+      assert.equal(w.body.snapshot, undefined, 'later syncs are changes (the synthetic services stay)');
+      applyChanges(st, w.body.revision, w.body.changes);
+    }
+    return st;
+  }
+
+  before(async () => {
+    t = await startTestServer();
+    agent = await t.register(`rot-host-${sfx}`);
+    dataDir = await mkdtemp(join(tmpdir(), 'dt-certrot-ctl-'));
+    target = createServer((_req, res) => {
+      res.setHeader('connection', 'close');
+      res.end('app');
+    });
+    await new Promise<void>((r) => target.listen(0, '127.0.0.2', r));
+    sourcePort = await freePort();
+    ctl = new BalancerController({
+      log: silentLogger(),
+      dataDir,
+      haproxyBin: HAPROXY,
+      bindAddresses: () => ['127.0.0.1'],
+      healthPort: await freePort(),
+      restartBackoff: { initialMs: 200, maxMs: 2000 },
+    });
+  });
+
+  after(async () => {
+    await ctl?.stop();
+    target?.close();
+    await t?.close();
+    if (t) cleanup(t.dir);
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('the replaced certificate is served, the HAProxy master did not reload', async () => {
+    const up = await t.api<{ id: string }>('POST', '/v1/certificates', { name: `web-${sfx}`, cert: a.cert, key: a.key });
+    assert.equal(up.status, 201, JSON.stringify(up.body));
+    const env = await sync();
+    const envId = defaultEnvironment(t.srv.store).id;
+    const targetPort = (target.address() as AddressInfo).port;
+    // The balancer and its target, as the agent would hold them (their scheduling is not what is tested).
+    const svc = (o: Record<string, unknown>) => Service.parse({ uuid: `u-${String(o.id)}`, environmentId: envId, stackId: '1st1', state: 'active', scale: 1, created: '', ...o });
+    const ctr = (o: Record<string, unknown>) =>
+      Container.parse({ uuid: `u-${String(o.id)}`, environmentId: envId, hostId: agent.hostId, stackId: '1st1', serviceIndex: 1, deploymentUnitUuid: null, state: 'running', desiredState: 'running', config: LaunchConfig.parse({ image: 'nginx' }), created: '', ...o });
+    env.services.set('1s1', svc({ id: '1s1', name: 'app', kind: 'service' }));
+    env.services.set(
+      '1s9',
+      svc({
+        id: '1s9',
+        name: 'lb',
+        kind: 'loadBalancerService',
+        launchConfig: LaunchConfig.parse({ image: 'rancher/lb-service-haproxy:v0.7.9' }),
+        lbConfig: LbConfig.parse({ portRules: [{ sourcePort, protocol: 'https', serviceId: '1s1', targetPort }], certificateIds: [up.body.id], defaultCertificateId: up.body.id }),
+      }),
+    );
+    env.containers.set('lb1', ctr({ id: 'lb1', serviceId: '1s9', name: 'lb1', primaryIpAddress: '127.0.0.9' }));
+    env.containers.set('a1', ctr({ id: 'a1', serviceId: '1s1', name: 'a1', primaryIpAddress: '127.0.0.2' }));
+    const hostCtx = { hostId: agent.hostId, host: undefined };
+    await ctl.reconcile(env, fullDelta(env.revision), hostCtx);
+    assert.deepEqual(ctl.instanceStates(), [{ id: 'lb1', state: 'running' }]);
+    assert.equal(await served(sourcePort, 'web.test'), new X509Certificate(a.cert).fingerprint256);
+    assert.equal(await get(sourcePort, 'web.test'), 'app');
+    const before = ctl.applierStatus('lb1');
+    assert.ok(before);
+
+    const put = await t.api('PUT', `/v1/certificates/${up.body.id}`, { cert: b.cert, key: b.key });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    const rev = env.revision;
+    assert.equal(await sync(), env);
+    assert.ok(env.revision > rev);
+    await ctl.reconcile(env, fullDelta(env.revision), hostCtx);
+    const now = ctl.applierStatus('lb1');
+    assert.equal(await served(sourcePort, 'web.test'), new X509Certificate(b.cert).fingerprint256, 'the new certificate is served');
+    assert.equal(now?.reloads, before.reloads, 'no reload');
+    assert.equal(now?.masterPid, before.masterPid);
+    assert.equal(now?.runtimeUpdates, before.runtimeUpdates + 1, 'one runtime API update');
+    assert.equal(await get(sourcePort, 'web.test'), 'app');
   });
 });
 
