@@ -77,6 +77,15 @@ services:
     scale: 2
   lb:
     scale: 1
+    # What Rancher 1.6's UI wrote for every balancer: a TCP check of HAProxy's port 42.
+    health_check:
+      port: 42
+      interval: 2000
+      response_timeout: 2000
+      healthy_threshold: 2
+      unhealthy_threshold: 3
+      initializing_timeout: 60000
+      reinitializing_timeout: 60000
     lb_config:
       default_cert: site-a
       certs:
@@ -190,6 +199,12 @@ test('3-host lab: balancers from a 1.6-style compose pair and the 1.0 label form
       'the 7 containers of the stack running (the balancer included, with no image pulled)',
     );
     const lb = recs.find((c) => c.name === 'shop-lb-1') as Rec;
+    // The balancer's health (its HAProxy's port 42, checked like any container's) on its container.
+    await waitFor(
+      async () => ((await api<Rec & { healthState: string | null }>('GET', `/v1/containers/${lb.id}`)).body.healthState === 'healthy' ? true : undefined),
+      60_000,
+      'the balancer container healthy (health_check on port 42)',
+    );
     const images = await h1.docker.listImages();
     assert.ok(!images.some((i) => (i.RepoTags ?? []).some((t) => t.startsWith('rancher/'))), 'no rancher/ image on the balancer host');
     // The agent runs with --data <host>/agent; its state lives in <data>/agent (src/cli/host-agent.ts).
