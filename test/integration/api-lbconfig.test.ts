@@ -115,6 +115,8 @@ test('an invalid lbConfig is refused naming the field, and the stored one stays 
     { what: 'bad protocol', lbConfig: { portRules: [rule({ protocol: 'gopher' })] }, field: /^lbConfig\.portRules\.0\.protocol$/, message: /protocol/ },
     { what: 'unknown certificate', lbConfig: { portRules: [rule({})], certificateIds: ['no-such-cert'] }, field: /^lbConfig\.certificateIds$/, message: /certificate "no-such-cert" does not exist/ },
     { what: 'unknown default certificate', lbConfig: { portRules: [rule({})], defaultCertificateId: 'no-such-cert' }, field: /^lbConfig\.defaultCertificateId$/, message: /certificate "no-such-cert"/ },
+    { what: 'udp (not implemented)', lbConfig: { portRules: [rule({ protocol: 'udp' })] }, field: /^lbConfig\.portRules\[0\]\.protocol$/, message: /udp is not supported/ },
+    { what: 'selector (not implemented)', lbConfig: { portRules: [{ sourcePort: 80, protocol: 'http', selector: 'app=web' }] }, field: /^lbConfig\.portRules\[0\]\.selector$/, message: /selector rules are not supported/ },
     {
       what: 'source port 42',
       lbConfig: { portRules: [rule({}), rule({ sourcePort: 42 })] },

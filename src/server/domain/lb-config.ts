@@ -17,6 +17,8 @@ export function findService(tx: Tx, stack: Stack, ref: string): Service | undefi
 export interface LbFieldNames {
   portRuleSourcePort(index: number): string;
   portRuleService(index: number): string;
+  portRuleProtocol(index: number): string;
+  portRuleSelector(index: number): string;
   certificates: string;
   defaultCertificate: string;
 }
@@ -24,6 +26,8 @@ export interface LbFieldNames {
 export const COMPOSE_LB_FIELDS: LbFieldNames = {
   portRuleSourcePort: (i) => `lb_config.port_rules[${i}].source_port`,
   portRuleService: (i) => `lb_config.port_rules[${i}].service`,
+  portRuleProtocol: (i) => `lb_config.port_rules[${i}].protocol`,
+  portRuleSelector: (i) => `lb_config.port_rules[${i}].selector`,
   certificates: 'lb_config.certs',
   defaultCertificate: 'lb_config.default_cert',
 };
@@ -31,6 +35,8 @@ export const COMPOSE_LB_FIELDS: LbFieldNames = {
 export const API_LB_FIELDS: LbFieldNames = {
   portRuleSourcePort: (i) => `lbConfig.portRules[${i}].sourcePort`,
   portRuleService: (i) => `lbConfig.portRules[${i}].service`,
+  portRuleProtocol: (i) => `lbConfig.portRules[${i}].protocol`,
+  portRuleSelector: (i) => `lbConfig.portRules[${i}].selector`,
   certificates: 'lbConfig.certificateIds',
   defaultCertificate: 'lbConfig.defaultCertificateId',
 };
@@ -66,6 +72,13 @@ export function resolveLbConfig(
   lb.portRules.forEach((r, i) => {
     const problem = sourcePortProblem(i, r.sourcePort, r.service ?? r.selector ?? r.serviceId);
     if (problem) throw fail(fields.portRuleSourcePort(i), problem, 'ReservedPort');
+    // Refused by name rather than stored and left out by the agent (render.ts would skip them with a warning).
+    if (r.protocol === 'udp') {
+      throw fail(fields.portRuleProtocol(i), `port rule ${i}: protocol udp is not supported (HAProxy cannot proxy UDP); use http, https, tcp, tls or sni`, 'Unsupported');
+    }
+    if (r.selector !== undefined) {
+      throw fail(fields.portRuleSelector(i), `port rule ${i}: selector rules are not supported yet; name the target with "service" (<service> or <stack>/<service>)`, 'Unsupported');
+    }
   });
   const certs = tx.store.list('certificate', { env_id: stack.environmentId });
   const certId = (ref: string, field: string): string => {
