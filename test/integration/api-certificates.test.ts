@@ -81,7 +81,7 @@ test('upload: chain in order accepted, expiry shown, key hidden; wrong order, ex
   assert.equal(wrong.status, 422);
   assert.equal(wrong.body.code, 'InvalidCertificateChain');
   assert.equal(wrong.body.fieldName, 'certChain');
-  assert.match(wrong.body.message, /certChain #1 \(CN=API Root\) is in the wrong place.*Expected order/);
+  assert.match(wrong.body.message, /certChain #1 is in the wrong place: .*not by certChain #1 \(CN=API Root\).*Expected order/);
 
   const old = issue('old.example.test', undefined, { days: -1 });
   const expired = await t.api<Err>('POST', '/v1/certificates', { name: `old-${sfx}`, cert: old.certPem, key: old.keyPem });

@@ -71,13 +71,13 @@ test('a chain in the wrong order is refused, naming the position and the expecte
     () => inspectCertificate(leaf.certPem, leaf.keyPem, root.certPem + inter.certPem),
     'InvalidCertificateChain',
     'certChain',
-    /certChain #1 \(CN=Test Root\) is in the wrong place: .*cert \(CN=www\.example\.test, issued by CN=Test Intermediate\).*certChain #2 is its issuer.*Expected order: cert is the leaf, then the intermediates from the leaf's issuer upward/,
+    /^certChain #1 is in the wrong place: cert \(CN=www\.example\.test\) is issued by CN=Test Intermediate, not by certChain #1 \(CN=Test Root\); certChain #2 \(CN=Test Intermediate\) is the issuer of cert: put it right after cert\. Expected order: cert is the leaf, then the intermediates from the leaf's issuer upward/,
   );
   const stranger = issue('Other CA', undefined, { ca: true });
-  refused(() => inspectCertificate(leaf.certPem, leaf.keyPem, stranger.certPem), 'InvalidCertificateChain', 'certChain', /certChain #1 \(CN=Other CA\) is in the wrong place/);
+  refused(() => inspectCertificate(leaf.certPem, leaf.keyPem, stranger.certPem), 'InvalidCertificateChain', 'certChain', /certChain #1 is in the wrong place: .*not by certChain #1 \(CN=Other CA\)\. Expected order/);
   // Same name, other key: the signature does not verify.
   const impostor = issue('Test Intermediate', root, { ca: true });
-  refused(() => inspectCertificate(leaf.certPem, leaf.keyPem, impostor.certPem), 'InvalidCertificateChain', 'certChain', /its key did not sign cert/);
+  refused(() => inspectCertificate(leaf.certPem, leaf.keyPem, impostor.certPem), 'InvalidCertificateChain', 'certChain', /certChain #1 \(CN=Test Intermediate\) has the name of the issuer of cert \(CN=www\.example\.test\) but its key did not sign it/);
 });
 
 test('a cert field holding leaf + intermediates is split: first the leaf, the rest the chain', () => {
@@ -86,10 +86,11 @@ test('a cert field holding leaf + intermediates is split: first the leaf, the re
   assert.equal(info.certChain?.trim(), lf(inter.certPem));
   // In the wrong order inside cert: the leaf is not first.
   refused(() => inspectCertificate(inter.certPem + leaf.certPem, leaf.keyPem), 'KeyMismatch', 'key', /cert #2 \(CN=www\.example\.test\) is this key's certificate: put the leaf first in cert/);
-  refused(() => inspectCertificate(leaf.certPem + root.certPem + inter.certPem, leaf.keyPem), 'InvalidCertificateChain', 'cert', /cert #2 \(CN=Test Root\) is in the wrong place/);
+  refused(() => inspectCertificate(leaf.certPem + root.certPem + inter.certPem, leaf.keyPem), 'InvalidCertificateChain', 'cert', /cert #2 is in the wrong place: cert \(CN=www\.example\.test\) is issued by CN=Test Intermediate, not by cert #2 \(CN=Test Root\); cert #3 \(CN=Test Intermediate\) is the issuer of cert/);
   // Intermediates given twice (in cert and in certChain) are refused rather than guessed at.
   refused(() => inspectCertificate(leaf.certPem + inter.certPem, leaf.keyPem, inter.certPem), 'InvalidCertificateChain', 'certChain', /either after the leaf in cert, or in certChain/);
   refused(() => inspectCertificate(leaf.certPem + leaf.keyPem, leaf.keyPem), 'InvalidCertificate', 'cert', /private key goes in `key`/);
+  refused(() => inspectCertificate(leaf.certPem, leaf.keyPem, inter.certPem.repeat(9)), 'InvalidCertificateChain', 'certChain', /holds 9 certificates; at most 8/);
 });
 
 test('an expired certificate (leaf or intermediate) is refused; expiry is computed when read', () => {

@@ -51,6 +51,8 @@ export interface CertificateInfo {
 }
 
 const DAY_MS = 24 * 3600 * 1000;
+/** Intermediates accepted after the leaf (real chains have one to three). */
+const MAX_CHAIN = 8;
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----[\s\S]*?-----END \1-----/g;
 
 interface PemBlock {
@@ -92,10 +94,14 @@ function keyTypeOfKey(pem: string): string | undefined {
 
 const ONLY_RSA = 'only RSA keys are supported (issue an RSA certificate, e.g. `openssl req -newkey rsa:2048 …`)';
 
-function subjectOf(c: forge.pki.Certificate): string {
-  const cn = c.subject.getField('CN') as { value: string } | null;
+function nameOf(n: forge.pki.Certificate['subject']): string {
+  const cn = n.getField('CN') as { value: string } | null;
   if (cn) return `CN=${cn.value}`;
-  return c.subject.attributes.map((a) => `${a.shortName ?? a.name ?? a.type}=${String(a.value)}`).join(', ') || '(no subject)';
+  return n.attributes.map((a) => `${a.shortName ?? a.name ?? a.type}=${String(a.value)}`).join(', ') || '(no name)';
+}
+
+function subjectOf(c: forge.pki.Certificate): string {
+  return nameOf(c.subject);
 }
 
 function parseCerts(text: string, field: 'cert' | 'certChain', now: Date): ParsedCert[] {
@@ -155,17 +161,20 @@ function parseKey(text: string): { pem: string; key: forge.pki.rsa.PrivateKey } 
   }
 }
 
-/** Why `parent` did not issue `child`, or undefined when it did (same issuer name, valid signature). */
-function notIssuedBy(child: forge.pki.Certificate, parent: forge.pki.Certificate): string | undefined {
-  if (!parent.issued(child)) return 'its subject is not the issuer named in';
+/** Why `parent` did not issue `child` (a sentence about both), or undefined when it did. */
+function notIssuedBy(child: ParsedCert, parent: ParsedCert): string | undefined {
+  const c = `${child.label} (${subjectOf(child.cert)})`;
+  const p = `${parent.label} (${subjectOf(parent.cert)})`;
+  if (!parent.cert.issued(child.cert)) return `${c} is issued by ${nameOf(child.cert.issuer)}, not by ${p}`;
   try {
-    return parent.verify(child) ? undefined : 'its key did not sign';
+    if (parent.cert.verify(child.cert)) return undefined;
   } catch (err) {
     // node-forge throws on a signature made with another key ("Encryption block is invalid") as well as
     // on algorithms it does not know.
     const m = (err as Error).message;
-    return /unknown|could not compute|not supported/i.test(m) ? `its signature could not be checked (${m}) on` : 'its key did not sign';
+    if (/unknown|could not compute|not supported/i.test(m)) return `the signature of ${p} on ${c} could not be checked (${m})`;
   }
+  return `${p} has the name of the issuer of ${c} but its key did not sign it (another CA certificate with the same name?)`;
 }
 
 /**
@@ -196,19 +205,21 @@ export function inspectCertificate(certPem: string, keyPem: string, chainPem?: s
     throw new ValidationError('KeyMismatch', `the key does not belong to the certificate (${subjectOf(leaf.cert)})${hint}`, 'key');
   }
   const chain = [...inCert.slice(1), ...inChain];
+  if (chain.length > MAX_CHAIN) {
+    throw new ValidationError('InvalidCertificateChain', `the chain holds ${chain.length} certificates; at most ${MAX_CHAIN} intermediates are accepted`, inCert.length > 1 ? 'cert' : 'certChain');
+  }
   const chainField = inCert.length > 1 ? 'cert' : 'certChain';
   const list = [leaf, ...chain];
   for (let i = 1; i < list.length; i++) {
     const child = list[i - 1] as ParsedCert;
     const parent = list[i] as ParsedCert;
-    const why = notIssuedBy(child.cert, parent.cert);
+    const why = notIssuedBy(child, parent);
     if (!why) continue;
-    const actual = list.find((c, j) => j !== i && j !== i - 1 && !notIssuedBy(child.cert, c.cert));
-    const hint = actual ? ` (${actual.label} is its issuer: put it right after ${child.label})` : '';
+    const actual = list.find((c, j) => j !== i && j !== i - 1 && !notIssuedBy(child, c));
+    const hint = actual ? `; ${actual.label} (${subjectOf(actual.cert)}) is the issuer of ${child.label}: put it right after ${child.label}` : '';
     throw new ValidationError(
       'InvalidCertificateChain',
-      `${parent.label} (${subjectOf(parent.cert)}) is in the wrong place: ${why} ${child.label} (${subjectOf(child.cert)}, ` +
-        `issued by ${child.cert.issuer.getField('CN') ? `CN=${(child.cert.issuer.getField('CN') as { value: string }).value}` : 'another CA'})${hint}. ` +
+      `${parent.label} is in the wrong place: ${why}${hint}. ` +
         "Expected order: cert is the leaf, then the intermediates from the leaf's issuer upward (each one the issuer of the one before it; the root last or left out)",
       chainField,
     );
