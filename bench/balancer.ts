@@ -16,7 +16,8 @@
 // then reload-induced failures: the load client at BENCH_RELOAD_RATE (1000) req/s, new connection per
 // request, while the config is changed BENCH_RELOADS (50) times (a path rule added/removed: a reload), every
 // 200 ms — drover's applier reload vs plain -sf; failed requests ÷ reloads.
-// Everything started is stopped by PID in `finally`.
+// BENCH_HAND_SERVER_CLOSE=1 adds drover's `option http-server-close` to the hand-written config (to see
+// what that default costs). Everything started is stopped by PID in `finally`.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,6 +42,8 @@ const DIR = join(tmpdir(), `drover-bench-balancer-${ID}`);
 const HOST = 'api.test';
 const PATH = '/v1/x';
 const BODY = /^b[123]$/;
+/** BENCH_HAND_SERVER_CLOSE=1: the hand-written config also gets drover's `option http-server-close`. */
+const HAND_SERVER_CLOSE = process.env.BENCH_HAND_SERVER_CLOSE === '1';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
@@ -98,7 +101,7 @@ defaults
     timeout connect 5s
     timeout client 50s
     timeout server 50s
-frontend web
+${HAND_SERVER_CLOSE ? '    option http-server-close\n' : ''}frontend web
     bind 127.0.0.1:${p.hand}
     acl is_app hdr(host) -i app.test
     acl is_api hdr(host) -i api.test
@@ -226,7 +229,7 @@ async function main(): Promise<void> {
     }
 
     console.log(`drover balancer bench: ${spawnSync(HAPROXY, ['-v'], { encoding: 'utf8' }).stdout.split('\n')[0]}; node ${process.version}`);
-    console.log(`balancer on core ${SERVER_CPU}, client and 3 servers (one haproxy, http-request return) on core ${CLIENT_CPU}; ${ROUNDS}×${DURATION} s per case, alternating, median; Host ${HOST} path ${PATH}`);
+    console.log(`balancer on core ${SERVER_CPU}, client and 3 servers (one haproxy, http-request return) on core ${CLIENT_CPU}; ${ROUNDS}×${DURATION} s per case, alternating, median; Host ${HOST} path ${PATH}${HAND_SERVER_CLOSE ? '; by hand WITH option http-server-close' : ''}`);
 
     const runs: Record<string, { drover: number[]; hand: number[] }> = {};
     const push = (k: string, side: 'drover' | 'hand', v: number) => ((runs[k] ??= { drover: [], hand: [] })[side].push(v));
