@@ -13,10 +13,13 @@
 // - keep-alive: wrk -t1 -c32 for BENCH_DURATION (5) s, Host api.test, path /v1/x: requests/s and p99;
 // - new connection per request: the same with `Connection: close` (wrk reconnects after each response);
 // - fixed rate: test/helpers/load-client.ts at BENCH_RATE (500) req/s, a new connection each, p50/p99;
-// then reload-induced failures: the load client at BENCH_RELOAD_RATE (1000) req/s, new connection per
-// request, while the config is changed BENCH_RELOADS (50) times (a path rule added/removed: a reload), every
-// 200 ms — drover's applier reload vs plain -sf; failed requests ÷ reloads.
-// BENCH_HAND_SERVER_CLOSE=1 adds drover's `option http-server-close` to the hand-written config (to see
+// then reload-induced failures: the load client (new connection per request) while the config is changed
+// BENCH_RELOADS (50) times (a path rule added/removed: a reload), every 200 ms — drover's applier reload vs
+// plain -sf; failed requests ÷ reloads. Twice: at BENCH_RELOAD_RATE (1000) req/s with the fast servers, and
+// provoked — at BENCH_PROVOKE_RATE (400) req/s with servers that hold each connection BENCH_SLOW_MS (5) ms
+// first (a tcp listener with `tcp-request inspect-delay` in front of each) and the balancer's frontend at
+// `maxconn` BENCH_RELOAD_MAXCONN (10): connections wait in the accept queue, as on a busy balancer.
+// BENCH_ONLY=reloads runs only the reload part. BENCH_HAND_SERVER_CLOSE=1 adds drover's `option http-server-close` to the hand-written config (to see
 // what that default costs). Everything started is stopped by PID in `finally`.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -35,6 +38,12 @@ const DURATION = Number(process.env.BENCH_DURATION ?? 5);
 const RATE = Number(process.env.BENCH_RATE ?? 500);
 const RELOAD_RATE = Number(process.env.BENCH_RELOAD_RATE ?? 1000);
 const RELOADS = Number(process.env.BENCH_RELOADS ?? 50);
+/** The provoked reload run: servers hold each connection this long, the balancer's frontend has this maxconn. */
+const SLOW_MS = Number(process.env.BENCH_SLOW_MS ?? 5);
+const RELOAD_MAXCONN = Number(process.env.BENCH_RELOAD_MAXCONN ?? 10);
+const PROVOKE_RATE = Number(process.env.BENCH_PROVOKE_RATE ?? 400);
+/** BENCH_ONLY=reloads: only the reload part. */
+const ONLY = process.env.BENCH_ONLY ?? 'all';
 const SERVER_CPU = process.env.BENCH_SERVER_CPU ?? '0';
 const CLIENT_CPU = process.env.BENCH_CLIENT_CPU ?? '1';
 const ID = randomBytes(3).toString('hex');
@@ -68,18 +77,22 @@ function pin(pid: number, cpu: string): void {
 
 interface Ports {
   servers: number[];
+  /** The same servers behind a tcp listener that holds each connection SLOW_MS first. */
+  slow: number[];
   drover: number;
   droverHealth: number;
   hand: number;
 }
 
-function serversCfg(ports: number[]): string {
+function serversCfg(ports: number[], slow: number[]): string {
   const fe = ports.map((p, i) => `frontend b${i + 1}\n    bind 127.0.0.1:${p}\n    http-request return status 200 content-type text/plain string b${i + 1}\n`);
+  // WAIT_END: true once the inspect delay has passed — every connection is held that long.
+  fe.push(...slow.map((p, i) => `listen slow${i + 1}\n    mode tcp\n    bind 127.0.0.1:${p}\n    tcp-request inspect-delay ${SLOW_MS}ms\n    tcp-request content accept if WAIT_END\n    server b${i + 1} 127.0.0.1:${ports[i]}\n`));
   return `global\n    maxconn 4096\n    nbthread 1\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n${fe.join('')}`;
 }
 
-function droverRules(p: Ports, step?: number): BalancerRule[] {
-  const targets = p.servers.map((port, i) => ({ name: `b${i + 1}`, ip: '127.0.0.1', port, local: true }));
+function droverRules(p: Ports, step?: number, servers = p.servers): BalancerRule[] {
+  const targets = servers.map((port, i) => ({ name: `b${i + 1}`, ip: '127.0.0.1', port, local: true }));
   return [
     { sourcePort: p.drover, protocol: 'http', hostname: 'app.test', targets },
     { sourcePort: p.drover, protocol: 'http', hostname: 'api.test', path: '/v1', targets },
@@ -90,8 +103,8 @@ function droverRules(p: Ports, step?: number): BalancerRule[] {
 }
 
 /** The same routing, written the way an operator would by hand. */
-function handCfg(p: Ports, sock: string, step?: number): string {
-  const servers = p.servers.map((port, i) => `    server b${i + 1} 127.0.0.1:${port}`).join('\n');
+function handCfg(p: Ports, sock: string, step?: number, provoke = false): string {
+  const servers = (provoke ? p.slow : p.servers).map((port, i) => `    server b${i + 1} 127.0.0.1:${port}`).join('\n');
   const extra = step !== undefined && step % 2 === 0;
   return `global
     maxconn 4096
@@ -103,7 +116,7 @@ defaults
     timeout server 50s
 ${HAND_SERVER_CLOSE ? '    option http-server-close\n' : ''}frontend web
     bind 127.0.0.1:${p.hand}
-    acl is_app hdr(host) -i app.test
+${provoke ? `    maxconn ${RELOAD_MAXCONN}\n    backlog 4096\n` : ''}    acl is_app hdr(host) -i app.test
     acl is_api hdr(host) -i api.test
     acl is_static hdr_end(host) -i .static.test
     acl v1 path_beg /v1
@@ -163,25 +176,38 @@ function wrk(port: number, close: boolean): WrkResult {
   return { rps, p99Ms, errors };
 }
 
-async function withDroverReloads(applier: HaproxyApplier, p: Ports, healthPort: number): Promise<{ load: LoadResult; reloads: number }> {
+async function withDroverReloads(applier: HaproxyApplier, p: Ports, healthPort: number, provoke: boolean): Promise<{ load: LoadResult; reloads: number }> {
+  const render = (step?: number) =>
+    renderHaproxy({
+      name: 'bench',
+      rules: droverRules(p, step, provoke ? p.slow : p.servers),
+      ...(provoke ? { customConfig: `frontend fe_${p.drover}\n    maxconn ${RELOAD_MAXCONN}\n    backlog 4096\n` } : {}),
+      statsSocket: applier.statsSocket,
+      bindAddresses: ['127.0.0.1'],
+      healthPort,
+      previousSlots: applier.slots(),
+    });
+  await applier.apply(render());
   const r0 = applier.status().reloads;
-  const load = startLoad({ port: p.drover, host: HOST, path: PATH, rate: RELOAD_RATE, expectBody: BODY });
+  const load = startLoad({ port: p.drover, host: HOST, path: PATH, rate: provoke ? PROVOKE_RATE : RELOAD_RATE, expectBody: BODY });
   await sleep(300);
   for (let step = 0; step < RELOADS; step++) {
     const t0 = Date.now();
-    await applier.apply(renderHaproxy({ name: 'bench', rules: droverRules(p, step), statsSocket: applier.statsSocket, bindAddresses: ['127.0.0.1'], healthPort, previousSlots: applier.slots() }));
+    await applier.apply(render(step));
     await sleep(Math.max(0, 200 - (Date.now() - t0)));
   }
   await sleep(300);
   return { load: await load.stop(), reloads: applier.status().reloads - r0 };
 }
 
-async function withHandReloads(p: Ports, sock: string): Promise<LoadResult> {
-  const load = startLoad({ port: p.hand, host: HOST, path: PATH, rate: RELOAD_RATE, expectBody: BODY });
+async function withHandReloads(p: Ports, sock: string, provoke: boolean): Promise<LoadResult> {
+  handStart(handCfg(p, sock, undefined, provoke));
+  await sleep(200);
+  const load = startLoad({ port: p.hand, host: HOST, path: PATH, rate: provoke ? PROVOKE_RATE : RELOAD_RATE, expectBody: BODY });
   await sleep(300);
   for (let step = 0; step < RELOADS; step++) {
     const t0 = Date.now();
-    handStart(handCfg(p, sock, step));
+    handStart(handCfg(p, sock, step, provoke));
     await sleep(Math.max(0, 200 - (Date.now() - t0)));
   }
   await sleep(300);
@@ -195,15 +221,15 @@ const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b
 async function main(): Promise<void> {
   for (const bin of [HAPROXY, '/usr/bin/wrk']) if (!existsSync(bin)) throw new Error(`${bin} is missing (apt-get install -y haproxy wrk)`);
   mkdirSync(handDir, { recursive: true });
-  const p: Ports = { servers: [await freePort(), await freePort(), await freePort()], drover: await freePort(), droverHealth: await freePort(), hand: await freePort() };
+  const p: Ports = { servers: [await freePort(), await freePort(), await freePort()], slow: [await freePort(), await freePort(), await freePort()], drover: await freePort(), droverHealth: await freePort(), hand: await freePort() };
 
   const serversPath = join(DIR, 'servers.cfg');
-  writeFileSync(serversPath, serversCfg(p.servers));
+  writeFileSync(serversPath, serversCfg(p.servers, p.slow));
   const servers = spawn('taskset', ['-c', CLIENT_CPU, HAPROXY, '-db', '-f', serversPath], { stdio: ['ignore', 'ignore', 'pipe'] });
   let serversErr = '';
   servers.stderr?.on('data', (d: Buffer) => (serversErr = (serversErr + d.toString()).slice(-2000)));
   children.push(servers);
-  for (const port of p.servers) {
+  for (const port of [...p.servers, ...p.slow]) {
     for (let i = 0; ; i++) {
       const r = await startLoad({ port, rate: 100, durationMs: 10 }).done;
       if (r.ok) break;
@@ -234,7 +260,7 @@ async function main(): Promise<void> {
     const runs: Record<string, { drover: number[]; hand: number[] }> = {};
     const push = (k: string, side: 'drover' | 'hand', v: number) => ((runs[k] ??= { drover: [], hand: [] })[side].push(v));
     const notes: string[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
+    for (let round = 0; round < (ONLY === 'reloads' ? 0 : ROUNDS); round++) {
       for (const close of [false, true]) {
         for (const side of ['drover', 'hand'] as const) {
           const w = wrk(side === 'drover' ? p.drover : p.hand, close);
@@ -253,8 +279,7 @@ async function main(): Promise<void> {
     }
 
     console.log('');
-    console.log(`| case | drover | by hand | drover ÷ by hand |`);
-    console.log(`|---|---|---|---|`);
+    if (ONLY !== 'reloads') console.log(`| case | drover | by hand | drover ÷ by hand |\n|---|---|---|---|`);
     for (const [k, v] of Object.entries(runs)) {
       const d = median(v.drover);
       const h = median(v.hand);
@@ -262,16 +287,20 @@ async function main(): Promise<void> {
       console.log(`| ${k} | ${fmt(d)} (${v.drover.map(fmt).join('/')}) | ${fmt(h)} (${v.hand.map(fmt).join('/')}) | ${ratio(d, h)} |`);
     }
 
-    const ours = await withDroverReloads(applier, p, p.droverHealth);
-    const hand = await withHandReloads(p, handSock);
     console.log('');
-    console.log(`| reloads at ${RELOAD_RATE} req/s, new connection each | reloads | requests | failed | failed per reload | ≥ 1 s (SYN retried) |`);
+    console.log(`| ${RELOADS} reloads under load, new connection per request | requests | failed | failed per reload | ≥ 1 s (SYN retried) | p99 ms |`);
     console.log(`|---|---|---|---|---|---|`);
-    console.log(`| drover applier (master CLI reload, listeners handed over) | ${ours.reloads} | ${ours.load.sent} | ${ours.load.failed} | ${(ours.load.failed / Math.max(1, ours.reloads)).toFixed(2)} | ${ours.load.slow} |`);
-    console.log(`| by hand, haproxy -D -sf <oldpid> | ${RELOADS} | ${hand.sent} | ${hand.failed} | ${(hand.failed / RELOADS).toFixed(2)} | ${hand.slow} |`);
+    const details: string[] = [];
+    for (const provoke of [false, true]) {
+      const ours = await withDroverReloads(applier, p, p.droverHealth, provoke);
+      const hand = await withHandReloads(p, handSock, provoke);
+      const what = provoke ? `${PROVOKE_RATE} req/s, servers held ${SLOW_MS} ms, frontend maxconn ${RELOAD_MAXCONN}` : `${RELOAD_RATE} req/s, fast servers, no limit`;
+      console.log(`| drover applier (master CLI reload), ${what} | ${ours.load.sent} | ${ours.load.failed} | ${(ours.load.failed / Math.max(1, ours.reloads)).toFixed(2)} (${ours.reloads} reloads) | ${ours.load.slow} | ${f1(ours.load.p99Ms)} |`);
+      console.log(`| by hand, haproxy -D -sf <oldpid>, ${what} | ${hand.sent} | ${hand.failed} | ${(hand.failed / RELOADS).toFixed(2)} | ${hand.slow} | ${f1(hand.p99Ms)} |`);
+      details.push(`drover, ${what}: ${describeLoad(ours.load)}`, `by hand, ${what}: ${describeLoad(hand)}`);
+    }
     console.log('');
-    console.log(`drover reload run: ${describeLoad(ours.load)}`);
-    console.log(`by-hand reload run: ${describeLoad(hand)}`);
+    for (const d of details) console.log(d);
     for (const n of notes) console.log(`note: ${n}`);
     console.log(`load average now ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
   } finally {
