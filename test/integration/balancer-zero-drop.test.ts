@@ -188,10 +188,10 @@ describe('balancer zero-drop under reloads and scaling (applier, real HAProxy)',
       const ref = await refLoad.stop();
       report(t, 'reference plain haproxy -D -sf <oldpid> (no master, no expose-fd)', ref, `${RELOADS} reloads, ${(ref.failed / RELOADS).toFixed(2)} failed per reload`);
 
+      assert.equal(ours.failed, 0, `no request failed through drover's applier: ${JSON.stringify(ours.failures.slice(0, 5))}`);
       assertRate(ours, 'drover applier run');
       assert.ok(reloads >= RELOADS, `at least ${RELOADS} reloads happened (${reloads})`);
       assert.ok(runtime >= RELOADS, `the scale steps went through the runtime API (${runtime} updates)`);
-      assert.equal(ours.failed, 0, `no request failed through drover's applier: ${JSON.stringify(ours.failures.slice(0, 5))}`);
       assert.ok(ours.ok >= RATE * 5, `enough requests ran (${ours.ok})`);
     } finally {
       await applier.close();
