@@ -128,6 +128,8 @@ export async function startHostAgent(
     ? new NetworkController({
         log,
         parts,
+        // Containers leaving stay routed while their hosts' runtimes drain them (the same period).
+        lingerMs: cfg.agent.drainMs,
         onReport: (r) => {
           networkStatus = { mode: r.mode, backend: r.backend, ...(r.mtu !== undefined ? { mtu: r.mtu } : {}), peers: r.peers };
           ref.agent?.statusChanged();
@@ -138,6 +140,7 @@ export async function startHostAgent(
     ? createDockerRuntime({
         socketPath: dockerSocket,
         log,
+        drainMs: cfg.agent.drainMs,
         // With the managed network the agent publishes ports (CATTLE_PREROUTING DNAT, client address
         // kept) and sizes the containers' MTU for the tunnels; Docker does neither.
         ...(parts

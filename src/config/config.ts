@@ -34,6 +34,11 @@ export const Config = z.strictObject({
     network: z.enum(['auto', 'on', 'off']).default('auto'),
     /** The HAProxy the balancers run (a name looked up in PATH, or a path). */
     haproxy: z.string().min(1).default('haproxy'),
+    /**
+     * How long a running container no longer scheduled here keeps running before it is removed, so that
+     * DNS answers and balancer backends on every host drop it first (src/agent/runtime/docker-runtime.ts).
+     */
+    drainMs: z.coerce.number().int().min(0).max(600_000).default(2000),
   }),
 });
 export type Config = z.infer<typeof Config>;
@@ -85,6 +90,7 @@ export const ENV_VARS: Record<string, [string, ...string[]]> = {
   DROVER_AGENT_METRICS_LISTEN: ['agent', 'metricsListen'],
   DROVER_AGENT_NETWORK: ['agent', 'network'],
   DROVER_AGENT_HAPROXY: ['agent', 'haproxy'],
+  DROVER_AGENT_DRAIN_MS: ['agent', 'drainMs'],
 };
 
 export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}): Config {

@@ -176,6 +176,20 @@ describe('balancer applier with a real HAProxy', { skip }, () => {
     assert.equal(applier.status().state, 'ok', 'the next good config clears it (no change: nothing to reload)');
   });
 
+  it('a target that is gone leaves the running config before the new one is checked and reloaded', async () => {
+    // The new render removes a3 AND changes the skeleton with a config HAProxy refuses: the reload never
+    // comes, yet a3 gets no more requests (taken out through the runtime API first).
+    await applier.apply(renderHaproxy(input(rules(['a1', 'a3']))));
+    await assert.rejects(applier.apply(renderHaproxy(input(rules(['a1']), { customConfig: 'defaults\n    bogus-keyword 1\n' }))), HaproxyConfigError);
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) seen.add(await get(port, 'a.test', '/one'));
+    assert.deepEqual(seen, new Set(['a1']), 'a3 is out although the new config was refused');
+    await applier.apply(renderHaproxy(input(rules(['a1', 'a3']))));
+    const back = new Set<string>();
+    for (let i = 0; i < 6; i++) back.add(await get(port, 'a.test', '/one'));
+    assert.deepEqual(back, new Set(['a1', 'a3']), 'and back in when it returns');
+  });
+
   it('zero-drop: 0 failed requests across 20 reloads (new connection per request)', async () => {
     const reloads0 = applier.status().reloads;
     const l = load(port, 'b.test');

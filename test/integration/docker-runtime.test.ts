@@ -52,6 +52,9 @@ interface DockerView {
 const skip = labUnavailable();
 const WAIT = 60_000;
 
+/** The runtime's drain before removing a container no longer scheduled (docker-runtime.ts drainMs). */
+const DRAIN_MS = 1500;
+
 test('docker runtime on a real dockerd', { skip: skip ? `skipped: ${skip}` : false, timeout: 600_000 }, async (t) => {
   const log = createLogger({ level: process.env.DROVER_TEST_LOG ?? 'silent' });
   let lab: Lab | undefined;
@@ -112,6 +115,7 @@ test('docker runtime on a real dockerd', { skip: skip ? `skipped: ${skip}` : fal
       eventDebounceMs: 50,
       concurrency: 4,
       pullTimeoutMs: 120_000,
+      drainMs: DRAIN_MS,
     });
     const r = rt;
     agent = new Agent({
@@ -171,14 +175,17 @@ test('docker runtime on a real dockerd', { skip: skip ? `skipped: ${skip}` : fal
       }, WAIT, 'docker-runtime applied ok');
     });
 
-    await t.test('scaling down removes the surplus container', async () => {
+    await t.test('scaling down removes the surplus container, after it drained (drainMs)', async () => {
       const before = await serviceRecords('app', 'web');
       const svcId = before[0]?.serviceId as string;
+      const asked = Date.now();
       const r = await api('PUT', `/v1/services/${svcId}`, { scale: 1 });
       assert.equal(r.status, 200, JSON.stringify(r.body));
       const gone = before.filter((c) => !c.name.endsWith('-1'));
       assert.equal(gone.length, 1);
       await waitFor(async () => !(await inspect(gone[0]?.externalId as string)), WAIT, 'surplus container removed from docker');
+      // A lower bound only (a loaded machine makes it later, never earlier).
+      assert.ok(Date.now() - asked >= DRAIN_MS, `removed ${Date.now() - asked} ms after the scale-down: it ran on for the drain (${DRAIN_MS} ms) first`);
       const left = (await dockerOurs()).filter((c) => c.Labels['io.rancher.stack_service.name'] === 'app/web');
       assert.equal(left.length, 1);
       assert.equal(left[0]?.Labels['io.rancher.container.name'], 'app-web-1');

@@ -182,6 +182,37 @@ test('network controller (fake parts): ipsec, then overlay, then firewall; switc
   await ctl.stop();
 });
 
+test('network controller: a container leaving the state stays routed (and allowed on its host) for lingerMs, unless its address is taken again', async () => {
+  const calls: Calls = { log: [] };
+  const ctl = new NetworkController({ log: silentLogger(), parts: fakeParts(calls), prober: new IdleProber({ log: silentLogger() }), lingerMs: 300 });
+  const hostCtx = { hostId: '1h1', host: undefined };
+  const full = env('ipsec');
+  await ctl.reconcile(full, { full: true }, hostCtx);
+  assert.ok(calls.log.includes('dataplane.apply ipsec 2 overhead 73') && calls.log.includes('firewall.apply 1 veths c1=veth1234'), calls.log.join('; '));
+  // c1 (local, 10.42.200.7) and c2 (remote, 10.42.3.9) scaled away: both kept for now.
+  const less = env('ipsec');
+  less.containers.delete('c1');
+  less.containers.delete('c2');
+  calls.log = [];
+  await ctl.reconcile(less, { full: true }, hostCtx);
+  assert.deepEqual(calls.log.slice(1), ['dataplane.apply ipsec 2 overhead 73', 'firewall.apply 1 veths c1=veth1234'], 'still routed and allowed while they drain');
+  // Then the linger ends by itself: a reconcile without them.
+  calls.log = [];
+  await new Promise((r) => setTimeout(r, 600));
+  assert.deepEqual(calls.log.slice(1), ['dataplane.apply ipsec 1 overhead 73', 'firewall.apply 0 veths '], 'gone after lingerMs');
+  // An address taken again right away is the new container's, not a lingering one's.
+  await ctl.reconcile(full, { full: true }, hostCtx);
+  const moved = env('ipsec');
+  moved.containers.delete('c2');
+  const c2 = full.containers.get('c2');
+  assert.ok(c2);
+  moved.containers.set('c9', { ...c2, id: 'c9', uuid: 'u-c9', name: 'c9', hostId: '1h1', externalId: 'docker-c9' });
+  calls.log = [];
+  await ctl.reconcile(moved, { full: true }, hostCtx);
+  assert.deepEqual(calls.log.slice(1), ['dataplane.apply ipsec 1 overhead 73', 'firewall.apply 2 veths c1=veth1234'], '10.42.3.9 is now local (c9): no remote route for it');
+  await ctl.stop();
+});
+
 test('network controller: a peer whose probes get no answer has its tunnel repaired within seconds; one that refuses (agent down, tunnel fine) is left alone', async () => {
   const calls: Calls = { log: [] };
   const port = await new Promise<number>((resolve) => {

@@ -93,6 +93,13 @@ export interface DockerRuntimeOptions {
   publishPorts?: boolean;
   /** Backoff of a container whose operation failed: first retry, and the longest wait (default 1 s, 60 s). */
   retryBackoff?: BackoffPolicy;
+  /**
+   * A running container that is no longer desired here (scaled down, its service or stack removed, moved)
+   * keeps running this long before it is removed (default 0: at once). The control plane takes it out of
+   * every host's DNS answers and balancer backends the moment it is no longer desired; the drain lets
+   * those changes land first, so that no new connection is sent to a container that is already gone.
+   */
+  drainMs?: number;
 }
 
 export interface PassResult {
@@ -197,6 +204,8 @@ export class DockerRuntime {
   private readonly waitingOn = new Map<string, Set<string>>();
   /** uuid → its docker id, once a job saw or created it. */
   private readonly present = new Map<string, string>();
+  /** uuid of a running container no longer desired → when its drain ends (drainMs). */
+  private readonly draining = new Map<string, number>();
   private networkReadyFor: string | undefined;
   private passError: string | undefined;
   private passFailures = 0;
@@ -242,6 +251,7 @@ export class DockerRuntime {
       concurrency: opts.concurrency ?? 4,
       pullConcurrency: opts.pullConcurrency ?? 2,
       retryBackoff: opts.retryBackoff ?? { initialMs: 1000, maxMs: 60_000 },
+      drainMs: opts.drainMs ?? 0,
     };
     this.passes = new Coalescer(() => this.pass());
     this.queue = new KeyedQueue({
@@ -584,6 +594,18 @@ export class DockerRuntime {
       // Not desired any more (scaled down, moved, removed): remove, and say so.
       this.pulls.withdraw(uuid);
       this.pullOutcomes.delete(uuid);
+      if (this.o.drainMs > 0 && ours.some((c) => c.State === 'running')) {
+        // Drain first: every host stops sending it new connections (DNS, balancers) while it still answers.
+        const now = Date.now();
+        let until = this.draining.get(uuid);
+        if (until === undefined) {
+          until = now + this.o.drainMs;
+          this.draining.set(uuid, until);
+          this.log.info({ container: nameOf(ours[0] as ListedContainer), drainMs: this.o.drainMs }, 'no longer scheduled here: draining before removal');
+        }
+        if (until > now) return until - now;
+      }
+      this.draining.delete(uuid);
       for (const c of ours) {
         const recordId = c.Labels[LABEL_RECORD_ID];
         await this.remove(c.Id, c.State);
@@ -619,6 +641,7 @@ export class DockerRuntime {
       this.log.warn({ container: nameOf(dup), id: dup.Id.slice(0, 12) }, 'removing a duplicate container of one record');
       await this.remove(dup.Id, dup.State);
     }
+    this.draining.delete(d.uuid); // desired again (a rollback during the drain): it stays
     let current = ranked[0];
     if (current && (current.Labels[LABEL_CONFIG_HASH] !== d.configHash || current.State === 'dead')) {
       this.log.info({ container: d.name, had: current.Labels[LABEL_CONFIG_HASH], want: d.configHash, state: current.State }, 'recreating the container');

@@ -202,6 +202,8 @@ export function createHaproxyApplier(o: HaproxyApplierOptions): HaproxyApplier {
   const keep = o.keepVersions ?? 2;
 
   let inForce: BalancerRender | undefined;
+  /** Slots of `inForce` were freed through the runtime API ahead of a render that did not come into force. */
+  let slotsDrifted = false;
   let version = 0;
   let proc: ResultPromise | undefined;
   let procPid: number | undefined;
@@ -401,6 +403,18 @@ export function createHaproxyApplier(o: HaproxyApplierOptions): HaproxyApplier {
     return cmds;
   }
 
+  /** `set server … state maint` for the targets of `from` that no slot of the same backend in `to` has. */
+  function goneSlotCommands(from: BalancerRender, to: BalancerRender): string[] {
+    const cmds: string[] = [];
+    const next = new Map(to.backends.map((b) => [b.name, new Set(b.slots.map((x) => x.target).filter((t) => t !== null))] as const));
+    for (const b of from.backends) {
+      const keep = next.get(b.name);
+      if (!keep) continue; // the backend goes away with the reload
+      for (const x of b.slots) if (x.target !== null && !keep.has(x.target)) cmds.push(`set server ${b.name}/${x.server} state maint`);
+    }
+    return cmds;
+  }
+
   async function runtimeUpdate(cmds: string[]): Promise<boolean> {
     for (const c of cmds) {
       const answer = (await socketCommand(statsSocket, c)).trim();
@@ -442,10 +456,25 @@ export function createHaproxyApplier(o: HaproxyApplierOptions): HaproxyApplier {
       throw new Error(`the balancer config does not have the runtime socket ${statsSocket} (render it with statsSocket: applier.statsSocket)`);
     }
     const running = proc !== undefined;
-    if (inForce && running && inForce.config === r.config && sameFiles(inForce.files, r.files)) {
+    if (inForce && running && !slotsDrifted && inForce.config === r.config && sameFiles(inForce.files, r.files)) {
       // Nothing to change; a refused render in between is no longer what is asked for.
       setStatus({ state: 'ok', message: undefined, warnings: r.warnings });
       return;
+    }
+    if (running && inForce) {
+      // Targets that are gone leave the running config at once, before the new version is written,
+      // checked and (if it must be) reloaded: a reload takes a second or more on a busy host, and a
+      // removed container only drains for so long (docker-runtime.ts drainMs).
+      const gone = goneSlotCommands(inForce, r);
+      if (gone.length) {
+        if (await runtimeUpdate(gone).catch(() => false)) {
+          // What runs now: those slots are free (a refused render below leaves it so, and the next
+          // apply compares against it).
+          const freed = new Set(gone.map((c) => c.split(' ')[2]));
+          inForce = { ...inForce, backends: inForce.backends.map((b) => ({ ...b, slots: b.slots.map((x) => (freed.has(`${b.name}/${x.server}`) ? { ...x, target: null } : x)) })) };
+          slotsDrifted = true;
+        } else log.warn({ commands: gone.length }, 'could not take gone targets out before the reload');
+      }
     }
     const dir = await writeVersion(r);
     try {
@@ -458,6 +487,7 @@ export function createHaproxyApplier(o: HaproxyApplierOptions): HaproxyApplier {
     const previous = inForce;
     await swap(dir);
     inForce = r;
+    slotsDrifted = false;
     if (!running) {
       await start();
     } else if (previous && configSkeleton(previous.config) === configSkeleton(r.config) && changedCertFiles(previous, r)) {

@@ -7,7 +7,7 @@ import type { Logger } from '../../../common/log.js';
 import { errorMessage } from '../../../common/errors.js';
 import type { Controller, HostContext } from '../../controller/controller.js';
 import type { EnvState } from '../../../model/state.js';
-import { networkInputs, type LocalContainer, type NetworkHost, type NetworkInputs, type OverlayMode } from './inputs.js';
+import { networkInputs, type LocalContainer, type NetworkHost, type NetworkInputs, type OverlayMode, type RemoteContainer } from './inputs.js';
 import { Prober, type PeerReachability } from './probe.js';
 
 export type EspBackend = 'kernel' | 'libipsec';
@@ -77,7 +77,17 @@ export interface NetworkControllerOptions {
   probe?: { port?: number; intervalMs?: number; timeoutMs?: number };
   /** CRL of the environment's CA (certificate mode), from the control plane. */
   crl?: () => string | undefined;
+  /**
+   * A container that leaves the state (scaled down, removed) keeps its route, and on its own host its
+   * anti-spoofing allowance, this long — unless another container takes its address — while its host's
+   * runtime drains it (the same period, docker-runtime.ts `drainMs`): the connections it still serves
+   * finish, and a balancer or client that has not yet heard of the removal is not black-holed. Default 0.
+   */
+  lingerMs?: number;
 }
+
+/** A container that left the state, kept in the inputs until `until` (lingerMs). */
+type Lingering = { until: number } & ({ kind: 'local'; c: LocalContainer } | { kind: 'remote'; c: RemoteContainer });
 
 export class NetworkController implements Controller {
   readonly name = 'network';
@@ -91,6 +101,11 @@ export class NetworkController implements Controller {
   private chain: Promise<void> = Promise.resolve();
   private stopped = false;
   private mtu: number | undefined;
+
+  /** By address: containers that left the state, still routed (lingerMs). */
+  private readonly lingering = new Map<string, Lingering>();
+  private lingerTimer: NodeJS.Timeout | undefined;
+  private prevInputs: NetworkInputs | undefined;
 
   constructor(private readonly o: NetworkControllerOptions) {
     this.log = o.log.child({ component: 'network' });
@@ -161,7 +176,9 @@ export class NetworkController implements Controller {
   private async reconcileNow(state: EnvState, host: HostContext): Promise<void> {
     if (this.stopped) return;
     this.last = { state, host };
-    const inputs = networkInputs(state, host.hostId);
+    const fresh = networkInputs(state, host.hostId);
+    this.updateLingering(fresh);
+    const inputs = this.withLingering(fresh);
     const self = inputs.self;
     if (!self) {
       throw new Error(
@@ -190,12 +207,63 @@ export class NetworkController implements Controller {
     this.report();
   }
 
+  // ---- lingering: containers that left the state stay routed for lingerMs (see the option) ----------
+
+  /** Notes the containers `fresh` no longer has (from the previous inputs), forgets expired or re-taken ones. */
+  private updateLingering(fresh: NetworkInputs): void {
+    const linger = this.o.lingerMs ?? 0;
+    const prev = this.prevInputs;
+    this.prevInputs = fresh;
+    if (linger <= 0) return;
+    const now = Date.now();
+    const taken = new Set([...fresh.localContainers.map((c) => c.ip), ...fresh.remoteContainers.map((c) => c.ip)]);
+    if (prev) {
+      for (const c of prev.localContainers) if (!taken.has(c.ip) && !this.lingering.has(c.ip)) this.lingering.set(c.ip, { kind: 'local', c: { ...c, ports: [] }, until: now + linger });
+      for (const c of prev.remoteContainers) if (!taken.has(c.ip) && !this.lingering.has(c.ip)) this.lingering.set(c.ip, { kind: 'remote', c, until: now + linger });
+    }
+    for (const [ip, l] of this.lingering) if (taken.has(ip) || l.until <= now) this.lingering.delete(ip);
+    this.scheduleLingerEnd();
+  }
+
+  /** `fresh` plus the lingering containers (a remote one only while its host is still a peer). */
+  private withLingering(fresh: NetworkInputs): NetworkInputs {
+    if (!this.lingering.size) return fresh;
+    const peers = new Set(fresh.peers.map((p) => p.hostId));
+    const local = [...fresh.localContainers];
+    const remote = [...fresh.remoteContainers];
+    for (const l of this.lingering.values()) {
+      if (l.kind === 'local') local.push(l.c);
+      else if (peers.has(l.c.hostId)) remote.push(l.c);
+    }
+    const key = (ip: string) => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+    local.sort((a, b) => key(a.ip) - key(b.ip));
+    remote.sort((a, b) => key(a.ip) - key(b.ip));
+    return { ...fresh, localContainers: local, remoteContainers: remote };
+  }
+
+  /** When the first lingering container expires, reconcile again without it. */
+  private scheduleLingerEnd(): void {
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+    if (!this.lingering.size || this.stopped) return;
+    const next = Math.min(...[...this.lingering.values()].map((l) => l.until));
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = undefined;
+      const last = this.last;
+      if (!last || this.stopped) return;
+      this.exclusive(() => this.reconcileNow(last.state, last.host)).catch((err: unknown) =>
+        this.log.warn({ err: errorMessage(err) }, 'could not remove the routes of drained containers (the next reconcile does)'),
+      );
+    }, Math.max(0, next - Date.now()) + 10);
+    this.lingerTimer.unref();
+  }
+
   /** A container of this host started or stopped: its veth changed, so did the anti-spoofing rules. */
   containersChanged(): void {
     const last = this.last;
     if (!last || this.stopped) return;
     void this.exclusive(async () => {
-      const inputs = networkInputs(last.state, last.host.hostId);
+      const inputs = this.withLingering(networkInputs(last.state, last.host.hostId));
       const before = JSON.stringify([...this.veths]);
       await this.refreshVeths(inputs.localContainers);
       if (JSON.stringify([...this.veths]) !== before) await this.o.parts.firewall.apply(inputs, this.veths);
@@ -276,6 +344,7 @@ export class NetworkController implements Controller {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.repairTimer) clearTimeout(this.repairTimer);
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
     await this.prober.stop();
     // The data path stays in place when the agent stops, charon included: containers keep talking while
     // the agent restarts, and the restarted agent adopts the running charon (ipsec/charon.ts).
