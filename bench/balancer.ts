@@ -223,23 +223,22 @@ async function main(): Promise<void> {
   mkdirSync(handDir, { recursive: true });
   const p: Ports = { servers: [await freePort(), await freePort(), await freePort()], slow: [await freePort(), await freePort(), await freePort()], drover: await freePort(), droverHealth: await freePort(), hand: await freePort() };
 
-  const serversPath = join(DIR, 'servers.cfg');
-  writeFileSync(serversPath, serversCfg(p.servers, p.slow));
-  const servers = spawn('taskset', ['-c', CLIENT_CPU, HAPROXY, '-db', '-f', serversPath], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let serversErr = '';
-  servers.stderr?.on('data', (d: Buffer) => (serversErr = (serversErr + d.toString()).slice(-2000)));
-  children.push(servers);
-  for (const port of [...p.servers, ...p.slow]) {
-    for (let i = 0; ; i++) {
-      const r = await startLoad({ port, rate: 100, durationMs: 10 }).done;
-      if (r.ok) break;
-      if (i > 50) throw new Error(`the servers' haproxy (${serversPath}) does not answer on port ${port}: ${describeLoad(r)}; its stderr: ${serversErr.trim()}`);
-      await sleep(100);
-    }
-  }
-
   const applier = createHaproxyApplier({ log: silentLogger(), dir: join(DIR, 'drover'), haproxyBin: HAPROXY });
   try {
+    const serversPath = join(DIR, 'servers.cfg');
+    writeFileSync(serversPath, serversCfg(p.servers, p.slow));
+    const servers = spawn('taskset', ['-c', CLIENT_CPU, HAPROXY, '-db', '-f', serversPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let serversErr = '';
+    servers.stderr?.on('data', (d: Buffer) => (serversErr = (serversErr + d.toString()).slice(-2000)));
+    children.push(servers);
+    for (const port of [...p.servers, ...p.slow]) {
+      for (let i = 0; ; i++) {
+        const r = await startLoad({ port, rate: 100, durationMs: 10 }).done;
+        if (r.ok) break;
+        if (i > 50) throw new Error(`the servers' haproxy (${serversPath}) does not answer on port ${port}: ${describeLoad(r)}; its stderr: ${serversErr.trim()}`);
+        await sleep(100);
+      }
+    }
     const render = (step?: number) => renderHaproxy({ name: 'bench', rules: droverRules(p, step), statsSocket: applier.statsSocket, bindAddresses: ['127.0.0.1'], healthPort: p.droverHealth, previousSlots: applier.slots() });
     await applier.apply(render());
     const master = applier.status().masterPid;
