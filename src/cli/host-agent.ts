@@ -141,6 +141,14 @@ export async function startHostAgent(
         socketPath: dockerSocket,
         log,
         drainMs: cfg.agent.drainMs,
+        // A new container starts once the firewall lets its address through (else its first packets are lost).
+        ...(network
+          ? {
+              beforeStart: async ({ name, ip }: { name: string; ip: string }) => {
+                if (!(await network.whenAllowed(ip))) log.warn({ container: name, ip }, 'starting a container the firewall does not let through yet (still applying after 10 s)');
+              },
+            }
+          : {}),
         // With the managed network the agent publishes ports (CATTLE_PREROUTING DNAT, client address
         // kept) and sizes the containers' MTU for the tunnels; Docker does neither.
         ...(parts

@@ -182,6 +182,21 @@ test('network controller (fake parts): ipsec, then overlay, then firewall; switc
   await ctl.stop();
 });
 
+test('network controller: whenAllowed resolves once the firewall in force lets a local address through, false after its timeout', async () => {
+  const calls: Calls = { log: [] };
+  const ctl = new NetworkController({ log: silentLogger(), parts: fakeParts(calls), prober: new IdleProber({ log: silentLogger() }) });
+  let allowed: boolean | undefined;
+  const waiting = ctl.whenAllowed('10.42.200.7', 5000).then((v) => (allowed = v));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(allowed, undefined, 'no firewall applied yet: still waiting');
+  await ctl.reconcile(env('ipsec'), { full: true }, { hostId: '1h1', host: undefined });
+  await waiting;
+  assert.equal(allowed, true);
+  assert.equal(await ctl.whenAllowed('10.42.200.7', 10), true, 'already allowed: at once');
+  assert.equal(await ctl.whenAllowed('10.42.3.9', 50), false, 'a remote address is never allowed here: false after the timeout');
+  await ctl.stop();
+});
+
 test('network controller: a container leaving the state stays routed (and allowed on its host) for lingerMs, unless its address is taken again', async () => {
   const calls: Calls = { log: [] };
   const ctl = new NetworkController({ log: silentLogger(), parts: fakeParts(calls), prober: new IdleProber({ log: silentLogger() }), lingerMs: 300 });

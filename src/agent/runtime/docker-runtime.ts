@@ -100,6 +100,11 @@ export interface DockerRuntimeOptions {
    * those changes land first, so that no new connection is sent to a container that is already gone.
    */
   drainMs?: number;
+  /**
+   * Awaited before a new managed container is started (the host agent: until the network's firewall
+   * lets its address through, capabilities/network/controller.ts whenAllowed).
+   */
+  beforeStart?: (c: { name: string; ip: string }) => Promise<void>;
 }
 
 export interface PassResult {
@@ -234,7 +239,7 @@ export class DockerRuntime {
   private lastStatusKey = '';
   private lastOkAt: string | undefined;
   private statusQueued = false;
-  private readonly o: Required<Omit<DockerRuntimeOptions, 'netns' | 'socketPath' | 'log' | 'networkMtu' | 'publishPorts'>>;
+  private readonly o: Required<Omit<DockerRuntimeOptions, 'netns' | 'socketPath' | 'log' | 'networkMtu' | 'publishPorts' | 'beforeStart'>>;
 
   constructor(private readonly opts: DockerRuntimeOptions) {
     this.log = opts.log.child({ component: 'docker-runtime' });
@@ -827,6 +832,7 @@ export class DockerRuntime {
     this.log.info({ container: d.name, id: id.slice(0, 12), ip: d.ipAddress, image: d.image }, 'created');
     if (d.desiredState === 'running') {
       this.put(d.recordId, { state: 'starting', externalId: id });
+      if (d.networkMode === 'managed' && d.ipAddress && this.opts.beforeStart) await this.opts.beforeStart({ name: d.name, ip: d.ipAddress });
       await this.act(d, 'start', () => this.docker.getContainer(id).start(), [304]);
     }
     await this.reportFromInspect(d, id);

@@ -102,6 +102,9 @@ export class NetworkController implements Controller {
   private stopped = false;
   private mtu: number | undefined;
 
+  /** Local container addresses the firewall in force lets through (anti-spoofing), and who waits for one. */
+  private allowedIps = new Set<string>();
+  private readonly ipWaiters = new Map<string, Set<() => void>>();
   /** By address: containers that left the state, still routed (lingerMs). */
   private readonly lingering = new Map<string, Lingering>();
   private lingerTimer: NodeJS.Timeout | undefined;
@@ -200,11 +203,48 @@ export class NetworkController implements Controller {
     this.mtu = this.o.parts.dataplane.mtu?.() ?? this.mtu;
     await this.refreshVeths(inputs.localContainers);
     await this.o.parts.firewall.apply(inputs, this.veths);
+    this.firewallApplied(inputs);
     await this.prober.update(
       self.tunnelIp,
       inputs.peers.map((p) => ({ hostId: p.hostId, tunnelIp: p.tunnelIp })),
     );
     this.report();
+  }
+
+  // ---- start gate: a container starts once the firewall lets its address through ----------------
+
+  private firewallApplied(inputs: NetworkInputs): void {
+    this.allowedIps = new Set(inputs.localContainers.map((c) => c.ip));
+    for (const [ip, ws] of this.ipWaiters) {
+      if (!this.allowedIps.has(ip)) continue;
+      this.ipWaiters.delete(ip);
+      for (const w of ws) w();
+    }
+  }
+
+  /**
+   * Resolves true once the firewall in force lets `ip` (a container of this host) through, false after
+   * `timeoutMs`. The runtime waits for it before starting a new container: until then the anti-spoofing
+   * rules drop what the container sends, and a peer (a balancer) that already sees it running would have
+   * its connections' first packets lost.
+   */
+  whenAllowed(ip: string, timeoutMs = 10_000): Promise<boolean> {
+    if (this.allowedIps.has(ip) || this.stopped) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let ws = this.ipWaiters.get(ip);
+      if (!ws) this.ipWaiters.set(ip, (ws = new Set()));
+      const set = ws;
+      const done = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        set.delete(done);
+        if (!set.size) this.ipWaiters.delete(ip);
+        resolve(false);
+      }, timeoutMs);
+      set.add(done);
+    });
   }
 
   // ---- lingering: containers that left the state stay routed for lingerMs (see the option) ----------
@@ -266,7 +306,10 @@ export class NetworkController implements Controller {
       const inputs = this.withLingering(networkInputs(last.state, last.host.hostId));
       const before = JSON.stringify([...this.veths]);
       await this.refreshVeths(inputs.localContainers);
-      if (JSON.stringify([...this.veths]) !== before) await this.o.parts.firewall.apply(inputs, this.veths);
+      if (JSON.stringify([...this.veths]) !== before) {
+        await this.o.parts.firewall.apply(inputs, this.veths);
+        this.firewallApplied(inputs);
+      }
     }).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'could not refresh the anti-spoofing rules'));
   }
 
