@@ -17,8 +17,11 @@
 //   no reload. A refused certificate (or one HAProxy does not list in `show ssl cert`) falls back to a reload;
 // - otherwise the new version is checked with `haproxy -c` BEFORE the swap (a refused one is deleted, the
 //   running config keeps serving, and the error carries HAProxy's message trimmed to the relevant lines),
-//   `current` is swapped and the master is told to `reload`: the new worker takes the listening sockets
-//   over from the old one (expose-fd listeners), so no connection is refused during a reload.
+//   `current` is swapped and the master is told to `reload`: it re-executes itself and hands the
+//   listening sockets to the new worker (2.6 passes them over its own socket pair in master-worker mode;
+//   `expose-fd listeners` on the runtime socket lets another process take them too), so no connection is
+//   refused during a reload. Targets that are gone are put in maintenance before all that (a reload takes
+//   a second or more on a busy host).
 // HAProxy exiting on its own is restarted from `current` (the last good config) with backoff.
 import { execa, type ResultPromise } from 'execa';
 import { createConnection } from 'node:net';
