@@ -148,6 +148,7 @@ function routes() {
     { m: 'POST', p: '/v1/containers', base: { name: 'c-x', launchConfig: { image: 'busybox' } }, str: 'name', list: undefined, auth: ADMIN },
     { m: 'POST', p: '/v1/containerlinks', base: { containerId, targetContainerId: containerId, name: 'lnk' }, str: 'name', list: undefined, auth: ADMIN },
     { m: 'POST', p: '/v1/certificates', base: { name: 'cert-x', cert: 'c', key: 'k' }, str: 'name', list: undefined, auth: ADMIN },
+    { m: 'PUT', p: '/v1/certificates/1cert9', base: { cert: 'c', key: 'k' }, str: 'description', list: undefined, auth: ADMIN },
     { m: 'POST', p: '/v1/agent/register', base: { token: 'x:1:00', hostname: 'h-x', agentIpAddress: '192.0.2.61' }, str: 'hostname', list: undefined, auth: undefined },
     { m: 'POST', p: '/v1/agent/report', base: {}, str: undefined, list: 'containers', auth: agentAuth },
     { m: 'POST', p: '/v1/agent/adopt', base: { externalId: 'x', name: 'adopt-x', image: 'busybox', labels: {} }, str: 'name', list: undefined, auth: agentAuth },
@@ -192,6 +193,9 @@ test('service fields: absurd scales, deep metadata, __proto__ in metadata, huge 
   await assertRejected('metadata 3,000 levels', await call('PUT', `/v1/services/${serviceId}`, `{"metadata": ${deepText(3000)}}`, ADMIN, true), /^metadata/, 422);
   await assertRejected('metadata 10,000 levels', await call('POST', '/v1/services', `{"stackId": "${stackId}", "name": "md2", "launchConfig": {"image": "x"}, "metadata": ${deepText(10_000)}}`, ADMIN, true), /^metadata/, 422);
   await assertRejected('metadata __proto__', await call('PUT', `/v1/services/${serviceId}`, '{"metadata": {"__proto__": {"x": 1}}}', ADMIN, true), 'metadata', 422);
+  const rules = Array.from({ length: 100_000 }, () => ({ sourcePort: 80, protocol: 'http', service: 'x' }));
+  await assertRejected('lbConfig with 100,000 port rules', await call('PUT', `/v1/services/${serviceId}`, { lbConfig: { portRules: rules } }), /^lbConfig\.portRules/, 422);
+  await assertRejected('lbConfig port rule with a key of its own', await call('PUT', `/v1/services/${serviceId}`, { lbConfig: { portRules: [{ sourcePort: 80, protocol: 'http', service: 'x', zzKey: 1 }] } }), /^lbConfig\.portRules\.0/, 422);
   await assertRejected(
     'command of 100,000 arguments',
     await call('POST', '/v1/services', { stackId, name: 'cmd', launchConfig: { image: 'nginx', command: Array.from({ length: 100_000 }, () => 'a') } }),
