@@ -464,6 +464,33 @@ export function createHaproxyApplier(o: HaproxyApplierOptions): HaproxyApplier {
       setStatus({ state: 'ok', message: undefined, warnings: r.warnings });
       return;
     }
+    if (running && inForce && configSkeleton(inForce.config) === configSkeleton(r.config) && sameFiles(inForce.files, r.files)) {
+      // Only server lines changed (endpoint churn): the running HAProxy takes them through the runtime API
+      // first — the new endpoints serve now — and the version is written and checked afterwards, for a
+      // restart (the skeleton is one HAProxy already accepted; the server lines are addresses and ports).
+      const cmds = runtimeCommands(inForce, r);
+      if (await runtimeUpdate(cmds).catch(() => false)) {
+        st.runtimeUpdates++;
+        const previous = inForce;
+        inForce = r;
+        slotsDrifted = false;
+        log.info({ commands: cmds.length }, 'balancer endpoints changed through the runtime API');
+        const dir = await writeVersion(r);
+        try {
+          await check(dir, r.config);
+        } catch (err) {
+          // Cannot happen with renders of render.ts; if it does, the next start must not use it.
+          await rm(dir, { recursive: true, force: true });
+          inForce = { ...previous, config: `${previous.config}# refused after a runtime update\n` };
+          throw err;
+        }
+        await swap(dir);
+        setStatus({ state: 'ok', message: undefined, warnings: r.warnings, ...(procPid ? { masterPid: procPid } : {}) });
+        await prune().catch((err: unknown) => log.warn({ err }, 'could not remove old balancer versions'));
+        return;
+      }
+      // Refused: the general path below reloads.
+    }
     if (running && inForce) {
       // Targets that are gone leave the running config at once, before the new version is written,
       // checked and (if it must be) reloaded: a reload takes a second or more on a busy host, and a
