@@ -163,6 +163,17 @@ describe('balancer addresses on the kernel', { skip, timeout: 120_000 }, () => {
     assert.deepEqual(changes(rec.runs), []);
   });
 
+  it('an address already on lo under another label is left as it is (local already), and sync does not fail', async () => {
+    const lb = balancerAddresses(netnsSystem(NS));
+    await lb.sync([ADMIN, A]);
+    assert.deepEqual(await ours(), [`${A}/32`]);
+    assert.ok(await isLocal(ADMIN));
+    assert.deepEqual(await others(), OTHERS, 'the admin’s address is untouched');
+    await lb.close();
+    assert.deepEqual(await others(), OTHERS);
+    assert.deepEqual(await ours(), []);
+  });
+
   it('two labels are two sets: one balancerAddresses never touches the other label', async () => {
     const one = balancerAddresses(netnsSystem(NS));
     const two = balancerAddresses(netnsSystem(NS), 'lo:drv-lb2');

@@ -30,12 +30,16 @@ export function balancerAddresses(sys: DataplaneSystem = localSystem(), label = 
     if (r.exitCode !== 0) throw new Error(`\`ip ${args.join(' ')}\` failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`);
     return r.stdout;
   };
-  const ours = async () => parseAddrs(await must(['-j', '-4', 'addr', 'show', 'dev', 'lo'])).filter((a) => a.label === label);
+  const onLo = async () => parseAddrs(await must(['-j', '-4', 'addr', 'show', 'dev', 'lo']));
+  const ours = async () => (await onLo()).filter((a) => a.label === label);
   return {
     async sync(ips) {
       for (const ip of ips) if (!IPV4.test(ip)) throw new Error(`not an IPv4 address for a balancer: ${ip}`);
-      const have = await ours();
-      const want = new Set(ips);
+      const all = await onLo();
+      const have = all.filter((a) => a.label === label);
+      // Already on lo under another label (put there by hand): local already, and not ours to add or remove.
+      const elsewhere = new Set(all.filter((a) => a.label !== label).map((a) => a.ip));
+      const want = new Set(ips.filter((ip) => !elsewhere.has(ip)));
       for (const a of have) {
         if (!want.has(a.ip) || a.prefixlen !== 32) await must(['addr', 'del', `${a.ip}/${a.prefixlen}`, 'dev', 'lo', 'label', label]);
       }
