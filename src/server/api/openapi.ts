@@ -39,7 +39,8 @@ export function openApiDocument(): Record<string, unknown> {
         Container: json(M.Container),
         ServiceLink: json(M.ServiceLink),
         ContainerLink: json(M.ContainerLink),
-        Certificate: json(M.Certificate),
+        // As the API shows it: no key; `expired` and `expiresInDays` computed when read.
+        Certificate: json(M.Certificate.omit({ key: true }).extend({ expired: z.boolean(), expiresInDays: z.number().int() })),
         EnvironmentCreate: json(S.EnvironmentCreate),
         StackCreate: json(S.StackCreate),
         ServiceCreate: json(S.ServiceCreate),
