@@ -36,6 +36,8 @@ web:
   image: nginx
 api:
   image: nginx
+ext:
+  image: rancher/external-service
 lb:
   image: rancher/lb-service-haproxy:v0.7.15
   ports:
@@ -43,6 +45,8 @@ lb:
     - 8443:8443
 `;
 const RANCHER_COMPOSE = `
+ext:
+  hostname: db.example.test
 lb:
   scale: 1
   lb_config:
@@ -115,6 +119,7 @@ test('an invalid lbConfig is refused naming the field, and the stored one stays 
     { what: 'bad protocol', lbConfig: { portRules: [rule({ protocol: 'gopher' })] }, field: /^lbConfig\.portRules\.0\.protocol$/, message: /protocol/ },
     { what: 'unknown certificate', lbConfig: { portRules: [rule({})], certificateIds: ['no-such-cert'] }, field: /^lbConfig\.certificateIds$/, message: /certificate "no-such-cert" does not exist/ },
     { what: 'unknown default certificate', lbConfig: { portRules: [rule({})], defaultCertificateId: 'no-such-cert' }, field: /^lbConfig\.defaultCertificateId$/, message: /certificate "no-such-cert"/ },
+    { what: 'external service by hostname (not implemented)', lbConfig: { portRules: [rule({ service: 'ext' })] }, field: /^lbConfig\.portRules\[0\]\.service$/, message: /external service given by hostname \(db\.example\.test\)/ },
     { what: 'udp (not implemented)', lbConfig: { portRules: [rule({ protocol: 'udp' })] }, field: /^lbConfig\.portRules\[0\]\.protocol$/, message: /udp is not supported/ },
     { what: 'selector (not implemented)', lbConfig: { portRules: [{ sourcePort: 80, protocol: 'http', selector: 'app=web' }] }, field: /^lbConfig\.portRules\[0\]\.selector$/, message: /selector rules are not supported/ },
     {

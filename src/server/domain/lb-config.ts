@@ -89,9 +89,20 @@ export function resolveLbConfig(
   return {
     ...lb,
     portRules: lb.portRules.map((r, i) => {
+      // An external service given only by hostname would need HAProxy's DNS resolution: refused by name.
+      const servable = (target: Service): void => {
+        if (target.kind === 'externalService' && target.hostname && target.externalIpAddresses.length === 0) {
+          throw fail(
+            fields.portRuleService(i),
+            `port rule ${i}: service "${target.name}" is an external service given by hostname (${target.hostname}), which balancers cannot resolve yet; give it external IP addresses`,
+            'Unsupported',
+          );
+        }
+      };
       if (r.service) {
         const target = findService(tx, stack, r.service);
         if (!target) throw fail(fields.portRuleService(i), `service "${r.service}" does not exist`);
+        servable(target);
         return { ...r, serviceId: target.id };
       }
       if (r.serviceId) {
@@ -99,6 +110,7 @@ export function resolveLbConfig(
         if (!target || target.environmentId !== stack.environmentId) {
           throw fail(fields.portRuleService(i), `service ${r.serviceId} does not exist in this environment`);
         }
+        servable(target);
       }
       return r;
     }),
