@@ -208,6 +208,7 @@ test('docker runtime on a real dockerd', { skip: skip ? `skipped: ${skip}` : fal
       const [old] = await serviceRecords('app', 'web');
       assert.ok(old?.externalId && old.serviceId);
       const svc = (await api<{ launchConfig: Record<string, unknown> }>('GET', `/v1/services/${old.serviceId}`)).body;
+      const asked = Date.now();
       const up = await api('POST', `/v1/services/${old.serviceId}?action=upgrade`, {
         inServiceStrategy: { launchConfig: { ...svc.launchConfig, command: ['sleep', '3601'] } },
       });
@@ -218,6 +219,7 @@ test('docker runtime on a real dockerd', { skip: skip ? `skipped: ${skip}` : fal
         const o = x.find((c) => c.id === old.id);
         return n && running([n]) && o?.state === 'stopped' ? n : undefined;
       }, WAIT, 'new generation running, old stopped');
+      assert.ok(Date.now() - asked >= DRAIN_MS, `the old generation drained (${DRAIN_MS} ms) before it stopped: ${Date.now() - asked} ms`);
       assert.equal(fresh.primaryIpAddress, old.primaryIpAddress, 'the slot keeps its address');
       assert.equal((await inspect(fresh.externalId as string))?.NetworkSettings.Networks.drover?.IPAddress, old.primaryIpAddress);
       assert.equal((await inspect(old.externalId))?.State.Running, false);

@@ -95,7 +95,8 @@ export interface DockerRuntimeOptions {
   retryBackoff?: BackoffPolicy;
   /**
    * A running container that is no longer desired here (scaled down, its service or stack removed, moved)
-   * keeps running this long before it is removed (default 0: at once). The control plane takes it out of
+   * keeps running this long before it is removed, and one desired stopped (an upgrade's old generation, a
+   * deactivated service) before it is stopped (default 0: at once). The control plane takes it out of
    * every host's DNS answers and balancer backends the moment it is no longer desired; the drain lets
    * those changes land first, so that no new connection is sent to a container that is already gone.
    */
@@ -646,7 +647,6 @@ export class DockerRuntime {
       this.log.warn({ container: nameOf(dup), id: dup.Id.slice(0, 12) }, 'removing a duplicate container of one record');
       await this.remove(dup.Id, dup.State);
     }
-    this.draining.delete(d.uuid); // desired again (a rollback during the drain): it stays
     let current = ranked[0];
     if (current && (current.Labels[LABEL_CONFIG_HASH] !== d.configHash || current.State === 'dead')) {
       this.log.info({ container: d.name, had: current.Labels[LABEL_CONFIG_HASH], want: d.configHash, state: current.State }, 'recreating the container');
@@ -667,6 +667,19 @@ export class DockerRuntime {
     if (d.desiredState === 'stopped') {
       // Stopped on purpose: when it is wanted again (e.g. a rollback) that is no crash loop.
       this.restarts.delete(d.recordId);
+      if (current.State === 'running' && this.o.drainMs > 0) {
+        // Drain first (an upgrade's old generation, a deactivated service): DNS and balancers everywhere
+        // already left it; what it still serves finishes.
+        const now = Date.now();
+        let until = this.draining.get(d.uuid);
+        if (until === undefined) {
+          until = now + this.o.drainMs;
+          this.draining.set(d.uuid, until);
+          this.log.info({ container: d.name, drainMs: this.o.drainMs }, 'desired stopped: draining before the stop');
+        }
+        if (until > now) return until - now;
+      }
+      this.draining.delete(d.uuid);
       if (current.State === 'running' || current.State === 'restarting' || current.State === 'paused') {
         await this.act(d, 'stop', () => this.docker.getContainer(current.Id).stop({ t: this.o.stopTimeoutSec }), [304, 404]);
         this.log.info({ container: d.name }, 'stopped (desired stopped)');
@@ -676,6 +689,7 @@ export class DockerRuntime {
     }
 
     // Desired running.
+    this.draining.delete(d.uuid); // wanted again during a drain (a rollback): it stays
     if (current.State === 'running' || current.State === 'restarting' || current.State === 'paused') {
       this.put(d.recordId, {
         state: current.State === 'restarting' ? 'starting' : 'running',
