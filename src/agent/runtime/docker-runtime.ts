@@ -600,18 +600,9 @@ export class DockerRuntime {
       // Not desired any more (scaled down, moved, removed): remove, and say so.
       this.pulls.withdraw(uuid);
       this.pullOutcomes.delete(uuid);
-      if (this.o.drainMs > 0 && ours.some((c) => c.State === 'running')) {
-        // Drain first: every host stops sending it new connections (DNS, balancers) while it still answers.
-        const now = Date.now();
-        let until = this.draining.get(uuid);
-        if (until === undefined) {
-          until = now + this.o.drainMs;
-          this.draining.set(uuid, until);
-          this.log.info({ container: nameOf(ours[0] as ListedContainer), drainMs: this.o.drainMs }, 'no longer scheduled here: draining before removal');
-        }
-        if (until > now) return until - now;
-      }
-      this.draining.delete(uuid);
+      const running = ours.find((c) => c.State === 'running');
+      const wait = this.drainLeft(uuid, running && nameOf(running), 'no longer scheduled here: draining before removal');
+      if (wait > 0) return wait;
       for (const c of ours) {
         const recordId = c.Labels[LABEL_RECORD_ID];
         await this.remove(c.Id, c.State);
@@ -667,19 +658,9 @@ export class DockerRuntime {
     if (d.desiredState === 'stopped') {
       // Stopped on purpose: when it is wanted again (e.g. a rollback) that is no crash loop.
       this.restarts.delete(d.recordId);
-      if (current.State === 'running' && this.o.drainMs > 0) {
-        // Drain first (an upgrade's old generation, a deactivated service): DNS and balancers everywhere
-        // already left it; what it still serves finishes.
-        const now = Date.now();
-        let until = this.draining.get(d.uuid);
-        if (until === undefined) {
-          until = now + this.o.drainMs;
-          this.draining.set(d.uuid, until);
-          this.log.info({ container: d.name, drainMs: this.o.drainMs }, 'desired stopped: draining before the stop');
-        }
-        if (until > now) return until - now;
-      }
-      this.draining.delete(d.uuid);
+      // An upgrade's old generation, a deactivated service: drained before the stop.
+      const wait = this.drainLeft(d.uuid, current.State === 'running' ? d.name : undefined, 'desired stopped: draining before the stop');
+      if (wait > 0) return wait;
       if (current.State === 'running' || current.State === 'restarting' || current.State === 'paused') {
         await this.act(d, 'stop', () => this.docker.getContainer(current.Id).stop({ t: this.o.stopTimeoutSec }), [304, 404]);
         this.log.info({ container: d.name }, 'stopped (desired stopped)');
@@ -816,6 +797,28 @@ export class DockerRuntime {
     }
     this.pullFailures.clear(image);
     this.log.info({ image }, 'pulled image');
+  }
+
+  /**
+   * The drain of a container about to be stopped or removed (drainMs): how long it still has, starting it
+   * on the first call; 0 once it is over, or when it does not run (`running` is its name when it does).
+   * DNS and the balancers of every host have already left it, so what it still serves finishes.
+   */
+  private drainLeft(uuid: string, running: string | undefined, what: string): number {
+    if (this.o.drainMs <= 0 || running === undefined) {
+      this.draining.delete(uuid);
+      return 0;
+    }
+    const now = Date.now();
+    let until = this.draining.get(uuid);
+    if (until === undefined) {
+      until = now + this.o.drainMs;
+      this.draining.set(uuid, until);
+      this.log.info({ container: running, drainMs: this.o.drainMs }, what);
+    }
+    if (until > now) return until - now;
+    this.draining.delete(uuid);
+    return 0;
   }
 
   private async create(d: DesiredContainer): Promise<void> {

@@ -28,8 +28,9 @@ import { createConnection } from 'node:net';
 import { mkdir, readFile, readdir, rename, rm, symlink, writeFile, readlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from '../../../common/log.js';
+import { processAlive } from '../../../common/pid-lock.js';
 import type { Applier } from '../capability.js';
-import { configSkeleton, type BalancerRender, type SlotTable } from './render.js';
+import { configSkeleton, type BalancerRender, type RenderedBackend, type SlotTable } from './render.js';
 
 export interface HaproxyApplierOptions {
   log: Logger;
@@ -161,6 +162,21 @@ function sameFiles(a: Record<string, string>, b: Record<string, string>): boolea
   return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a[k] === b[k]);
 }
 
+/** The same server slots (what the runtime API changes): targets, addresses and ports per backend. */
+function sameSlots(a: BalancerRender, b: BalancerRender): boolean {
+  return JSON.stringify(a.backends) === JSON.stringify(b.backends);
+}
+
+/** `from`'s backends with the slots freed whose target no slot of the same backend in `to` has. */
+function withoutGone(from: BalancerRender, to: BalancerRender): RenderedBackend[] {
+  const next = new Map(to.backends.map((b) => [b.name, new Set(b.slots.map((x) => x.target).filter((t) => t !== null))] as const));
+  return from.backends.map((b) => {
+    const keep = next.get(b.name);
+    if (!keep) return b; // the whole backend goes away with the reload
+    return { ...b, slots: b.slots.map((x) => (x.target !== null && !keep.has(x.target) ? { ...x, target: null } : x)) };
+  });
+}
+
 /**
  * The certificate files whose contents changed from `from` to `to`, when the file names are the same and
  * every changed one is loaded with `crt <path>` (what `set ssl cert` can replace); otherwise undefined.
@@ -183,15 +199,6 @@ function pemPayload(pem: string): string {
     .join('\n');
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export function createHaproxyApplier(o: HaproxyApplierOptions): HaproxyApplier {
   const log = o.log;
   const bin = o.haproxyBin ?? 'haproxy';
@@ -205,8 +212,6 @@ export function createHaproxyApplier(o: HaproxyApplierOptions): HaproxyApplier {
   const keep = o.keepVersions ?? 2;
 
   let inForce: BalancerRender | undefined;
-  /** Slots of `inForce` were freed through the runtime API ahead of a render that did not come into force. */
-  let slotsDrifted = false;
   let version = 0;
   let proc: ResultPromise | undefined;
   let procPid: number | undefined;
@@ -301,10 +306,10 @@ export function createHaproxyApplier(o: HaproxyApplierOptions): HaproxyApplier {
     } catch {
       return;
     }
-    for (let i = 0; i < 50 && alive(pid); i++) await sleep(100);
-    if (alive(pid)) process.kill(pid, 'SIGTERM');
-    for (let i = 0; i < 30 && alive(pid); i++) await sleep(100);
-    if (alive(pid)) process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 50 && processAlive(pid); i++) await sleep(100);
+    if (processAlive(pid)) process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 30 && processAlive(pid); i++) await sleep(100);
+    if (processAlive(pid)) process.kill(pid, 'SIGKILL');
   }
 
   async function start(): Promise<void> {
@@ -406,18 +411,6 @@ export function createHaproxyApplier(o: HaproxyApplierOptions): HaproxyApplier {
     return cmds;
   }
 
-  /** `set server … state maint` for the targets of `from` that no slot of the same backend in `to` has. */
-  function goneSlotCommands(from: BalancerRender, to: BalancerRender): string[] {
-    const cmds: string[] = [];
-    const next = new Map(to.backends.map((b) => [b.name, new Set(b.slots.map((x) => x.target).filter((t) => t !== null))] as const));
-    for (const b of from.backends) {
-      const keep = next.get(b.name);
-      if (!keep) continue; // the backend goes away with the reload
-      for (const x of b.slots) if (x.target !== null && !keep.has(x.target)) cmds.push(`set server ${b.name}/${x.server} state maint`);
-    }
-    return cmds;
-  }
-
   async function runtimeUpdate(cmds: string[]): Promise<boolean> {
     for (const c of cmds) {
       const answer = (await socketCommand(statsSocket, c)).trim();
@@ -459,52 +452,30 @@ export function createHaproxyApplier(o: HaproxyApplierOptions): HaproxyApplier {
       throw new Error(`the balancer config does not have the runtime socket ${statsSocket} (render it with statsSocket: applier.statsSocket)`);
     }
     const running = proc !== undefined;
-    if (inForce && running && !slotsDrifted && inForce.config === r.config && sameFiles(inForce.files, r.files)) {
+    const previous = running ? inForce : undefined;
+    const sameShape = previous !== undefined && configSkeleton(previous.config) === configSkeleton(r.config) && sameFiles(previous.files, r.files);
+    if (previous && sameShape && previous.config === r.config && sameSlots(previous, r)) {
       // Nothing to change; a refused render in between is no longer what is asked for.
       setStatus({ state: 'ok', message: undefined, warnings: r.warnings });
       return;
     }
-    if (running && inForce && configSkeleton(inForce.config) === configSkeleton(r.config) && sameFiles(inForce.files, r.files)) {
-      // Only server lines changed (endpoint churn): the running HAProxy takes them through the runtime API
-      // first — the new endpoints serve now — and the version is written and checked afterwards, for a
-      // restart (the skeleton is one HAProxy already accepted; the server lines are addresses and ports).
-      const cmds = runtimeCommands(inForce, r);
-      if (await runtimeUpdate(cmds).catch(() => false)) {
-        st.runtimeUpdates++;
-        const previous = inForce;
-        inForce = r;
-        slotsDrifted = false;
-        log.info({ commands: cmds.length }, 'balancer endpoints changed through the runtime API');
-        const dir = await writeVersion(r);
-        try {
-          await check(dir, r.config);
-        } catch (err) {
-          // Cannot happen with renders of render.ts; if it does, the next start must not use it.
-          await rm(dir, { recursive: true, force: true });
-          inForce = { ...previous, config: `${previous.config}# refused after a runtime update\n` };
-          throw err;
+    // Runtime API first, before the version is written and checked: with only server lines changed
+    // (endpoint churn) all of them — the new endpoints serve now; otherwise the targets that are gone — a
+    // reload takes a second or more on a busy host, and a removed container drains only so long
+    // (docker-runtime.ts drainMs).
+    let endpointsDone = false;
+    if (previous) {
+      const now: BalancerRender = { ...previous, backends: sameShape ? r.backends : withoutGone(previous, r) };
+      const cmds = runtimeCommands(previous, now);
+      if (cmds.length && (await runtimeUpdate(cmds).catch(() => false))) {
+        endpointsDone = sameShape;
+        // What runs now, should the new version be refused below (the next apply compares against it).
+        inForce = now;
+        if (sameShape) {
+          st.runtimeUpdates++;
+          log.info({ commands: cmds.length }, 'balancer endpoints changed through the runtime API');
         }
-        await swap(dir);
-        setStatus({ state: 'ok', message: undefined, warnings: r.warnings, ...(procPid ? { masterPid: procPid } : {}) });
-        await prune().catch((err: unknown) => log.warn({ err }, 'could not remove old balancer versions'));
-        return;
-      }
-      // Refused: the general path below reloads.
-    }
-    if (running && inForce) {
-      // Targets that are gone leave the running config at once, before the new version is written,
-      // checked and (if it must be) reloaded: a reload takes a second or more on a busy host, and a
-      // removed container only drains for so long (docker-runtime.ts drainMs).
-      const gone = goneSlotCommands(inForce, r);
-      if (gone.length) {
-        if (await runtimeUpdate(gone).catch(() => false)) {
-          // What runs now: those slots are free (a refused render below leaves it so, and the next
-          // apply compares against it).
-          const freed = new Set(gone.map((c) => c.split(' ')[2]));
-          inForce = { ...inForce, backends: inForce.backends.map((b) => ({ ...b, slots: b.slots.map((x) => (freed.has(`${b.name}/${x.server}`) ? { ...x, target: null } : x)) })) };
-          slotsDrifted = true;
-        } else log.warn({ commands: gone.length }, 'could not take gone targets out before the reload');
-      }
+      } else if (cmds.length && !sameShape) log.warn({ commands: cmds.length }, 'could not take gone targets out before the reload');
     }
     const dir = await writeVersion(r);
     try {
@@ -514,12 +485,12 @@ export function createHaproxyApplier(o: HaproxyApplierOptions): HaproxyApplier {
       if (err instanceof HaproxyConfigError) setStatus({ state: 'degraded', message: err.haproxyMessage });
       throw err;
     }
-    const previous = inForce;
     await swap(dir);
     inForce = r;
-    slotsDrifted = false;
     if (!running) {
       await start();
+    } else if (endpointsDone) {
+      // In force already; the version on disk is for a restart.
     } else if (previous && configSkeleton(previous.config) === configSkeleton(r.config) && changedCertFiles(previous, r)) {
       const certs = changedCertFiles(previous, r) ?? [];
       const cmds = runtimeCommands(previous, r);

@@ -7,7 +7,7 @@ import type { Logger } from '../../../common/log.js';
 import { errorMessage } from '../../../common/errors.js';
 import type { Controller, HostContext } from '../../controller/controller.js';
 import type { EnvState } from '../../../model/state.js';
-import { networkInputs, type LocalContainer, type NetworkHost, type NetworkInputs, type OverlayMode, type RemoteContainer } from './inputs.js';
+import { byIp, networkInputs, type LocalContainer, type NetworkHost, type NetworkInputs, type OverlayMode, type RemoteContainer } from './inputs.js';
 import { Prober, type PeerReachability } from './probe.js';
 
 export type EspBackend = 'kernel' | 'libipsec';
@@ -275,9 +275,8 @@ export class NetworkController implements Controller {
       if (l.kind === 'local') local.push(l.c);
       else if (peers.has(l.c.hostId)) remote.push(l.c);
     }
-    const key = (ip: string) => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
-    local.sort((a, b) => key(a.ip) - key(b.ip));
-    remote.sort((a, b) => key(a.ip) - key(b.ip));
+    local.sort(byIp);
+    remote.sort(byIp);
     return { ...fresh, localContainers: local, remoteContainers: remote };
   }
 

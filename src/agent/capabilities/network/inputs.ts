@@ -62,7 +62,8 @@ function isPeerHost(h: NetHostFields): boolean {
   return !isGoneState(h.state) && h.state !== 'inactive' && h.certificateRevoked !== true;
 }
 
-const byIp = (a: { ip: string }, b: { ip: string }) => ipKey(a.ip) - ipKey(b.ip);
+/** Orders containers by address (numerically). */
+export const byIp = (a: { ip: string }, b: { ip: string }) => ipKey(a.ip) - ipKey(b.ip);
 
 function ipKey(ip: string): number {
   const p = ip.split('.');
