@@ -31,6 +31,7 @@ import { renderHaproxy, type BalancerRule } from '../src/agent/capabilities/bala
 import { createHaproxyApplier, type HaproxyApplier } from '../src/agent/capabilities/balancer/apply.js';
 import { freePort } from '../test/helpers/ports.js';
 import { describeLoad, startLoad, type LoadResult } from '../test/helpers/load-client.js';
+import { processAlive } from '../src/common/pid-lock.js';
 
 const HAPROXY = process.env.BENCH_HAPROXY ?? '/usr/sbin/haproxy';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -58,15 +59,6 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 const children: ChildProcess[] = [];
 const daemonPids = new Set<number>();
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function pin(pid: number, cpu: string): void {
   spawnSync('taskset', ['-a', '-cp', cpu, String(pid)], { stdio: 'ignore' });
@@ -312,10 +304,10 @@ async function main(): Promise<void> {
           return '';
         }
       })();
-      if (cmdline.includes(handCfgPath) && alive(pid)) process.kill(pid, 'SIGTERM');
+      if (cmdline.includes(handCfgPath) && processAlive(pid)) process.kill(pid, 'SIGTERM');
     }
     for (const c of children) if (c.pid && c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-    for (let i = 0; i < 50 && [...daemonPids].some(alive); i++) await sleep(100);
+    for (let i = 0; i < 50 && [...daemonPids].some(processAlive); i++) await sleep(100);
     rmSync(DIR, { recursive: true, force: true });
   }
 }

@@ -8,7 +8,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { connect } from 'node:tls';
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -24,17 +24,10 @@ import { BalancerController } from '../../src/agent/capabilities/balancer/contro
 import { renderHaproxy, type BalancerCertificate, type BalancerInput, type BalancerRender } from '../../src/agent/capabilities/balancer/render.js';
 import { changedCertFiles, createHaproxyApplier, parseShowProc, type HaproxyApplier } from '../../src/agent/capabilities/balancer/apply.js';
 import { selfSignedCertificate } from '../../src/agent/capabilities/balancer/selfsigned.js';
+import { freePort } from '../helpers/ports.js';
 
 const HAPROXY = '/usr/sbin/haproxy';
 const skip = !existsSync(HAPROXY) ? `${HAPROXY} is not installed` : false;
-
-async function freePort(): Promise<number> {
-  const s = createNetServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** The SHA-256 fingerprint of the certificate HAProxy serves for `servername` on a new TLS connection. */
 function served(port: number, servername: string): Promise<string> {

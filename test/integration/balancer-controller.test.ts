@@ -6,26 +6,20 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, request, type Server } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '../../src/common/log.js';
 import { emptyState, fullDelta, type EnvState } from '../../src/model/state.js';
-import { LaunchConfig, LbConfig, type Container, type Service } from '../../src/model/resources.js';
+import { LaunchConfig, LbConfig, type Container } from '../../src/model/resources.js';
 import { BalancerController } from '../../src/agent/capabilities/balancer/controller.js';
+import { processAlive } from '../../src/common/pid-lock.js';
+import { container as fixtureContainer, service } from '../helpers/state-fixtures.js';
+import { freePort } from '../helpers/ports.js';
 
 const HAPROXY = '/usr/sbin/haproxy';
 const HOST = '1h1';
-
-async function freePort(addr = '127.0.0.1'): Promise<number> {
-  const s = createNetServer();
-  await new Promise<void>((r) => s.listen(0, addr, r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 function listen(server: Server, port: number, addr: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -73,63 +67,8 @@ function get(port: number, path = '/'): Promise<string> {
   });
 }
 
-function container(id: string, serviceId: string, ip: string, o: Partial<Container> = {}): Container {
-  return {
-    id,
-    uuid: `u-${id}`,
-    environmentId: '1a1',
-    hostId: HOST,
-    stackId: '1st1',
-    serviceId,
-    name: id,
-    launchConfigName: '',
-    serviceIndex: 1,
-    createIndex: 0,
-    deploymentUnitUuid: null,
-    primaryIpAddress: ip,
-    state: 'running',
-    desiredState: 'running',
-    generation: 'current',
-    exitCode: null,
-    externalId: null,
-    healthState: null,
-    startCount: 1,
-    config: LaunchConfig.parse({ image: 'nginx' }),
-    adopted: false,
-    created: '2026-01-01T00:00:00Z',
-    ...o,
-  };
-}
-
-function service(id: string, name: string, o: Partial<Service> = {}): Service {
-  return {
-    id,
-    uuid: `u-${id}`,
-    environmentId: '1a1',
-    stackId: '1st1',
-    name,
-    kind: 'service',
-    state: 'active',
-    scale: 1,
-    global: false,
-    secondaryLaunchConfigs: [],
-    metadata: {},
-    externalIpAddresses: [],
-    createIndex: 0,
-    system: false,
-    created: '2026-01-01T00:00:00Z',
-    ...o,
-  };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+/** A container of this host (HOST). */
+const container = (id: string, serviceId: string, ip: string, o: Partial<Container> = {}): Container => fixtureContainer(id, serviceId, HOST, ip, o);
 
 const skip = !existsSync(HAPROXY) ? `${HAPROXY} is not installed` : false;
 
@@ -236,14 +175,14 @@ describe('balancer controller with a real HAProxy', { skip }, () => {
 
   it('the balancer service removed: its HAProxy is stopped', async () => {
     const pid = ctl.applierStatus('lb1')?.masterPid;
-    assert.ok(pid && alive(pid));
+    assert.ok(pid && processAlive(pid));
     const lb = st.services.get('1s9');
     assert.ok(lb);
     st.services.set('1s9', { ...lb, state: 'removed' });
     await reconcile();
     assert.deepEqual(ctl.instanceStates(), []);
     assert.equal(ctl.applierStatus('lb1'), undefined);
-    assert.equal(alive(pid), false, 'the HAProxy master is gone');
+    assert.equal(processAlive(pid), false, 'the HAProxy master is gone');
     await assert.rejects(get(sourcePort), /ECONNREFUSED/);
     assert.equal(existsSync(join(dataDir, 'balancer', 'lb1')), false);
   });

@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, request, type Server } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,17 +15,10 @@ import { execa, type ResultPromise } from 'execa';
 import { silentLogger } from '../../src/common/log.js';
 import { renderHaproxy, type BalancerInput, type BalancerRule } from '../../src/agent/capabilities/balancer/render.js';
 import { createHaproxyApplier, HaproxyConfigError, parseShowProc, type HaproxyApplier } from '../../src/agent/capabilities/balancer/apply.js';
+import { freePort } from '../helpers/ports.js';
 
 const HAPROXY = '/usr/sbin/haproxy';
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function freePort(): Promise<number> {
-  const s = createNetServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 interface Backend {
   name: string;

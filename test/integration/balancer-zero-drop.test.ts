@@ -33,6 +33,7 @@ import { renderHaproxy, type BalancerRule } from '../../src/agent/capabilities/b
 import { createHaproxyApplier } from '../../src/agent/capabilities/balancer/apply.js';
 import { freePort } from '../helpers/ports.js';
 import { describeLoad, startLoad, type LoadResult } from '../helpers/load-client.js';
+import { processAlive } from '../../src/common/pid-lock.js';
 
 const HAPROXY = '/usr/sbin/haproxy';
 const RATE = Number(process.env.ZERO_DROP_RATE ?? 600);
@@ -64,15 +65,6 @@ async function startBackend(name: string): Promise<Backend> {
 
 function stopBackend(b: Backend): Promise<void> {
   return new Promise((r) => b.server.close(() => r()));
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function report(t: TestContext, label: string, r: LoadResult, extra: string): void {
@@ -198,9 +190,9 @@ describe('balancer zero-drop under reloads and scaling (applier, real HAProxy)',
       for (const pid of refPids) {
         // Only our own processes: their command line names this run's config file.
         const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-        if (cmdline.includes(refCfg) && alive(pid)) process.kill(pid, 'SIGTERM');
+        if (cmdline.includes(refCfg) && processAlive(pid)) process.kill(pid, 'SIGTERM');
       }
-      for (let i = 0; i < 50 && [...refPids].some(alive); i++) await sleep(100);
+      for (let i = 0; i < 50 && [...refPids].some(processAlive); i++) await sleep(100);
       for (const b of backends) b.server.close();
       await rm(dir, { recursive: true, force: true });
     }

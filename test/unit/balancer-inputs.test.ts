@@ -8,55 +8,7 @@ import { emptyState, type EnvState } from '../../src/model/state.js';
 import { LaunchConfig, LbConfig, type Certificate, type Container, type Service, type ServiceLink } from '../../src/model/resources.js';
 import { balancerInputs, parseLegacyTargetSpec, type BalancerInstance } from '../../src/agent/capabilities/balancer/inputs.js';
 import { renderHaproxy } from '../../src/agent/capabilities/balancer/render.js';
-
-function container(id: string, serviceId: string | null, hostId: string, ip: string | null, o: Partial<Container> = {}): Container {
-  return {
-    id,
-    uuid: `u-${id}`,
-    environmentId: '1a1',
-    hostId,
-    stackId: '1st1',
-    serviceId,
-    name: id,
-    launchConfigName: '',
-    serviceIndex: 1,
-    createIndex: 0,
-    deploymentUnitUuid: null,
-    primaryIpAddress: ip,
-    state: 'running',
-    desiredState: 'running',
-    generation: 'current',
-    exitCode: null,
-    externalId: null,
-    healthState: null,
-    startCount: 1,
-    config: LaunchConfig.parse({ image: 'nginx' }),
-    adopted: false,
-    created: '2026-01-01T00:00:00Z',
-    ...o,
-  };
-}
-
-function service(id: string, name: string, o: Partial<Service> = {}): Service {
-  return {
-    id,
-    uuid: `u-${id}`,
-    environmentId: '1a1',
-    stackId: '1st1',
-    name,
-    kind: 'service',
-    state: 'active',
-    scale: 1,
-    global: false,
-    secondaryLaunchConfigs: [],
-    metadata: {},
-    externalIpAddresses: [],
-    createIndex: 0,
-    system: false,
-    created: '2026-01-01T00:00:00Z',
-    ...o,
-  };
-}
+import { container, service } from '../helpers/state-fixtures.js';
 
 function lb(id: string, lbConfig: Partial<LbConfig> | undefined, labels: Record<string, string> = {}, ports: LaunchConfig['ports'] = []): Service {
   return service(id, `lb-${id}`, {

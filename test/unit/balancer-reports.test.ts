@@ -10,56 +10,7 @@ import { LaunchConfig, type Container, type Service } from '../../src/model/reso
 import { ContainerReport } from '../../src/model/reports.js';
 import { balancerReports } from '../../src/agent/capabilities/balancer/reports.js';
 import type { BalancerInstanceState } from '../../src/agent/capabilities/balancer/controller.js';
-
-// Fixtures in the shape of test/unit/balancer-inputs.test.ts (not exported there).
-function container(id: string, serviceId: string | null, hostId: string, ip: string | null, o: Partial<Container> = {}): Container {
-  return {
-    id,
-    uuid: `u-${id}`,
-    environmentId: '1a1',
-    hostId,
-    stackId: '1st1',
-    serviceId,
-    name: id,
-    launchConfigName: '',
-    serviceIndex: 1,
-    createIndex: 0,
-    deploymentUnitUuid: null,
-    primaryIpAddress: ip,
-    state: 'running',
-    desiredState: 'running',
-    generation: 'current',
-    exitCode: null,
-    externalId: null,
-    healthState: null,
-    startCount: 1,
-    config: LaunchConfig.parse({ image: 'nginx' }),
-    adopted: false,
-    created: '2026-01-01T00:00:00Z',
-    ...o,
-  };
-}
-
-function service(id: string, name: string, o: Partial<Service> = {}): Service {
-  return {
-    id,
-    uuid: `u-${id}`,
-    environmentId: '1a1',
-    stackId: '1st1',
-    name,
-    kind: 'service',
-    state: 'active',
-    scale: 1,
-    global: false,
-    secondaryLaunchConfigs: [],
-    metadata: {},
-    externalIpAddresses: [],
-    createIndex: 0,
-    system: false,
-    created: '2026-01-01T00:00:00Z',
-    ...o,
-  };
-}
+import { container, service } from '../helpers/state-fixtures.js';
 
 function lb(id: string): Service {
   return service(id, `lb-${id}`, { kind: 'loadBalancerService', launchConfig: LaunchConfig.parse({ image: 'rancher/lb-service-haproxy:v0.7.9' }) });
