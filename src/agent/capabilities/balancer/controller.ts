@@ -76,10 +76,8 @@ interface Instance {
   applier: HaproxyApplier;
   /** The last render in force (verify restores it). */
   good: BalancerRender | undefined;
-  /** Why the last apply failed; undefined when it succeeded. */
-  error: string | undefined;
-  /** HAProxy's refusal of the last render (`haproxy -c`); undefined once a render is accepted. */
-  refused: string | undefined;
+  /** Why the last apply failed (`refused`: HAProxy's `haproxy -c` refused the render); undefined when it succeeded. */
+  failure: { message: string; refused: boolean } | undefined;
   warnings: string[];
 }
 
@@ -195,7 +193,7 @@ export class BalancerController implements Controller {
         ...(this.o.restartBackoff ? { restartBackoff: this.o.restartBackoff } : {}),
       });
       applier.onStatusChange(() => this.healthMaybeChanged());
-      inst = { containerId: w.containerId, ip: w.ip, serviceId: w.serviceId, name: w.name, applier, good: undefined, error: undefined, refused: undefined, warnings: [] };
+      inst = { containerId: w.containerId, ip: w.ip, serviceId: w.serviceId, name: w.name, applier, good: undefined, failure: undefined, warnings: [] };
       this.instances.set(w.containerId, inst);
     }
     inst.name = w.name;
@@ -224,17 +222,15 @@ export class BalancerController implements Controller {
     try {
       await inst.applier.apply(r);
       inst.good = r;
-      inst.error = undefined;
-      inst.refused = undefined;
+      inst.failure = undefined;
     } catch (err) {
       if (err instanceof HaproxyConfigError) {
         // The running config (if any) keeps serving; retrying the same render would be refused again.
-        inst.error = err.message;
-        inst.refused = err.message;
+        inst.failure = { message: err.message, refused: true };
         this.log.warn({ balancer: w.name, message: err.haproxyMessage }, 'HAProxy refused the balancer config');
         return;
       }
-      inst.error = errorMessage(err);
+      inst.failure = { message: errorMessage(err), refused: false };
       throw err;
     }
   }
@@ -287,13 +283,13 @@ export class BalancerController implements Controller {
   private stateOf(inst: Instance): BalancerInstanceState {
     const st = inst.applier.status();
     const warnings = inst.warnings.length ? { warnings: [...inst.warnings] } : {};
-    if (inst.refused !== undefined && inst.good && st.masterPid !== undefined) {
+    if (inst.failure?.refused && inst.good && st.masterPid !== undefined) {
       // HAProxy refused the new config: the previous one keeps serving, so the instance stays running (in
       // DNS and behind its published ports) and says why its rules are not the latest.
-      const message = `HAProxy refused the new configuration; the previous one keeps serving: ${inst.refused}`;
+      const message = `HAProxy refused the new configuration; the previous one keeps serving: ${inst.failure.message}`;
       return { id: inst.containerId, state: 'running', message, ...warnings };
     }
-    if (inst.error !== undefined) return { id: inst.containerId, state: 'error', message: inst.error, ...warnings };
+    if (inst.failure) return { id: inst.containerId, state: 'error', message: inst.failure.message, ...warnings };
     if (st.state !== 'ok') return { id: inst.containerId, state: 'error', message: st.message ?? `HAProxy is ${st.state}`, ...warnings };
     return { id: inst.containerId, state: 'running', ...warnings };
   }
@@ -331,7 +327,10 @@ export class BalancerController implements Controller {
       const n = this.last ? balancerReports(this.last.state, this.last.hostId, new Map(), this.o.unavailable).filter((r) => r.state === 'error').length : 0;
       return n ? { state: 'degraded', message: `${n} balancer instance(s) cannot run: ${this.o.unavailable}` } : undefined;
     }
-    const bad = [...this.instances.values()].map((i) => ({ name: i.name, s: this.stateOf(i) })).filter((x) => x.s.state === 'error' || this.instances.get(x.s.id)?.refused !== undefined);
+    // In error, or serving the previous config after a refusal (running, with the reason).
+    const bad = [...this.instances.values()]
+      .filter((i) => i.failure !== undefined || this.stateOf(i).state === 'error')
+      .map((i) => ({ name: i.name, s: this.stateOf(i) }));
     for (const [id, w] of this.waiting) bad.push({ name: this.last?.state.containers.get(id)?.name ?? id, s: w });
     if (!bad.length) return undefined;
     return { state: 'degraded', message: bad.map((x) => `balancer ${x.name}: ${x.s.message ?? 'error'}`).join('; ') };
