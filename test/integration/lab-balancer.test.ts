@@ -16,11 +16,11 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import forge from 'node-forge';
 import { labUnavailable, runInContainer, startLab, waitFor, type Lab, type LabHost } from '../lab/lab.js';
 import { startDrover, stopDroverLab, type ControlPlane, type LabAgent } from '../lab/drover.js';
 import { parseShowProc, socketCommand } from '../../src/agent/capabilities/balancer/apply.js';
 import { describeLoad, startLoad } from '../helpers/load-client.js';
+import { testCertificate } from '../helpers/certs.js';
 
 const skip = labUnavailable();
 const WAIT = 120_000;
@@ -37,21 +37,6 @@ const web = (svc: string) => [
   '-c',
   `mkdir -p /w/app && echo "${svc} $$(hostname)" > /w/index.html && cp /w/index.html /w/app/index.html && trap 'exit 0' TERM; httpd -f -p 80 -h /w & wait`,
 ];
-
-function selfSigned(cn: string): { cert: string; key: string } {
-  const keys = forge.pki.rsa.generateKeyPair(2048);
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = keys.publicKey;
-  cert.serialNumber = '01';
-  cert.validity.notBefore = new Date(Date.now() - 3600_000);
-  cert.validity.notAfter = new Date(Date.now() + 30 * 86400_000);
-  const attrs = [{ name: 'commonName', value: cn }];
-  cert.setSubject(attrs);
-  cert.setIssuer(attrs);
-  cert.setExtensions([{ name: 'subjectAltName', altNames: [{ type: 2, value: cn }] }]);
-  cert.sign(keys.privateKey, forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: forge.pki.privateKeyToPem(keys.privateKey) };
-}
 
 const j = JSON.stringify;
 const DOCKER_COMPOSE = `
@@ -195,7 +180,8 @@ test('3-host lab: balancers from a 1.6-style compose pair and the 1.0 label form
     const [h1, h2, h3] = lab.hosts as [LabHost, LabHost, LabHost];
 
     for (const [name, cn] of [['site-a', 'a.example.com'], ['site-b', 'b.example.com']] as const) {
-      const up = await api('POST', '/v1/certificates', { name, ...selfSigned(cn) });
+      const { cert, key } = testCertificate(name, cn);
+      const up = await api('POST', '/v1/certificates', { name, cert, key });
       assert.equal(up.status, 201, j(up.body));
     }
     const st = await api<{ id: string }>('POST', '/v1/stacks', { name: 'shop', dockerCompose: DOCKER_COMPOSE, rancherCompose: RANCHER_COMPOSE });

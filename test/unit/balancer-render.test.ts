@@ -9,8 +9,6 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateKeyPairSync } from 'node:crypto';
-import forge from 'node-forge';
 import { execa } from 'execa';
 import {
   configSkeleton,
@@ -21,6 +19,7 @@ import {
   type BalancerRender,
   type BalancerTarget,
 } from '../../src/agent/capabilities/balancer/render.js';
+import { testCertificate } from '../helpers/certs.js';
 
 const GOLDEN_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'golden', 'balancer');
 const HAPROXY = '/usr/sbin/haproxy';
@@ -33,24 +32,6 @@ function golden(name: string, text: string): void {
   }
   assert.ok(existsSync(file), `${file} is missing (run with UPDATE_GOLDEN=1 to write it, then review it)`);
   assert.equal(text, readFileSync(file, 'utf8'), `${name}.cfg differs (UPDATE_GOLDEN=1 rewrites it after a deliberate change)`);
-}
-
-/** A self-signed certificate for `cn` (and `sans`); the key comes from node:crypto (fast), the certificate from node-forge. */
-export function testCertificate(name: string, cn: string, sans: string[] = []): BalancerCertificate {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  const key = forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = forge.pki.setRsaPublicKey(key.n, key.e);
-  cert.serialNumber = '01';
-  cert.validity.notBefore = new Date(Date.now() - 3600_000);
-  cert.validity.notAfter = new Date(Date.now() + 7 * 86400_000);
-  const attrs = [{ name: 'commonName', value: cn }];
-  cert.setSubject(attrs);
-  cert.setIssuer(attrs);
-  cert.setExtensions([{ name: 'subjectAltName', altNames: [cn, ...sans].map((v) => ({ type: 2, value: v })) }]);
-  cert.sign(key, forge.md.sha256.create());
-  return { name, cert: forge.pki.certificateToPem(cert), key: keyPem };
 }
 
 const SOCK = '/run/drover/balancer/web/admin.sock';
