@@ -7,9 +7,8 @@ import { readFileSync } from 'node:fs';
 import { Document, isMap, isScalar, parseDocument } from 'yaml';
 import type { ApiClient } from '../api-client.js';
 import { DroverError, ValidationError } from '../../common/errors.js';
-import { interpolateValue, type ValuePath } from '../../server/compose/interpolate.js';
-import { parseRancherService } from '../../server/compose/rancher.js';
-import { asMap, fail as composeFail, loadYaml, sub, type Where } from '../../server/compose/values.js';
+import { parseRancherEntry } from '../../server/compose/parse.js';
+import { fail as composeFail } from '../../server/compose/values.js';
 import type { LbConfig } from '../../model/resources.js';
 import { client, withConn, type ConnFlags } from './conn.js';
 
@@ -46,23 +45,13 @@ async function findService(api: ApiClient, ref: string): Promise<{ stack: StackR
 }
 
 /**
- * The service's `lb_config` in a rancher-compose file (v1 layout, or `version` + `services`), as the
- * stack importer reads it: `${VAR}` substituted from `answers`, the whole entry checked by
- * parseRancherService. Also returns the entry's other keys, which this command does not apply.
+ * The service's `lb_config` in a rancher-compose file, read by the stack importer's own code
+ * (parseRancherEntry). Also returns the entry's other keys, which this command does not apply.
  */
 export function readLbConfig(file: string, text: string, service: string, answers: Record<string, string>): { lbConfig: LbConfig; ignored: string[] } {
-  const top = asMap({ file }, '', loadYaml(file, text));
-  const services = top.version === undefined ? top : asMap({ file }, 'services', top.services);
-  const where: Where = { file, service };
-  const raw = services[service];
-  if (raw === undefined) {
-    const known = Object.keys(services).filter((k) => k !== '.catalog' && k !== 'version');
-    composeFail({ file }, undefined, `has no entry for service "${service}" (entries: ${known.join(', ') || 'none'})`);
-  }
-  const vars = new Map(Object.entries(answers));
-  const field = (path: ValuePath): string | undefined => (path.length === 0 ? undefined : path.reduce<string>((f, key) => sub(f, key), ''));
-  const entry = parseRancherService(where, interpolateValue(raw, vars, (path, message) => composeFail(where, field(path), message)));
-  if (!entry.lbConfig) composeFail(where, 'lb_config', 'is missing: give the balancer\'s rules as "lb_config: {port_rules: [...]}"');
+  const { entry, names } = parseRancherEntry(file, text, service, answers);
+  if (!entry) composeFail({ file }, undefined, `has no entry for service "${service}" (entries: ${names.join(', ') || 'none'})`);
+  if (!entry.lbConfig) composeFail({ file, service }, 'lb_config', 'is missing: give the balancer\'s rules as "lb_config: {port_rules: [...]}"');
   return { lbConfig: entry.lbConfig, ignored: entry.keys.filter((k) => k !== 'lb_config') };
 }
 

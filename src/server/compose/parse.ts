@@ -231,6 +231,19 @@ function buildService(ctx: Context, primary: ComposeService, rancher: RancherSer
   return spec;
 }
 
+/**
+ * One service's entry of a rancher-compose file, read as parseCompose reads it (layout, version, `${VAR}`
+ * from `answers`, the entry's keys checked); undefined when the file has no entry for it.
+ */
+export function parseRancherEntry(file: string, text: string, service: string, answers: Record<string, string>): { entry: RancherService | undefined; names: string[] } {
+  const { services } = rancherServices(file, loadYaml(file, text));
+  const raw = services[service];
+  const names = Object.keys(services);
+  if (raw === undefined) return { entry: undefined, names };
+  const where = { file, service };
+  return { entry: parseRancherService(where, interpolateService(where, raw, new Map(Object.entries(answers)))), names };
+}
+
 export function parseCompose(input: ComposeInput): StackSpec {
   const file = input.dockerComposeFile ?? DEFAULT_DOCKER_COMPOSE_FILE;
   const rancherFile = input.rancherComposeFile ?? DEFAULT_RANCHER_COMPOSE_FILE;
