@@ -341,8 +341,9 @@ test('3-host lab: balancers from a 1.6-style compose pair and the 1.0 label form
       assert.ok(lbSvc?.lbConfig && web2);
       const base = lbSvc.lbConfig;
       const masterSock = join(lbDir, 'master.sock');
-      const reloads = async () => parseShowProc(await socketCommand(masterSock, 'show proc'))?.reloads ?? -1;
-      const first = await reloads();
+      const proc = async () => parseShowProc(await socketCommand(masterSock, 'show proc'));
+      const reloads = async () => (await proc())?.reloads ?? -1;
+      const first = await proc();
       const t0 = performance.now();
       const events: string[] = [];
       const mark = (what: string) => events.push(`${((performance.now() - t0) / 1000).toFixed(2)}s ${what} (@${Date.now()})`);
@@ -366,14 +367,19 @@ test('3-host lab: balancers from a 1.6-style compose pair and the 1.0 label form
       }
       await new Promise((r) => setTimeout(r, 3000));
       const ours = await load.stop();
-      const done = (await reloads()) - first;
+      const last = await proc();
+      const done = (last?.reloads ?? 0) - (first?.reloads ?? 0);
       tt.diagnostic(`drover (master-worker, expose-fd listeners, runtime API): ${describeLoad(ours)}; ${done} reloads`);
       console.log(`# zero-drop drover: ${describeLoad(ours)}; ${done} reloads`);
       if (ours.failed || ours.slow) {
         // Where the failures and slow requests fall against what the test did (seconds since the load started).
         const buckets = new Map<number, string[]>();
-        for (const f of ours.failures) (buckets.get(Math.floor(f.atMs / 500)) ?? buckets.set(Math.floor(f.atMs / 500), []).get(Math.floor(f.atMs / 500)))?.push(f.kind);
-        for (const at of ours.slowAtMs) (buckets.get(Math.floor(at / 500)) ?? buckets.set(Math.floor(at / 500), []).get(Math.floor(at / 500)))?.push('slow');
+        const note = (atMs: number, kind: string) => {
+          const b = Math.floor(atMs / 500);
+          buckets.set(b, [...(buckets.get(b) ?? []), kind]);
+        };
+        for (const f of ours.failures) note(f.atMs, f.kind);
+        for (const at of ours.slowAtMs) note(at, 'slow');
         const hist = [...buckets.entries()].sort((a, b) => a[0] - b[0]).map(([b, ks]) => `${(b / 2).toFixed(1)}s: ${ks.length} (${[...new Set(ks)].join(',')})`);
         console.log(`# zero-drop timeline: ${hist.join(' | ')}\n# events: ${events.join(' | ')}`);
       }
@@ -436,7 +442,8 @@ test('3-host lab: balancers from a 1.6-style compose pair and the 1.0 label form
         }
       }
 
-      assert.ok(done >= CHANGES, `at least ${CHANGES} reloads happened (${done})`);
+      // Every rule change waited for its own reload (above); these were reloads of one HAProxy, not restarts.
+      assert.equal(last?.masterPid, first?.masterPid, 'the same HAProxy master throughout');
       assert.equal(ours.shed, 0, `the load client offered the whole rate: ${describeLoad(ours)}`);
       assert.ok(ours.achievedRate >= RATE * 0.98, `the load reached ${RATE} req/s: ${describeLoad(ours)}`);
       assert.equal(ours.failed, 0, `no failed request through drover's balancer: ${describeLoad(ours)} ${j(ours.failures.slice(0, 10))}`);
