@@ -4,11 +4,10 @@
 // a warning.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { emptyState, type EnvState } from '../../src/model/state.js';
-import { LaunchConfig, LbConfig, type Certificate, type Container, type Service, type ServiceLink } from '../../src/model/resources.js';
+import { LaunchConfig, LbConfig, type Certificate, type Service, type ServiceLink } from '../../src/model/resources.js';
 import { balancerInputs, parseLegacyTargetSpec, type BalancerInstance } from '../../src/agent/capabilities/balancer/inputs.js';
 import { renderHaproxy } from '../../src/agent/capabilities/balancer/render.js';
-import { container, service } from '../helpers/state-fixtures.js';
+import { container, env, put, service } from '../helpers/state-fixtures.js';
 
 function lb(id: string, lbConfig: Partial<LbConfig> | undefined, labels: Record<string, string> = {}, ports: LaunchConfig['ports'] = []): Service {
   return service(id, `lb-${id}`, {
@@ -26,26 +25,6 @@ function cert(id: string, name: string, key = 'KEY'): Certificate {
   return { id, environmentId: '1a1', name, description: '', cert: `CERT-${name}`, key, subjectAlternativeNames: [], created: '' };
 }
 
-function env(): EnvState {
-  const st = emptyState({
-    id: '1a1',
-    uuid: 'u',
-    name: 'Default',
-    description: '',
-    state: 'active',
-    network: { subnet: '10.42.0.0/16', dnsScope: 'linked', hostDnsView: false, overlay: 'ipsec', ipsecAuth: 'psk', vxlanVni: 42 },
-    created: '',
-  });
-  st.stacks.set('1st1', { id: '1st1', uuid: 'u-st', environmentId: '1a1', name: 'web', description: '', state: 'active', dockerCompose: '', rancherCompose: '', answers: {}, system: false, created: '' });
-  return st;
-}
-
-function put(st: EnvState, ...xs: (Service | Container)[]): void {
-  for (const x of xs) {
-    if ('kind' in x) st.services.set(x.id, x);
-    else st.containers.set(x.id, x);
-  }
-}
 
 const only = (xs: BalancerInstance[]): BalancerInstance => {
   assert.equal(xs.length, 1, `one instance expected, got ${xs.length}`);

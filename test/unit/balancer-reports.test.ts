@@ -5,37 +5,17 @@
 // hosts, of other services, sidekicks and adopted containers are not the balancer's to report.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { emptyState, type EnvState } from '../../src/model/state.js';
-import { LaunchConfig, type Container, type Service } from '../../src/model/resources.js';
+import type { EnvState } from '../../src/model/state.js';
+import { LaunchConfig, type Service } from '../../src/model/resources.js';
 import { ContainerReport } from '../../src/model/reports.js';
 import { balancerReports } from '../../src/agent/capabilities/balancer/reports.js';
 import type { BalancerInstanceState } from '../../src/agent/capabilities/balancer/controller.js';
-import { container, service } from '../helpers/state-fixtures.js';
+import { container, env, put, service } from '../helpers/state-fixtures.js';
 
 function lb(id: string): Service {
   return service(id, `lb-${id}`, { kind: 'loadBalancerService', launchConfig: LaunchConfig.parse({ image: 'rancher/lb-service-haproxy:v0.7.9' }) });
 }
 
-function env(): EnvState {
-  const st = emptyState({
-    id: '1a1',
-    uuid: 'u',
-    name: 'Default',
-    description: '',
-    state: 'active',
-    network: { subnet: '10.42.0.0/16', dnsScope: 'linked', hostDnsView: false, overlay: 'ipsec', ipsecAuth: 'psk', vxlanVni: 42 },
-    created: '',
-  });
-  st.stacks.set('1st1', { id: '1st1', uuid: 'u-st', environmentId: '1a1', name: 'web', description: '', state: 'active', dockerCompose: '', rancherCompose: '', answers: {}, system: false, created: '' });
-  return st;
-}
-
-function put(st: EnvState, ...xs: (Service | Container)[]): void {
-  for (const x of xs) {
-    if ('kind' in x) st.services.set(x.id, x);
-    else st.containers.set(x.id, x);
-  }
-}
 
 const states = (...xs: BalancerInstanceState[]): Map<string, BalancerInstanceState> => new Map(xs.map((x) => [x.id, x]));
 
