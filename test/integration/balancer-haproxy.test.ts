@@ -183,6 +183,28 @@ describe('balancer applier with a real HAProxy', { skip }, () => {
     assert.deepEqual(back, new Set(['a1', 'a3']), 'and back in when it returns');
   });
 
+  it('takeOutGone: a target removed while a reload runs is out of the old worker at once and of the new one when it comes up', async () => {
+    await applier.applyAt(renderHaproxy(input(rules(['a1', 'a3']))), 10);
+    // Revision 11 changes the skeleton (a reload); revision 12, arriving while it runs, drops a3.
+    const extra: BalancerRule = { sourcePort: port, protocol: 'http', path: '/takeout', targets: [target('c1')] };
+    const reloading = applier.applyAt(renderHaproxy(input(rules(['a1', 'a3'], [extra]))), 11);
+    await applier.takeOutGone(renderHaproxy(input(rules(['a1'], [extra]))), 12);
+    const early = new Set<string>();
+    for (let i = 0; i < 6; i++) early.add(await get(port, 'a.test', '/one'));
+    assert.deepEqual(early, new Set(['a1']), 'a3 out of the running worker before the reload finished');
+    await reloading;
+    const late = new Set<string>();
+    for (let i = 0; i < 6; i++) late.add(await get(port, 'a.test', '/one'));
+    assert.deepEqual(late, new Set(['a1']), 'the worker the reload brought up (configured from revision 11) does not serve a3 either');
+    // An older revision's render changes nothing; the apply of revision 12 itself keeps a3 out.
+    await applier.takeOutGone(renderHaproxy(input(rules([], [extra]))), 11);
+    await applier.applyAt(renderHaproxy(input(rules(['a1'], [extra]))), 12);
+    const now = new Set<string>();
+    for (let i = 0; i < 6; i++) now.add(await get(port, 'a.test', '/one'));
+    assert.deepEqual(now, new Set(['a1']));
+    await applier.applyAt(renderHaproxy(input(rules(['a1', 'a3']))), 13);
+  });
+
   it('zero-drop: 0 failed requests across 20 reloads (new connection per request)', async () => {
     const reloads0 = applier.status().reloads;
     const l = load(port, 'b.test');

@@ -168,3 +168,32 @@ test('resync: verify() finds drift and repairs it; a file applier restores a del
     cleanup(dir);
   }
 });
+
+test('preview sees every state as it arrives, also while a reconcile runs; a throwing preview changes nothing', { timeout: 10_000 }, async () => {
+  const previews: number[] = [];
+  const reconciled: number[] = [];
+  let release: (() => void) | undefined;
+  const ctl: Controller = {
+    name: 'pre',
+    async reconcile(s) {
+      reconciled.push(s.revision);
+      if (s.revision === 1) await new Promise<void>((r) => (release = r));
+    },
+    preview(s) {
+      previews.push(s.revision);
+      if (s.revision === 3) throw new Error('preview bug');
+    },
+  };
+  const m = new ControllerManager([ctl], { log: silentLogger(), resyncMs: 0, backoff: { initialMs: 2000, maxMs: 2000 } });
+  const first = m.update(st(1), touch(1, 'a'), host);
+  await eventually(() => release, 2000, 'first reconcile running');
+  const second = m.update(st(2), touch(2, 'b'), host);
+  const third = m.update(st(3), touch(3, 'c'), host);
+  assert.deepEqual(reconciled, [1], 'revision 1 still reconciling');
+  assert.ok(previews.includes(2) && previews.includes(3), `revisions 2 and 3 previewed before it ended: ${JSON.stringify(previews)}`);
+  release?.();
+  const s = await Promise.all([first, second, third]);
+  assert.deepEqual(reconciled, [1, 3]);
+  assert.equal(s[2].pre?.state, 'ok');
+  await m.close();
+});

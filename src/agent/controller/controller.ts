@@ -24,6 +24,13 @@ export interface Controller {
    */
   reconcile(state: EnvState, delta: StateDelta, host: HostContext): Promise<void>;
   /**
+   * Called as soon as a state arrives, also while a reconcile runs (reconciles are one at a time and some
+   * take seconds): for quick, idempotent steps that must not wait behind one — the balancer takes targets
+   * that are gone out of service at once, before their containers' drain ends. What it starts is its own:
+   * it must not throw, and the reconcile of the same state still follows.
+   */
+  preview?(state: EnvState, host: HostContext): void;
+  /**
    * The periodic resync: checks that what is in force is still what the last reconcile put there and
    * repairs it. Resolves with a description of what was repaired (undefined: nothing had drifted);
    * throws when it could not repair. Without it the resync is a reconcile with a full delta.

@@ -87,6 +87,13 @@ class Worker {
     this.pending = this.pending ? { ...input, delta: mergeDeltas(this.pending.delta, input.delta) } : input;
     this.latest = { state: input.state, host: input.host };
     this.revision = Math.max(this.revision, input.state.revision);
+    if (this.started && this.ctl.preview) {
+      try {
+        this.ctl.preview(input.state, input.host);
+      } catch (err) {
+        this.log.warn({ err: errorMessage(err) }, 'preview failed');
+      }
+    }
     const seq = ++this.seq;
     const done = new Promise<void>((resolve) => this.waiters.push({ seq, resolve }));
     // A new state is worth an attempt now, even in backoff (the backoff itself is kept).

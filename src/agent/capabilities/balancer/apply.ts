@@ -67,6 +67,15 @@ export interface HaproxyApplier extends Applier<BalancerRender> {
   slots(): SlotTable | undefined;
   status(): BalancerStatus;
   onStatusChange(cb: () => void): void;
+  /**
+   * Takes the targets that `newest` (a render of the newest state) no longer has out of service now, without
+   * waiting for an apply under way (a reload takes seconds on a busy host, longer than a removed container
+   * drains): `set server … state maint` on the running worker, and again on the worker a reload under way
+   * brings up. Never throws; the apply of the same state follows and is what puts the rest in force.
+   */
+  takeOutGone(newest: BalancerRender, revision: number): Promise<void>;
+  /** apply, knowing the state revision `r` was rendered from (takeOutGone's renders of newer ones are then heeded). */
+  applyAt(r: BalancerRender, revision: number): Promise<void>;
   /** Sends one command to the runtime API (stats socket) or, with `master`, to the master CLI. */
   command(cmd: string, opts?: { master?: boolean }): Promise<string>;
   close(): Promise<void>;
@@ -223,6 +232,8 @@ export function createHaproxyApplier(o: HaproxyApplierOptions): HaproxyApplier {
   const st: BalancerStatus = { state: 'stopped', warnings: [], reloads: 0, runtimeUpdates: 0, restarts: 0 };
   const listeners: (() => void)[] = [];
   let chain: Promise<unknown> = Promise.resolve();
+  /** The newest render seen by takeOutGone: what a worker brought up by a reload must not serve beyond. */
+  let newest: { render: BalancerRender; revision: number } | undefined;
 
   const setStatus = (patch: Partial<BalancerStatus>): void => {
     const before = JSON.stringify(st);
@@ -447,7 +458,18 @@ export function createHaproxyApplier(o: HaproxyApplierOptions): HaproxyApplier {
     }
   }
 
-  async function applyNow(r: BalancerRender): Promise<void> {
+  /** `set server … state maint` for the slots of `from` whose targets `to` no longer has; inForce follows. */
+  async function dropGone(from: BalancerRender, to: BalancerRender): Promise<void> {
+    const now: BalancerRender = { ...from, backends: withoutGone(from, to) };
+    const cmds = runtimeCommands(from, now);
+    if (!cmds.length) return;
+    if (await runtimeUpdate(cmds).catch(() => false)) {
+      if (inForce === from) inForce = now;
+      log.info({ commands: cmds.length }, 'balancer targets that are gone taken out of service');
+    }
+  }
+
+  async function applyNow(r: BalancerRender, revision?: number): Promise<void> {
     if (!r.config.includes(`stats socket ${statsSocket} `)) {
       throw new Error(`the balancer config does not have the runtime socket ${statsSocket} (render it with statsSocket: applier.statsSocket)`);
     }
@@ -501,6 +523,8 @@ export function createHaproxyApplier(o: HaproxyApplierOptions): HaproxyApplier {
     } else {
       await reload();
       log.info({ version }, 'HAProxy reloaded');
+      // Targets removed while the reload ran: the new worker has them from r; out they go now.
+      if (newest && revision !== undefined && newest.revision > revision) await dropGone(r, newest.render);
     }
     setStatus({ state: 'ok', message: undefined, warnings: r.warnings, ...(procPid ? { masterPid: procPid } : {}) });
     await prune().catch((err: unknown) => log.warn({ err }, 'could not remove old balancer versions'));
@@ -513,6 +537,14 @@ export function createHaproxyApplier(o: HaproxyApplierOptions): HaproxyApplier {
     status: () => ({ ...st, warnings: [...st.warnings] }),
     onStatusChange: (cb) => void listeners.push(cb),
     command: (cmd, opts) => socketCommand(opts?.master ? masterSocket : statsSocket, cmd),
+    applyAt: (r, revision) => serial(() => applyNow(r, revision)),
+    async takeOutGone(r, revision) {
+      if (newest && newest.revision > revision) return;
+      newest = { render: r, revision };
+      const from = inForce;
+      if (!proc || !from) return;
+      await dropGone(from, r).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not take gone targets out of service'));
+    },
     apply: (r) => serial(() => applyNow(r)),
     async verify(r) {
       return serial(async () => {

@@ -168,7 +168,7 @@ export class BalancerController implements Controller {
     }
     for (const w of wanted) {
       try {
-        await this.applyInstance(w, managed);
+        await this.applyInstance(w, managed, state.revision);
       } catch (err) {
         failures.push(`balancer ${w.name}: ${errorMessage(err)}`);
       }
@@ -201,10 +201,25 @@ export class BalancerController implements Controller {
     return inst;
   }
 
-  private async applyInstance(w: BalancerInstance, managed: boolean): Promise<void> {
-    const inst = this.instanceFor(w);
+  /**
+   * Controller.preview: the targets a new state no longer has leave every running HAProxy at once, also
+   * while a reconcile (a reload: seconds on a busy host) runs — a removed container drains only so long.
+   */
+  preview(state: EnvState, host: HostContext): void {
+    if (this.stopped || this.o.unavailable !== undefined || this.instances.size === 0) return;
+    const managed = this.o.addresses !== undefined && this.o.bindAddresses === undefined;
+    // Certificates do not matter here (only the backends are used): no self-signed one is made for it.
+    const placeholder: BalancerCertificate = { name: 'drover-default', cert: '', key: '' };
+    for (const w of balancerInputs(state, host.hostId, { selfSigned: (id) => this.certs.get(id) ?? placeholder })) {
+      const inst = this.instances.get(w.containerId);
+      if (!inst || (managed && !w.ip)) continue;
+      void inst.applier.takeOutGone(this.render(w, inst, managed), state.revision);
+    }
+  }
+
+  private render(w: BalancerInstance, inst: Instance, managed: boolean): BalancerRender {
     const binds = this.o.bindAddresses ? this.o.bindAddresses(w) : managed && w.ip ? [w.ip] : ['*'];
-    const r = renderHaproxy({
+    return renderHaproxy({
       ...w.input,
       bindAddresses: binds,
       // Bound on its managed address: connect to the targets from it too (render.ts, sourceAddress).
@@ -214,13 +229,18 @@ export class BalancerController implements Controller {
       statsSocket: inst.applier.statsSocket,
       previousSlots: inst.applier.slots(),
     });
+  }
+
+  private async applyInstance(w: BalancerInstance, managed: boolean, revision: number): Promise<void> {
+    const inst = this.instanceFor(w);
+    const r = this.render(w, inst, managed);
     const warnings = [...w.warnings, ...r.warnings];
     if (JSON.stringify(warnings) !== JSON.stringify(inst.warnings) && warnings.length) {
       this.log.warn({ balancer: w.name, warnings }, 'balancer rules left out');
     }
     inst.warnings = warnings;
     try {
-      await inst.applier.apply(r);
+      await inst.applier.applyAt(r, revision);
       inst.good = r;
       inst.failure = undefined;
     } catch (err) {

@@ -167,9 +167,14 @@ const DEFAULTS_GLOBAL = (input: BalancerInput): string[] => [
 
 // `option forwardfor` is in the http frontends, not here: HAProxy 2.6 warns about it on every tcp proxy and
 // refuses `no option forwardfor`, so a default would make every tcp balancer's check noisy.
+//
+// `option redispatch 1` (ours; the original had `option redispatch`, i.e. on the last retry only): a failed
+// connect is retried on another server at once. HAProxy waits min(timeout connect, 1 s) before retrying
+// the same server, so with the original's setting a container that just started (not listening yet) or
+// just went away cost its requests a second or more each.
 const DEFAULTS_DEFAULTS = [
   'mode tcp',
-  'option redispatch',
+  'option redispatch 1',
   'option http-server-close',
   'retries 3',
   'timeout connect 5000',
