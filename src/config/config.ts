@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { ValidationError } from '../common/errors.js';
+import { LIMITS } from '../model/limits.js';
 
 export const Config = z.strictObject({
   dataDir: z.string().min(1),
@@ -38,7 +39,7 @@ export const Config = z.strictObject({
      * How long a running container no longer scheduled here keeps running before it is removed, so that
      * DNS answers and balancer backends on every host drop it first (src/agent/runtime/docker-runtime.ts).
      */
-    drainMs: z.coerce.number().int().min(0).max(600_000).default(2000),
+    drainMs: z.coerce.number().int().min(0).max(LIMITS.maxDrainMs).default(2000),
   }),
 });
 export type Config = z.infer<typeof Config>;

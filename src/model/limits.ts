@@ -33,6 +33,8 @@ export const LIMITS = {
   maxBodyBytes: 8 * 1024 * 1024,
   /** Size of free-form JSON (service metadata): characters of keys and strings plus 8 per other value. */
   maxJsonBytes: 1 << 20,
+  /** A container's drain before it is stopped (agent.drainMs, a service's drain_timeout_ms): 10 minutes. */
+  maxDrainMs: 600_000,
 } as const;
 
 export type JsonPath = (string | number)[];

@@ -284,6 +284,11 @@ export const Service = z.object({
   healthCheck: HealthCheck.optional(),
   lbConfig: LbConfig.optional(),
   upgradeStrategy: UpgradeStrategy.optional(),
+  /**
+   * rancher-compose `drain_timeout_ms`: a container of the service that is scaled away, moved, upgraded or
+   * stopped keeps running this long after DNS and the balancers left it (absent: the agent's drainMs).
+   */
+  drainTimeoutMs: z.number().int().min(0).max(LIMITS.maxDrainMs).optional(),
   externalIpAddresses: strList.default([]),
   /** externalService with a hostname: the CNAME target. */
   hostname: Str.optional(),

@@ -145,13 +145,24 @@ test('an upgrade that drops a sidekick frees its address once finished (kept for
   const allocated = () => (t.srv.store.db.prepare('SELECT ip FROM ip_allocations').all() as { ip: string }[]).map((r) => r.ip);
   const primary = (await containersOf(stackId)).find((c) => c.serviceId === svc.id && c.launchConfigName === '');
   assert.ok(primary);
-  const up = await t.api<Svc>('POST', `/v1/services/${svc.id}?action=upgrade`, {
-    inServiceStrategy: {
-      launchConfig: { ...primary.config, labels: { 'io.rancher.scheduler.affinity:host_label': 'hostname=cassandra2' }, dataVolumesFromLaunchConfigs: [] },
-      secondaryLaunchConfigs: [],
-    },
+  // The stack brought up again from files where cdb2 has no data sidekick any more (a sidekick is dropped
+  // from the files; the API's upgrade merges and never drops one).
+  const dc = fixture('cassandra/docker-compose.yml')
+    .replace(/ {4}io\.rancher\.sidekicks: cdb2-data\n {2}volumes_from:\n {4}- cdb2-data\n/, '')
+    .replace(/cdb2-data:\n( {2}.*\n| {4}.*\n)*/, '');
+  assert.doesNotMatch(dc, /cdb2-data/);
+  const up = await t.api<{ services: { name: string; change: string; detail: string[] }[] }>('POST', `/v1/stacks/${stackId}?action=up`, {
+    dockerCompose: dc,
+    rancherCompose: fixture('cassandra/rancher-compose.yml'),
+    upgrade: true,
   });
   assert.equal(up.status, 200, JSON.stringify(up.body));
+  const cdb2 = up.body.services.find((x) => x.name === 'cdb2');
+  assert.equal(cdb2?.change, 'upgraded', JSON.stringify(up.body));
+  assert.ok(cdb2?.detail.includes('sidekick cdb2-data removed'), JSON.stringify(cdb2));
+  const other = Object.fromEntries(up.body.services.filter((x) => x.name !== 'cdb2').map((x) => [x.name, [x.change, ...x.detail]]));
+  // cdb1 runs cassandra:2.2 since the previous test's upgrade: the file's 2.1 upgrades it back; cdb3 is as the file says.
+  assert.deepEqual(other, { cdb1: ['upgraded', 'launch config: image'], cdb3: ['unchanged'] });
   assert.ok(allocated().includes(sidekick.primaryIpAddress), 'still held: a rollback would bring the sidekick back');
   const fin = await t.api<Svc>('POST', `/v1/services/${svc.id}?action=finishupgrade`);
   assert.equal(fin.status, 200, JSON.stringify(fin.body));
@@ -248,4 +259,29 @@ test('a global service follows its hosts: one container per matching host, also 
   await t.api('DELETE', `/v1/hosts/${e2.hostId}`);
   assert.deepEqual(await onHosts(), []);
   await t.api('DELETE', `/v1/stacks/${r.body.id}`);
+});
+
+test('rancher-compose start_on_create and drain_timeout_ms: an inactive service, a drain per service, both exported back', async () => {
+  const r = await t.api<{ id: string }>('POST', '/v1/stacks', {
+    name: 'keys16',
+    dockerCompose: 'web:\n  image: nginx\nlater:\n  image: nginx\n',
+    rancherCompose: 'web:\n  scale: 2\n  start_on_create: true\n  drain_timeout_ms: 15000\nlater:\n  scale: 1\n  start_on_create: false\n',
+  });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  const svcs = (await t.api<Coll<Svc & { drainTimeoutMs?: number }>>('GET', `/v1/services?stackId=${r.body.id}`)).body.data;
+  const web = svcs.find((s) => s.name === 'web');
+  const later = svcs.find((s) => s.name === 'later');
+  assert.equal(web?.state, 'active');
+  assert.equal(web?.drainTimeoutMs, 15000);
+  assert.equal(later?.state, 'inactive', 'start_on_create: false → created, not started');
+  const ctrs = await containersOf(r.body.id);
+  assert.ok(ctrs.filter((c) => c.serviceId === later?.id).every((c) => c.desiredState !== 'running'), 'no container of it is to run');
+  assert.equal(ctrs.filter((c) => c.serviceId === web?.id && c.desiredState === 'running').length, 2);
+  const exp = await t.api<{ rancherComposeConfig: string }>('POST', `/v1/stacks/${r.body.id}?action=exportconfig`);
+  assert.match(exp.body.rancherComposeConfig, /web:\n( {2}.*\n)* {2}drain_timeout_ms: 15000\n/);
+  assert.match(exp.body.rancherComposeConfig, /later:\n( {2}.*\n)* {2}start_on_create: false\n/);
+  // Started later: activate.
+  const act = await t.api<Svc>('POST', `/v1/services/${later?.id}?action=activate`);
+  assert.equal(act.body.state, 'active');
+  assert.equal((await containersOf(r.body.id)).filter((c) => c.serviceId === later?.id && c.desiredState === 'running').length, 1);
 });

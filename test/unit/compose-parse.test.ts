@@ -483,7 +483,9 @@ describe('compose: errors name the file, the service and the field', () => {
     assert.deepEqual([err.file, err.service, err.field, err.status], ['rancher-compose.yml', 'api', undefined, 422]);
     rejects({ dockerCompose: dc, rancherCompose: 'web: {scale: -1}\n' }, 'rancher-compose.yml, service "web", field "scale": expected an integer between 0 and 1000, got -1');
     rejects({ dockerCompose: dc, rancherCompose: 'web: {scael: 1}\n' }, 'field "scael": unknown key "scael"; did you mean "scale"?', 'UnknownComposeKey');
-    rejects({ dockerCompose: dc, rancherCompose: 'web: {start_on_create: true}\n' }, 'field "start_on_create": "start_on_create" is not supported by drover yet', 'UnsupportedComposeKey');
+    rejects({ dockerCompose: dc, rancherCompose: 'web: {start_on_create: sometimes}\n' }, 'field "start_on_create": expected true or false');
+    rejects({ dockerCompose: dc, rancherCompose: 'web: {drain_timeout_ms: -5}\n' }, 'field "drain_timeout_ms": expected an integer between 0 and 600000, got -5');
+    rejects({ dockerCompose: dc, rancherCompose: 'web: {drain_timeout_ms: 600001}\n' }, 'field "drain_timeout_ms": expected an integer between 0 and 600000');
     rejects({ dockerCompose: dc, rancherCompose: 'web: {retain_ip: maybe}\n' }, 'field "retain_ip": expected true or false');
     rejects({ dockerCompose: dc, rancherCompose: 'web: {retain_ip: false}\n' }, 'field "retain_ip": "retain_ip: false" is not supported by drover', 'UnsupportedComposeKey');
     rejects({ dockerCompose: dc, rancherCompose: 'web: {health_check: {interval: 2000}}\n' }, 'field "health_check.port": is required');

@@ -228,6 +228,29 @@ test('network controller: a container leaving the state stays routed (and allowe
   await ctl.stop();
 });
 
+test('network controller: a container whose service sets drain_timeout_ms lingers that long instead of lingerMs', async () => {
+  const calls: Calls = { log: [] };
+  const ctl = new NetworkController({ log: silentLogger(), parts: fakeParts(calls), prober: new IdleProber({ log: silentLogger() }), lingerMs: 0 });
+  const hostCtx = { hostId: '1h1', host: undefined };
+  const full = env('ipsec');
+  const c2 = full.containers.get('c2');
+  assert.ok(c2);
+  const svcId = 'svc-drain';
+  full.services.set(svcId, { ...([...full.services.values()][0] ?? ({} as never)), id: svcId, name: 'drained', drainTimeoutMs: 400 });
+  full.containers.set('c2', { ...c2, serviceId: svcId });
+  await ctl.reconcile(full, { full: true }, hostCtx);
+  const less = env('ipsec');
+  less.containers.delete('c1');
+  less.containers.delete('c2');
+  calls.log = [];
+  await ctl.reconcile(less, { full: true }, hostCtx);
+  assert.deepEqual(calls.log.slice(1), ['dataplane.apply ipsec 2 overhead 73', 'firewall.apply 0 veths '], 'c2 (drain 400 ms) still routed; c1 (no drain, lingerMs 0) gone at once');
+  calls.log = [];
+  await new Promise((r) => setTimeout(r, 800));
+  assert.deepEqual(calls.log.slice(1), ['dataplane.apply ipsec 1 overhead 73', 'firewall.apply 0 veths '], 'c2 gone after its drain');
+  await ctl.stop();
+});
+
 test('network controller: a peer whose probes get no answer has its tunnel repaired within seconds; one that refuses (agent down, tunnel fine) is left alone', async () => {
   const calls: Calls = { log: [] };
   const port = await new Promise<number>((resolve) => {

@@ -133,6 +133,16 @@ describe('desiredContainers: rules', () => {
     assert.ok(c1c);
     c1c.config.labels = Object.fromEntries(Object.entries(c1c.config.labels).reverse());
     assert.equal(byRecord(desiredContainers(reordered, HOST), 'c1').configHash, base);
+    // The service's drain_timeout_ms reaches the runtime, and changing it recreates nothing.
+    const drained = runtimeFixtureState();
+    const svcId = drained.containers.get('c1')?.serviceId;
+    const svc = svcId ? drained.services.get(svcId) : undefined;
+    assert.ok(svc, 'c1 belongs to a service');
+    svc.drainTimeoutMs = 15000;
+    const d1 = byRecord(desiredContainers(drained, HOST), 'c1');
+    assert.equal(d1.drainMs, 15000);
+    assert.equal(d1.configHash, base);
+    assert.equal(byRecord(desiredContainers(runtimeFixtureState(), HOST), 'c1').drainMs, undefined, 'absent: the agent default');
   });
 });
 

@@ -1,7 +1,8 @@
 // What the runtime capability renders from the environment state (pure), and how two renders compare.
 import type { EnvState } from '../../model/state.js';
 import type { HostContext } from '../capabilities/capability.js';
-import { canonicalJson, desiredContainers, type DesiredContainer } from './desired.js';
+import { desiredContainers, type DesiredContainer } from './desired.js';
+import { canonicalJson } from '../../common/canonical-json.js';
 
 export interface AdoptedRecord {
   recordId: string;

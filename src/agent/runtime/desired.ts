@@ -12,6 +12,7 @@ import type { EnvState } from '../../model/state.js';
 import type { Container, LaunchConfig, NetworkMode, PortSpec, RestartPolicy } from '../../model/resources.js';
 import { LABELS, RANCHER_SERVICES_IP } from '../../model/labels.js';
 import { isBalancerInstance } from '../../model/serving.js';
+import { canonicalJson } from '../../common/canonical-json.js';
 
 export const RANCHER_DOMAIN = 'rancher.internal';
 
@@ -72,7 +73,9 @@ export interface DesiredContainer {
   logConfig?: { driver: string; config: Record<string, string> };
   stopSignal?: string;
   desiredState: 'running' | 'stopped';
-  /** sha256 (first 16 hex digits) of everything above but `desiredState`: a change means recreate. */
+  /** Its service's drain_timeout_ms (absent: the agent's drainMs). */
+  drainMs?: number;
+  /** sha256 (first 16 hex digits) of everything above but `desiredState` and `drainMs`: a change means recreate. */
   configHash: string;
 }
 
@@ -168,6 +171,7 @@ function render(state: EnvState, c: Container, mine: Container[]): DesiredContai
     after: [...new Set(after)],
     ...optional(lc),
     desiredState: c.desiredState === 'running' ? 'running' : 'stopped',
+    ...(service?.drainTimeoutMs !== undefined ? { drainMs: service.drainTimeoutMs } : {}),
   };
   return { ...d, configHash: configHash(d) };
 }
@@ -263,19 +267,8 @@ function orderByDependencies(cs: DesiredContainer[]): DesiredContainer[] {
   return out;
 }
 
-/** JSON with sorted object keys: the same content always hashes the same. */
-export function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  if (v !== null && typeof v === 'object') {
-    const entries = Object.entries(v as Record<string, unknown>)
-      .filter(([, x]) => x !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(',')}}`;
-  }
-  return JSON.stringify(v);
-}
 
 function configHash(d: Omit<DesiredContainer, 'configHash'>): string {
-  const { desiredState: _ignored, ...rest } = d;
+  const { desiredState: _ignored, drainMs: _drain, ...rest } = d;
   return createHash('sha256').update(canonicalJson(rest)).digest('hex').slice(0, 16);
 }

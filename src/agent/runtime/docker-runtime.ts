@@ -29,7 +29,8 @@ import { MAX_FOUND_PER_REPORT, type AdoptRequest, type ContainerReport, type Fou
 import type { Capability } from '../capabilities/capability.js';
 import type { ContainerStateSource } from '../agent.js';
 import { renderRuntime, sameArtefact, type RuntimeArtefact } from './artefact.js';
-import { LABEL_CONFIG_HASH, LABEL_RECORD_ID, canonicalJson, type DesiredContainer } from './desired.js';
+import { LABEL_CONFIG_HASH, LABEL_RECORD_ID, type DesiredContainer } from './desired.js';
+import { canonicalJson } from '../../common/canonical-json.js';
 import { LABELS } from '../../model/labels.js';
 import { MANAGED_NETWORK, createOptions } from './create-spec.js';
 import {
@@ -212,6 +213,8 @@ export class DockerRuntime {
   private readonly present = new Map<string, string>();
   /** uuid of a running container no longer desired → when its drain ends (drainMs). */
   private readonly draining = new Map<string, number>();
+  /** uuid of a container no longer desired → its service's drain_timeout_ms, kept from its last desired state. */
+  private readonly drainOf = new Map<string, number>();
   private networkReadyFor: string | undefined;
   private passError: string | undefined;
   private passFailures = 0;
@@ -420,8 +423,12 @@ export class DockerRuntime {
       if (next.has(uuid)) continue;
       this.changed.add(uuid);
       this.gone.set(uuid, p.recordId);
+      if (p.drainMs !== undefined) this.drainOf.set(uuid, p.drainMs);
     }
-    for (const uuid of next.keys()) this.gone.delete(uuid);
+    for (const uuid of next.keys()) {
+      this.gone.delete(uuid);
+      this.drainOf.delete(uuid);
+    }
     this.artefact = art;
     this.byUuid = next;
     this.byRecord = new Map(art.containers.map((d) => [d.recordId, d]));
@@ -601,7 +608,7 @@ export class DockerRuntime {
       this.pulls.withdraw(uuid);
       this.pullOutcomes.delete(uuid);
       const running = ours.find((c) => c.State === 'running');
-      const wait = this.drainLeft(uuid, running && nameOf(running), 'no longer scheduled here: draining before removal');
+      const wait = this.drainLeft(uuid, running && nameOf(running), 'no longer scheduled here: draining before removal', this.drainOf.get(uuid));
       if (wait > 0) return wait;
       for (const c of ours) {
         const recordId = c.Labels[LABEL_RECORD_ID];
@@ -659,7 +666,7 @@ export class DockerRuntime {
       // Stopped on purpose: when it is wanted again (e.g. a rollback) that is no crash loop.
       this.restarts.delete(d.recordId);
       // An upgrade's old generation, a deactivated service: drained before the stop.
-      const wait = this.drainLeft(d.uuid, current.State === 'running' ? d.name : undefined, 'desired stopped: draining before the stop');
+      const wait = this.drainLeft(d.uuid, current.State === 'running' ? d.name : undefined, 'desired stopped: draining before the stop', d.drainMs);
       if (wait > 0) return wait;
       if (current.State === 'running' || current.State === 'restarting' || current.State === 'paused') {
         await this.act(d, 'stop', () => this.docker.getContainer(current.Id).stop({ t: this.o.stopTimeoutSec }), [304, 404]);
@@ -804,20 +811,23 @@ export class DockerRuntime {
    * on the first call; 0 once it is over, or when it does not run (`running` is its name when it does).
    * DNS and the balancers of every host have already left it, so what it still serves finishes.
    */
-  private drainLeft(uuid: string, running: string | undefined, what: string): number {
-    if (this.o.drainMs <= 0 || running === undefined) {
+  private drainLeft(uuid: string, running: string | undefined, what: string, serviceDrainMs: number | undefined): number {
+    const drainMs = serviceDrainMs ?? this.o.drainMs;
+    if (drainMs <= 0 || running === undefined) {
       this.draining.delete(uuid);
+      this.drainOf.delete(uuid);
       return 0;
     }
     const now = Date.now();
     let until = this.draining.get(uuid);
     if (until === undefined) {
-      until = now + this.o.drainMs;
+      until = now + drainMs;
       this.draining.set(uuid, until);
-      this.log.info({ container: running, drainMs: this.o.drainMs }, what);
+      this.log.info({ container: running, drainMs }, what);
     }
     if (until > now) return until - now;
     this.draining.delete(uuid);
+    this.drainOf.delete(uuid);
     return 0;
   }
 

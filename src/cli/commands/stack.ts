@@ -1,29 +1,10 @@
 import type { Command } from 'commander';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import type { ApiClient } from '../api-client.js';
 import { ValidationError } from '../../common/errors.js';
 import { client, withConn, type ConnFlags } from './conn.js';
-
-/** Reads answers: KEY=VALUE lines (rancher-compose --env-file style), or a JSON/YAML map. */
-export function readAnswers(path: string): Record<string, string> {
-  const text = readFileSync(path, 'utf8');
-  const trimmed = text.trim();
-  if (trimmed.startsWith('{') || /^[\w.-]+:\s/m.test(trimmed)) {
-    const obj = parseYaml(text) as unknown;
-    if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new ValidationError('InvalidAnswers', `${path}: expected a map of answers`);
-    return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, String(v)]));
-  }
-  const out: Record<string, string> = {};
-  for (const [i, line] of text.split('\n').entries()) {
-    if (!line.trim() || line.trim().startsWith('#')) continue;
-    const eq = line.indexOf('=');
-    if (eq <= 0) throw new ValidationError('InvalidAnswers', `${path}:${i + 1}: expected KEY=VALUE`);
-    out[line.slice(0, eq).trim()] = line.slice(eq + 1);
-  }
-  return out;
-}
+import { readAnswersFile } from '../answers.js';
 
 function fail(err: unknown): never {
   const e = err as { message?: string; status?: number };
@@ -61,7 +42,7 @@ export function registerStackCommand(program: Command): void {
         name,
         dockerCompose: readFileSync(dc[0] as string, 'utf8'),
         ...(rc[0] ? { rancherCompose: readFileSync(rc[0], 'utf8') } : {}),
-        ...(o.answers ? { answers: readAnswers(o.answers) } : {}),
+        ...(o.answers ? { answers: readAnswersFile(o.answers) } : {}),
       };
       const api = client(o);
       const existing = await findStack(api, name);

@@ -4,7 +4,7 @@ import { ZodError } from 'zod';
 import type { CommitEvent, Store } from '../db/store.js';
 import type { Service, Stack } from '../../model/resources.js';
 import { DroverError } from '../../common/errors.js';
-import { addToStack, containersOf, createStack, exportStack, removeStack, stackSpecOf, type StackInput } from '../domain/stacks.js';
+import { addToStack, containersOf, createStack, exportStack, removeStack, stackSpecOf, upStack, type StackInput, type StackUpInput, type StackUpOutcome } from '../domain/stacks.js';
 import type { ComposeFiles, StackSpec } from '../compose/spec.js';
 import { createService, updateService, type ServiceInput, type ServicePatch } from '../domain/services.js';
 import { zodToError } from './http.js';
@@ -12,6 +12,7 @@ import { zodToError } from './http.js';
 export type Job =
   | { op: 'createStack'; input: StackInput }
   | { op: 'addToStack'; stackId: string; input: { dockerCompose: string; rancherCompose?: string; answers?: Record<string, string> } }
+  | { op: 'upStack'; stackId: string; input: StackUpInput }
   | { op: 'createService'; stackId: string; input: ServiceInput }
   | { op: 'updateService'; serviceId: string; patch: ServicePatch }
   | { op: 'removeStack'; stackId: string }
@@ -21,6 +22,8 @@ export type JobResult<J extends Job> = J['op'] extends 'createStack'
   ? Stack
   : J['op'] extends 'addToStack'
     ? Service[]
+    : J['op'] extends 'upStack'
+    ? StackUpOutcome[]
     : J['op'] extends 'removeStack'
       ? null
       : J['op'] extends 'exportStack'
@@ -43,6 +46,8 @@ export function execute<J extends Job>(store: Store, job: J, spec?: StackSpec): 
       return createStack(store, job.input, spec) as JobResult<J>;
     case 'addToStack':
       return addToStack(store, job.stackId, job.input, spec) as JobResult<J>;
+    case 'upStack':
+      return upStack(store, job.stackId, job.input, spec) as JobResult<J>;
     case 'createService':
       return createService(store, job.stackId, job.input) as JobResult<J>;
     case 'updateService':
@@ -69,7 +74,8 @@ export function jobSize(store: Store, job: Job): { size: number; spec?: StackSpe
   const hosts = (envId: string) => store.list('host', { env_id: envId }).length;
   switch (job.op) {
     case 'createStack':
-    case 'addToStack': {
+    case 'addToStack':
+    case 'upStack': {
       const text = (job.input.dockerCompose ?? '').length + (job.input.rancherCompose ?? '').length;
       if (text / 64 > OFFLOAD_THRESHOLD) return { size: text / 64 };
       const spec = stackSpecOf(job.input);

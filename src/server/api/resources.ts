@@ -43,7 +43,7 @@ export const HOST: ResourceDef = {
 export const STACK: ResourceDef = {
   type: 'stack',
   collection: 'stacks',
-  actions: () => ['exportconfig', 'addservices'],
+  actions: () => ['exportconfig', 'addservices', 'up'],
   links: (d) => ({ services: `services?stackId=${str(d.id)}`, environment: `environments/${str(d.environmentId)}` }),
 };
 

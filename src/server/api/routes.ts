@@ -297,6 +297,25 @@ export function buildRouter(deps: RouteDeps): Router {
         },
       });
       ctx.body = collection(ctx, R.SERVICE, added, R.FIELDS.service);
+    } else if (a === 'up') {
+      const b = parseBody(ctx, S.StackUp);
+      const strategy = {
+        ...(b.batchSize !== undefined ? { batchSize: b.batchSize } : {}),
+        ...(b.intervalMillis !== undefined ? { intervalMillis: b.intervalMillis } : {}),
+      };
+      const services = await offload.run({
+        op: 'upStack',
+        stackId: pid(ctx),
+        input: {
+          dockerCompose: b.dockerCompose,
+          ...(b.rancherCompose !== undefined ? { rancherCompose: b.rancherCompose } : {}),
+          ...(b.answers ? { answers: b.answers } : {}),
+          upgrade: b.upgrade,
+          ...(Object.keys(strategy).length ? { strategy } : {}),
+        },
+      });
+      if (services.some((s) => s.change === 'upgraded')) upgrades.poke();
+      ctx.body = { type: 'stackUp', stackId: pid(ctx), services };
     } else unknownAction(R.STACK, a);
   });
 

@@ -86,6 +86,16 @@ const startFirstFalse = z
   .refine((v) => !v, { message: 'startFirst: true is not supported yet (a slot keeps its address, so the old container stops first)' });
 const batchSize = z.number().int().positive().max(LIMITS.maxScale);
 const intervalMillis = z.number().int().min(0).max(86_400_000);
+/** `drover stack up` on an existing stack (domain/stacks.ts upStack). */
+export const StackUp = z.strictObject({
+  dockerCompose: composeText.min(1),
+  rancherCompose: composeText.optional(),
+  answers: answerValues.optional(),
+  upgrade: z.boolean().default(false),
+  batchSize: batchSize.optional(),
+  intervalMillis: intervalMillis.optional(),
+});
+
 const UpgradeStrategyInput = z
   .strictObject({ startFirst: startFirstFalse.optional(), batchSize: batchSize.optional(), intervalMillis: intervalMillis.optional() })
   .transform((v) => UpgradeStrategy.parse({ ...v, startFirst: false }));
@@ -132,10 +142,25 @@ export const ServiceUpdate = z.strictObject({
   lbConfig: LbConfigInput.optional(),
 });
 
+/**
+ * A launch config given to an upgrade: checked like a stored one (strict: an unknown key is refused by
+ * name), and only the keys the client gave are kept — the domain merges them over the current config
+ * (services.ts mergeLaunchConfig), so defaults must not stand in for keys that were left out.
+ */
+const GivenLaunchConfig = z.unknown().transform((raw, ctx) => {
+  const r = z.strictObject(LaunchConfig.shape).partial().safeParse(raw);
+  if (!r.success) {
+    for (const i of r.error.issues) ctx.addIssue({ code: 'custom', message: i.message, path: i.path });
+    return z.NEVER;
+  }
+  const given = new Set(raw !== null && typeof raw === 'object' ? Object.keys(raw) : []);
+  return Object.fromEntries(Object.entries(r.data).filter(([k]) => given.has(k))) as Partial<z.output<typeof LaunchConfig>>;
+});
+
 export const ServiceUpgrade = z.strictObject({
   inServiceStrategy: z.strictObject({
-    launchConfig: LaunchConfig.optional(),
-    secondaryLaunchConfigs: z.array(LaunchConfig).max(LIMITS.maxList).optional(),
+    launchConfig: GivenLaunchConfig.optional(),
+    secondaryLaunchConfigs: z.array(GivenLaunchConfig).max(LIMITS.maxList).optional(),
     startFirst: startFirstFalse.optional(),
     batchSize: batchSize.optional(),
     intervalMillis: intervalMillis.optional(),

@@ -156,6 +156,8 @@ function rancherService(svc: ServiceSpec): Out {
   put(out, 'upgrade_strategy', svc.upgradeStrategy && upgradeStrategyOut(svc.upgradeStrategy));
   put(out, 'external_ips', svc.externalIpAddresses, true);
   put(out, 'hostname', svc.hostname);
+  if (svc.startOnCreate === false) out.start_on_create = false;
+  put(out, 'drain_timeout_ms', svc.drainTimeoutMs);
   return out;
 }
 

@@ -172,7 +172,7 @@ function launchConfigOf(ctx: Context, svc: ComposeService, primary: ComposeServi
   };
 }
 
-const NO_CONTAINERS = new Set(['scale', 'upgrade_strategy', 'lb_config']);
+const NO_CONTAINERS = new Set(['scale', 'upgrade_strategy', 'lb_config', 'start_on_create', 'drain_timeout_ms']);
 
 /** Checks that the rancher-compose keys of a service apply to its kind. */
 function checkRancherKeys(ctx: Context, svc: ServiceSpec, rancher: RancherService): void {
@@ -226,6 +226,8 @@ function buildService(ctx: Context, primary: ComposeService, rancher: RancherSer
   if (rancher.lbConfig) spec.lbConfig = rancher.lbConfig;
   if (rancher.upgradeStrategy) spec.upgradeStrategy = rancher.upgradeStrategy;
   if (rancher.hostname !== undefined) spec.hostname = rancher.hostname;
+  if (rancher.startOnCreate === false) spec.startOnCreate = false;
+  if (rancher.drainTimeoutMs !== undefined) spec.drainTimeoutMs = rancher.drainTimeoutMs;
   checkRancherKeys(ctx, spec, rancher);
   checkPortRules(ctx, spec);
   return spec;

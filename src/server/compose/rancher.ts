@@ -38,6 +38,10 @@ export interface RancherService {
   upgradeStrategy?: UpgradeStrategyT;
   externalIpAddresses?: string[];
   hostname?: string;
+  /** start_on_create: false → the service is created inactive (started later by `drover start`). */
+  startOnCreate?: boolean;
+  /** drain_timeout_ms: how long a container of the service keeps running after it left DNS and balancers. */
+  drainTimeoutMs?: number;
 }
 
 export const RANCHER_SERVICE_KEYS = [
@@ -49,17 +53,17 @@ export const RANCHER_SERVICE_KEYS = [
   'upgrade_strategy',
   'external_ips',
   'hostname',
+  'start_on_create',
+  'drain_timeout_ms',
 ];
 
 const RANCHER_UNSUPPORTED: Record<string, string> = {
-  start_on_create: 'services start when the stack is activated',
   load_balancer_config: 'use "lb_config" with "port_rules"',
   certs: 'put certificates in "lb_config.certs"',
   default_cert: 'put the default certificate in "lb_config.default_cert"',
   scale_policy: '',
   storage_driver: '',
   network_driver: '',
-  drain_timeout_ms: '',
 };
 
 /** Only set when the map has the key, so that absent stays absent (no `undefined` members). */
@@ -280,5 +284,7 @@ export function parseRancherService(where: Where, raw: unknown): RancherService 
     ...rename(opt(m, 'upgrade_strategy', (v) => parseUpgradeStrategy(where, 'upgrade_strategy', v)), 'upgradeStrategy'),
     ...rename(opt(m, 'external_ips', (v) => parseExternalIps(where, 'external_ips', v)), 'externalIpAddresses'),
     ...opt(m, 'hostname', (v) => parseHostname(where, 'hostname', v)),
+    ...rename(opt(m, 'start_on_create', (v) => asBool(where, 'start_on_create', v)), 'startOnCreate'),
+    ...rename(opt(m, 'drain_timeout_ms', (v) => asInt(where, 'drain_timeout_ms', v, 0, LIMITS.maxDrainMs)), 'drainTimeoutMs'),
   };
 }

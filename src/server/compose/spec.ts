@@ -32,6 +32,10 @@ export interface ServiceSpec {
   upgradeStrategy?: UpgradeStrategy;
   externalIpAddresses: string[];
   hostname?: string;
+  /** false: created inactive (rancher-compose `start_on_create: false`); absent: started. */
+  startOnCreate?: boolean;
+  /** rancher-compose `drain_timeout_ms`. */
+  drainTimeoutMs?: number;
   /** `links` (same stack) and `external_links` (other stacks), in file order. */
   links: ServiceLinkSpec[];
 }

@@ -48,7 +48,7 @@ export function insertService(tx: Tx, stack: Stack, spec: ServiceSpec): Service 
     stackId: stack.id,
     name: spec.name,
     kind: spec.kind,
-    state: 'active',
+    state: spec.startOnCreate === false ? 'inactive' : 'active',
     scale: spec.scale,
     global: spec.global,
     ...(spec.launchConfig ? { launchConfig: spec.launchConfig } : {}),
@@ -57,6 +57,7 @@ export function insertService(tx: Tx, stack: Stack, spec: ServiceSpec): Service 
     ...(spec.healthCheck ? { healthCheck: spec.healthCheck } : {}),
     ...(spec.lbConfig ? { lbConfig: spec.lbConfig } : {}),
     ...(spec.upgradeStrategy ? { upgradeStrategy: spec.upgradeStrategy } : {}),
+    ...(spec.drainTimeoutMs !== undefined ? { drainTimeoutMs: spec.drainTimeoutMs } : {}),
     externalIpAddresses: spec.externalIpAddresses,
     ...(spec.hostname ? { hostname: spec.hostname } : {}),
     fqdn: `${spec.name}.${stack.name}.rancher.internal`.toLowerCase(),
@@ -102,15 +103,18 @@ function reconcile(tx: Tx, s: Service, stack: Stack): void {
 }
 
 export function scaleService(store: Store, id: string, scale: number): Service {
+  return withService(store, id, (tx, s, stack) => scaleIn(tx, s, stack, scale));
+}
+
+/** Sets the scale of `s` inside `tx` and creates or removes its containers. */
+export function scaleIn(tx: Tx, s: Service, stack: Stack, scale: number): Service {
   if (!Number.isInteger(scale) || scale < 0) throw new ValidationError('InvalidScale', 'scale must be an integer ≥ 0', 'scale');
-  return withService(store, id, (tx, s, stack) => {
-    if (s.upgrade) throw new ConflictError('UpgradeInProgress', `finish or roll back the upgrade of "${s.name}" first`, 'scale');
-    if (s.global) throw new ValidationError('GlobalService', `"${s.name}" is global: its scale follows its hosts`, 'scale');
-    s.scale = scale;
-    tx.put('service', s);
-    reconcile(tx, s, stack);
-    return tx.store.mustGet('service', id);
-  });
+  if (s.upgrade) throw new ConflictError('UpgradeInProgress', `finish or roll back the upgrade of "${s.name}" first`, 'scale');
+  if (s.global) throw new ValidationError('GlobalService', `"${s.name}" is global: its scale follows its hosts`, 'scale');
+  s.scale = scale;
+  tx.put('service', s);
+  reconcile(tx, s, stack);
+  return tx.store.mustGet('service', s.id);
 }
 
 export interface ServicePatch {
@@ -158,38 +162,71 @@ export function setServiceActive(store: Store, id: string, active: boolean): Ser
 }
 
 export interface UpgradeInput {
-  launchConfig?: LaunchConfigInput;
-  secondaryLaunchConfigs?: LaunchConfigInput[];
+  /** The keys given are merged over the current config (mergeLaunchConfig). */
+  launchConfig?: Partial<LaunchConfigInput>;
+  secondaryLaunchConfigs?: Partial<LaunchConfigInput>[];
   strategy?: Partial<UpgradeStrategy>;
 }
 
 export function upgrade(store: Store, id: string, input: UpgradeInput): Service {
-  return withService(store, id, (tx, s, stack) => {
-    if (!runsContainers(s)) throw new ValidationError('NotUpgradable', `"${s.name}" is a ${s.kind}: it runs no containers to upgrade`);
-    if (s.upgrade) throw new ConflictError('UpgradeInProgress', `"${s.name}" is already upgraded: finish or roll back first`);
-    if (s.state !== 'active') throw new ConflictError('InvalidState', `"${s.name}" is ${s.state}; only an active service can be upgraded`);
-    const lc = input.launchConfig ? LaunchConfig.parse(input.launchConfig) : (s.launchConfig as LaunchConfig);
-    const secondary = input.secondaryLaunchConfigs
-      ? input.secondaryLaunchConfigs.map((x) => LaunchConfig.parse(x))
-      : s.secondaryLaunchConfigs;
-    for (const sk of secondary) {
-      if (!sk.name) throw new ValidationError('MissingName', 'every secondary launch config needs a name', 'secondaryLaunchConfigs');
-    }
-    s.upgrade = {
-      previousLaunchConfig: s.launchConfig as LaunchConfig,
-      previousSecondaryLaunchConfigs: s.secondaryLaunchConfigs,
-      strategy: UpgradeStrategy.parse({ ...(s.upgradeStrategy ?? {}), ...(input.strategy ?? {}) }),
-      batch: [],
-      remaining: [],
-    };
-    s.launchConfig = lc;
-    s.secondaryLaunchConfigs = secondary;
-    s.state = 'upgraded';
-    tx.put('service', s);
-    const env = tx.store.mustGet('environment', s.environmentId);
-    upgradeService(tx, loadDeployContext(tx, env, stack), s);
-    return tx.store.mustGet('service', id);
+  return withService(store, id, (tx, s, stack) => upgradeIn(tx, s, stack, input, false));
+}
+
+/**
+ * A launch config given to an upgrade, over the current one: the keys it has replace the current ones,
+ * `labels` and `environment` are merged key by key, everything it does not name (volumes, volumes_from,
+ * the requested IP, ports, …) is kept. `replace` (a compose file's full definition): taken as it is.
+ */
+export function mergeLaunchConfig(current: LaunchConfig | undefined, input: Partial<LaunchConfigInput>, replace: boolean): LaunchConfig {
+  if (replace || !current) return LaunchConfig.parse(input);
+  const given = Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined));
+  return LaunchConfig.parse({
+    ...current,
+    ...given,
+    labels: { ...current.labels, ...(input.labels ?? {}) },
+    environment: { ...current.environment, ...(input.environment ?? {}) },
   });
+}
+
+/**
+ * Starts an upgrade of `s` inside `tx`. Sidekicks given are merged by name over the current ones (those
+ * not named are kept); with `replace` the lists and configs given are the whole new definition.
+ */
+export function upgradeIn(tx: Tx, s: Service, stack: Stack, input: UpgradeInput, replace: boolean): Service {
+  if (!runsContainers(s)) throw new ValidationError('NotUpgradable', `"${s.name}" is a ${s.kind}: it runs no containers to upgrade`);
+  if (s.upgrade) throw new ConflictError('UpgradeInProgress', `"${s.name}" is already upgraded: finish or roll back first`);
+  if (s.state !== 'active') throw new ConflictError('InvalidState', `"${s.name}" is ${s.state}; only an active service can be upgraded`);
+  const lc = input.launchConfig ? mergeLaunchConfig(s.launchConfig, input.launchConfig, replace) : (s.launchConfig as LaunchConfig);
+  let secondary = s.secondaryLaunchConfigs;
+  if (input.secondaryLaunchConfigs) {
+    input.secondaryLaunchConfigs.forEach((x, i) => {
+      if (!x.name) throw new ValidationError('MissingName', `secondaryLaunchConfigs[${i}] needs a name (the sidekick it upgrades)`, 'secondaryLaunchConfigs');
+    });
+    if (replace) secondary = input.secondaryLaunchConfigs.map((x) => LaunchConfig.parse(x));
+    else {
+      const given = new Map(input.secondaryLaunchConfigs.map((x) => [x.name as string, x] as const));
+      secondary = s.secondaryLaunchConfigs.map((cur) => {
+        const g = given.get(cur.name ?? '');
+        return g ? mergeLaunchConfig(cur, g, false) : cur;
+      });
+      const known = new Set(s.secondaryLaunchConfigs.map((x) => x.name));
+      for (const [name, g] of given) if (!known.has(name)) secondary.push(LaunchConfig.parse(g));
+    }
+  }
+  s.upgrade = {
+    previousLaunchConfig: s.launchConfig as LaunchConfig,
+    previousSecondaryLaunchConfigs: s.secondaryLaunchConfigs,
+    strategy: UpgradeStrategy.parse({ ...(s.upgradeStrategy ?? {}), ...(input.strategy ?? {}) }),
+    batch: [],
+    remaining: [],
+  };
+  s.launchConfig = lc;
+  s.secondaryLaunchConfigs = secondary;
+  s.state = 'upgraded';
+  tx.put('service', s);
+  const env = tx.store.mustGet('environment', s.environmentId);
+  upgradeService(tx, loadDeployContext(tx, env, stack), s);
+  return tx.store.mustGet('service', s.id);
 }
 
 export function finishUpgradeService(store: Store, id: string): Service {
@@ -240,7 +277,7 @@ export function removeService(store: Store, id: string): void {
 }
 
 /** Validates link targets (same environment, not itself) and makes the service's links exactly these. */
-function replaceServiceLinks(tx: Tx, s: Service, links: { serviceId: string; name?: string }[]): ServiceLink[] {
+export function replaceServiceLinks(tx: Tx, s: Service, links: { serviceId: string; name?: string }[]): ServiceLink[] {
   const want = new Map<string, string | undefined>();
   for (const l of links) {
     const target = tx.store.get('service', l.serviceId);

@@ -1,11 +1,13 @@
 // Stacks: import from compose files (all or nothing), export back, remove.
 import type { Store, Tx } from '../db/store.js';
 import { newUuid, nowIso } from '../db/store.js';
-import type { Service, Stack } from '../../model/resources.js';
+import { LaunchConfig, type Service, type Stack } from '../../model/resources.js';
 import { ComposeError, ConflictError, SchedulingError, ValidationError } from '../../common/errors.js';
 import { exportCompose, parseCompose } from '../compose/index.js';
 import type { ComposeFiles, ServiceSpec, StackSpec } from '../compose/spec.js';
-import { insertService, insertServiceLink, removeServiceTx, SERVICE_NAME } from './services.js';
+import { insertService, insertServiceLink, removeServiceTx, replaceServiceLinks, scaleIn, SERVICE_NAME, upgradeIn } from './services.js';
+import { canonicalJson } from '../../common/canonical-json.js';
+import { runsContainers } from './deploy.js';
 import { loadDeployContext, reconcileService } from './deploy.js';
 import { COMPOSE_LB_FIELDS, findService, resolveLbConfig } from './lb-config.js';
 import { LIMITS } from '../../model/limits.js';
@@ -206,6 +208,8 @@ export function exportStack(store: Store, id: string): ComposeFiles {
       ...(s.upgradeStrategy ? { upgradeStrategy: s.upgradeStrategy } : {}),
       externalIpAddresses: s.externalIpAddresses,
       ...(s.hostname ? { hostname: s.hostname } : {}),
+      ...(s.state === 'inactive' ? { startOnCreate: false } : {}),
+      ...(s.drainTimeoutMs !== undefined ? { drainTimeoutMs: s.drainTimeoutMs } : {}),
       links: store.list('serviceLink', { service_id: s.id }).flatMap((l) => {
         const t = byId.get(l.consumedServiceId);
         if (!t) return [];
@@ -215,4 +219,171 @@ export function exportStack(store: Store, id: string): ComposeFiles {
     })),
   };
   return exportCompose(spec);
+}
+
+// ---- stack up: create what is new, upgrade what changed (rancher-compose `up [--upgrade]`) ------------
+
+export interface StackUpInput {
+  dockerCompose: string;
+  rancherCompose?: string;
+  answers?: Record<string, string>;
+  /** Upgrade the services whose containers' definition changed (`--upgrade`); else they are reported. */
+  upgrade: boolean;
+  /** Upgrade strategy for this run (over each service's upgrade_strategy). */
+  strategy?: { batchSize?: number; intervalMillis?: number };
+}
+
+export type StackUpChange = 'created' | 'upgraded' | 'updated' | 'unchanged' | 'outdated' | 'upgrading';
+
+export interface StackUpOutcome {
+  id: string;
+  name: string;
+  change: StackUpChange;
+  /** What differs (fields of the service, `launchConfig`, a sidekick's name), or what to do. */
+  detail: string[];
+}
+
+const same = (a: unknown, b: unknown) => canonicalJson(a) === canonicalJson(b);
+
+/** The sidekicks as stored: parsed the way the store parsed them, in order. */
+const containersDefinition = (lc: unknown, secondary: unknown[]) => canonicalJson([lc === undefined ? null : LaunchConfig.parse(lc), ...secondary.map((x) => LaunchConfig.parse(x))]);
+
+/**
+ * `drover stack up` on an existing stack, in one transaction (an error changes nothing): services of the
+ * files that the stack lacks are created; of the others, what changed is applied — scale, metadata,
+ * balancer rules, health check, upgrade strategy, drain timeout and links in place; a changed container
+ * definition (launch config or sidekicks) is upgraded with `upgrade`, otherwise reported as `outdated`.
+ * Services of the stack that the files do not have are left as they are (as rancher-compose did).
+ */
+export function upStack(store: Store, id: string, input: StackUpInput, spec: StackSpec = stackSpecOf(input)): StackUpOutcome[] {
+  return store.tx((tx) => {
+    const stack = store.mustGet('stack', id);
+    const existing = new Map(store.list('service', { stack_id: id }).map((s) => [s.name, s] as const));
+    const fresh = spec.services.filter((s) => !existing.has(s.name));
+    const out: StackUpOutcome[] = addServicesFromSpec(tx, stack, fresh).map((s) => ({ id: s.id, name: s.name, change: 'created', detail: [] }));
+    const env = tx.store.mustGet('environment', stack.environmentId);
+    for (const sp of spec.services) {
+      const s = existing.get(sp.name);
+      if (!s) continue;
+      if (s.kind !== sp.kind) {
+        throw new ComposeError(DC, sp.name, undefined, `is a ${s.kind} in stack "${stack.name}" and a ${sp.kind} in the file: remove the service first to change its kind`, 'KindChanged');
+      }
+      const detail: string[] = [];
+      let change: StackUpChange = 'unchanged';
+      const definitionChanged = runsContainers(s) && containersDefinition(s.launchConfig, s.secondaryLaunchConfigs) !== containersDefinition(sp.launchConfig, sp.secondaryLaunchConfigs);
+      if (definitionChanged) {
+        const what = changedParts(s, sp);
+        if (s.upgrade) {
+          const sameAsUpgrade = containersDefinition(s.launchConfig, s.secondaryLaunchConfigs) === containersDefinition(sp.launchConfig, sp.secondaryLaunchConfigs);
+          if (!sameAsUpgrade) throw new ConflictError('UpgradeInProgress', `service "${sp.name}" is being upgraded to another definition: confirm (--confirm-upgrade) or roll back (--rollback) first`);
+        } else if (!input.upgrade) {
+          out.push({ id: s.id, name: s.name, change: 'outdated', detail: [...what, 'run with --upgrade to apply'] });
+          continue;
+        } else {
+          if (s.state !== 'active') throw new ConflictError('InvalidState', `service "${sp.name}" is ${s.state}; start it (drover start) before upgrading it`);
+          upgradeIn(tx, s, stack, {
+            ...(sp.launchConfig ? { launchConfig: sp.launchConfig } : {}),
+            secondaryLaunchConfigs: sp.secondaryLaunchConfigs,
+            ...(input.strategy ? { strategy: input.strategy } : {}),
+          }, true);
+          change = 'upgraded';
+          detail.push(...what);
+        }
+      }
+      if (s.upgrade && !definitionChanged) {
+        // Unchanged against the upgrade under way: reported, nothing else is changed on it meanwhile.
+        out.push({ id: s.id, name: s.name, change: 'upgrading', detail: ['an upgrade is under way: confirm it (--confirm-upgrade) or roll it back (--rollback)'] });
+        continue;
+      }
+      const cur = tx.store.mustGet('service', s.id);
+      let touched = false;
+      if (!same(cur.metadata, sp.metadata)) {
+        cur.metadata = sp.metadata;
+        detail.push('metadata');
+        touched = true;
+      }
+      if (!same(cur.healthCheck, sp.healthCheck)) {
+        if (sp.healthCheck) cur.healthCheck = sp.healthCheck;
+        else delete cur.healthCheck;
+        detail.push('health_check');
+        touched = true;
+      }
+      if (!same(cur.upgradeStrategy, sp.upgradeStrategy)) {
+        if (sp.upgradeStrategy) cur.upgradeStrategy = sp.upgradeStrategy;
+        else delete cur.upgradeStrategy;
+        detail.push('upgrade_strategy');
+        touched = true;
+      }
+      if (cur.drainTimeoutMs !== sp.drainTimeoutMs) {
+        if (sp.drainTimeoutMs !== undefined) cur.drainTimeoutMs = sp.drainTimeoutMs;
+        else delete cur.drainTimeoutMs;
+        detail.push('drain_timeout_ms');
+        touched = true;
+      }
+      if (sp.lbConfig) {
+        const lb = resolveLbConfig(tx, stack, sp.lbConfig, COMPOSE_LB_FIELDS, (field, message) => new ComposeError(RC, sp.name, field, message));
+        if (!same(cur.lbConfig, lb)) {
+          if (cur.upgrade) throw new ConflictError('UpgradeInProgress', `service "${sp.name}": confirm or roll back its upgrade before changing lb_config`);
+          cur.lbConfig = lb;
+          detail.push('lb_config');
+          touched = true;
+        }
+      }
+      if (!same([cur.externalIpAddresses, cur.hostname], [sp.externalIpAddresses, sp.hostname])) {
+        cur.externalIpAddresses = sp.externalIpAddresses;
+        if (sp.hostname !== undefined) cur.hostname = sp.hostname;
+        else delete cur.hostname;
+        detail.push(sp.hostname !== undefined ? 'hostname' : 'external_ips');
+        touched = true;
+      }
+      if (touched) tx.put('service', cur);
+      // Links as the file gives them.
+      const wantLinks = sp.links.map((l) => {
+        const ref = l.stack ? `${l.stack}/${l.service}` : l.service;
+        const target = findService(tx, stack, ref);
+        if (!target) throw new ComposeError(DC, sp.name, l.stack ? 'external_links' : 'links', `links to "${ref}", which does not exist in this environment`);
+        return { serviceId: target.id, ...(l.alias ? { name: l.alias } : {}) };
+      });
+      const haveLinks = tx.store.list('serviceLink', { service_id: cur.id }).map((l) => ({ serviceId: l.consumedServiceId, ...(l.name ? { name: l.name } : {}) }));
+      const key = (ls: { serviceId: string; name?: string }[]) => canonicalJson([...ls].sort((a, b) => (a.serviceId < b.serviceId ? -1 : 1)));
+      if (key(wantLinks) !== key(haveLinks)) {
+        replaceServiceLinks(tx, cur, wantLinks);
+        detail.push('links');
+      }
+      if (!cur.global && runsContainers(cur) && cur.scale !== sp.scale && !cur.upgrade) {
+        scaleIn(tx, cur, stack, sp.scale);
+        detail.push(`scale ${cur.scale} → ${sp.scale}`);
+      } else if (touched) {
+        reconcileService(tx, loadDeployContext(tx, env, stack), tx.store.mustGet('service', cur.id));
+      }
+      if (change === 'unchanged' && detail.length) change = 'updated';
+      out.push({ id: s.id, name: s.name, change, detail });
+    }
+    // The stack keeps the files it was last brought up with (export and the UI show them).
+    const st = tx.store.mustGet('stack', id);
+    const files = { dockerCompose: input.dockerCompose, rancherCompose: input.rancherCompose ?? '', answers: spec.answers };
+    if (!same([st.dockerCompose, st.rancherCompose, st.answers], [files.dockerCompose, files.rancherCompose, files.answers])) tx.put('stack', { ...st, ...files });
+    return out;
+  });
+}
+
+/** Which parts of the containers' definition differ: `launchConfig`, and sidekicks by name. */
+function changedParts(s: Service, sp: ServiceSpec): string[] {
+  const out: string[] = [];
+  const norm = (x: unknown) => (x === undefined ? null : LaunchConfig.parse(x));
+  if (!same(norm(s.launchConfig), norm(sp.launchConfig))) {
+    const a = norm(s.launchConfig) as Record<string, unknown> | null;
+    const b = norm(sp.launchConfig) as Record<string, unknown> | null;
+    const keys = [...new Set([...Object.keys(a ?? {}), ...Object.keys(b ?? {})])].filter((k) => !same(a?.[k], b?.[k])).sort();
+    out.push(`launch config: ${keys.join(', ')}`);
+  }
+  const old = new Map(s.secondaryLaunchConfigs.map((x) => [x.name ?? '', x] as const));
+  const now = new Map(sp.secondaryLaunchConfigs.map((x) => [x.name ?? '', x] as const));
+  for (const [name, x] of now) {
+    const o = old.get(name);
+    if (!o) out.push(`sidekick ${name} added`);
+    else if (!same(norm(o), norm(x))) out.push(`sidekick ${name} changed`);
+  }
+  for (const name of old.keys()) if (!now.has(name)) out.push(`sidekick ${name} removed`);
+  return out;
 }

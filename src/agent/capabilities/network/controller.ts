@@ -82,6 +82,7 @@ export interface NetworkControllerOptions {
    * anti-spoofing allowance, this long — unless another container takes its address — while its host's
    * runtime drains it (the same period, docker-runtime.ts `drainMs`): the connections it still serves
    * finish, and a balancer or client that has not yet heard of the removal is not black-holed. Default 0.
+   * A container whose service sets drain_timeout_ms (its `drainMs` in the inputs) lingers that long instead.
    */
   lingerMs?: number;
 }
@@ -251,15 +252,18 @@ export class NetworkController implements Controller {
 
   /** Notes the containers `fresh` no longer has (from the previous inputs), forgets expired or re-taken ones. */
   private updateLingering(fresh: NetworkInputs): void {
-    const linger = this.o.lingerMs ?? 0;
+    const linger = (c: { drainMs?: number }) => c.drainMs ?? this.o.lingerMs ?? 0;
     const prev = this.prevInputs;
     this.prevInputs = fresh;
-    if (linger <= 0) return;
     const now = Date.now();
     const taken = new Set([...fresh.localContainers.map((c) => c.ip), ...fresh.remoteContainers.map((c) => c.ip)]);
     if (prev) {
-      for (const c of prev.localContainers) if (!taken.has(c.ip) && !this.lingering.has(c.ip)) this.lingering.set(c.ip, { kind: 'local', c: { ...c, ports: [] }, until: now + linger });
-      for (const c of prev.remoteContainers) if (!taken.has(c.ip) && !this.lingering.has(c.ip)) this.lingering.set(c.ip, { kind: 'remote', c, until: now + linger });
+      for (const c of prev.localContainers) {
+        if (!taken.has(c.ip) && !this.lingering.has(c.ip) && linger(c) > 0) this.lingering.set(c.ip, { kind: 'local', c: { ...c, ports: [] }, until: now + linger(c) });
+      }
+      for (const c of prev.remoteContainers) {
+        if (!taken.has(c.ip) && !this.lingering.has(c.ip) && linger(c) > 0) this.lingering.set(c.ip, { kind: 'remote', c, until: now + linger(c) });
+      }
     }
     for (const [ip, l] of this.lingering) if (taken.has(ip) || l.until <= now) this.lingering.delete(ip);
     this.scheduleLingerEnd();

@@ -29,11 +29,14 @@ export interface LocalContainer {
   /** Docker's id, when the runtime has created it (the veth is found through it). */
   externalId: string | null;
   ports: PublishedPort[];
+  /** Its service's drain_timeout_ms: how long it stays routed after it left the state (absent: lingerMs). */
+  drainMs?: number;
 }
 
 export interface RemoteContainer {
   ip: string;
   hostId: string;
+  drainMs?: number;
 }
 
 export interface NetworkInputs {
@@ -93,15 +96,17 @@ export function networkInputs(state: EnvState, hostId: string): NetworkInputs {
   const localContainers: LocalContainer[] = [];
   const remoteContainers: RemoteContainer[] = [];
   for (const c of owners.values()) {
+    const drainMs = c.serviceId ? state.services.get(c.serviceId)?.drainTimeoutMs : undefined;
+    const drain = drainMs !== undefined ? { drainMs } : {};
     if (c.hostId === hostId) {
       const ports: PublishedPort[] = [];
       for (const p of c.config.ports) {
         if (p.publicPort === undefined) continue;
         ports.push({ ...(p.hostIp ? { hostIp: p.hostIp } : {}), publicPort: p.publicPort, privatePort: p.privatePort, protocol: p.protocol });
       }
-      localContainers.push({ id: c.id, name: c.name, ip: c.primaryIpAddress, externalId: c.externalId, ports });
+      localContainers.push({ id: c.id, name: c.name, ip: c.primaryIpAddress, externalId: c.externalId, ports, ...drain });
     } else if (c.hostId !== null && peerIds.has(c.hostId)) {
-      remoteContainers.push({ ip: c.primaryIpAddress, hostId: c.hostId });
+      remoteContainers.push({ ip: c.primaryIpAddress, hostId: c.hostId, ...drain });
     }
   }
   localContainers.sort(byIp);
