@@ -2,20 +2,14 @@
 // in rancher-compose form, replace them from a rancher-compose file (round trip), and the errors.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ADMIN, cleanup, startTestServer, type TestServer } from '../helpers/server.js';
+import { runCli, type CliRun } from '../helpers/cli.js';
 
-const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
 interface Rule {
   sourcePort: number;
   protocol: string;
@@ -36,25 +30,8 @@ let t: TestServer;
 let stack: string;
 const svc: Record<string, Svc> = {};
 
-/** The real CLI in a child process (async: the control plane runs in this process). */
-function drover(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-      env: { ...process.env, DROVER_URL: t.url, DROVER_ACCESS_KEY: ADMIN.accessKey, DROVER_SECRET_KEY: ADMIN.secretKey },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
-}
+/** The real CLI with the test server's admin key. */
+const drover = (args: string[]): Promise<CliRun> => runCli(args, { DROVER_URL: t.url, DROVER_ACCESS_KEY: ADMIN.accessKey, DROVER_SECRET_KEY: ADMIN.secretKey });
 
 const file = (name: string, text: string): string => {
   const p = join(t.dir, `${name}-${randomBytes(3).toString('hex')}.yml`);

@@ -60,7 +60,7 @@ test('drover server --data DIR --listen HOST:PORT; then stack up, ls, export and
     mkdirSync(proj);
     writeFileSync(join(proj, 'docker-compose.yml'), 'web:\n  image: nginx\n  links: [db]\ndb:\n  image: postgres\n');
     writeFileSync(join(proj, 'rancher-compose.yml'), 'web:\n  scale: 0\n  metadata:\n    tier: front\n');
-    const up = drover(['stack', 'up', '-f', join(proj, 'docker-compose.yml'), '-f', join(proj, 'rancher-compose.yml'), '-n', 'shop'], env);
+    const up = drover(['stack', 'up', '-f', join(proj, 'docker-compose.yml'), '-f', join(proj, 'rancher-compose.yml'), '-n', 'shop', '-d'], env);
     assert.equal(up.status, 0, up.stderr);
     assert.match(up.stdout, /stack shop \(1st\d+\) created: web×0, db×1/);
 
@@ -76,9 +76,9 @@ test('drover server --data DIR --listen HOST:PORT; then stack up, ls, export and
 
     const broken = join(proj, 'bad.yml');
     writeFileSync(broken, 'web:\n  image: nginx\n  ports: ["x:80"]\n');
-    const bad = drover(['stack', 'up', '-f', broken, '-n', 'bad'], env);
+    const bad = drover(['stack', 'up', '-f', broken, '-n', 'bad', '-d'], env);
     assert.equal(bad.status, 1);
-    assert.match(bad.stderr, /error: docker-compose\.yml, service "web", field "ports\[0\]"/);
+    assert.ok(bad.stderr.startsWith(`error: ${broken}, service "web", field "ports[0]"`), `the error names the user's file: ${bad.stderr}`);
 
     const noKey = drover(['stack', 'ls'], { DROVER_URL: env.DROVER_URL, DROVER_ACCESS_KEY: '', DROVER_SECRET_KEY: '', DROVER_DATA_DIR: join(dir, 'none') });
     assert.notEqual(noKey.status, 0);
