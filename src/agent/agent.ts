@@ -19,6 +19,7 @@ import { applyChanges, fullDelta, mergeDeltas, stateFromSnapshot, type EnvState,
 import { ControlPlaneClient, ServerUnavailableError } from './client.js';
 import { PersistError, StateStore } from './sync/state-file.js';
 import { ControllerManager } from './controller/manager.js';
+import { accessKeyOfSecret } from '../common/access-token.js';
 import type { Controller } from './controller/controller.js';
 import { Backoff, type BackoffPolicy } from './sync/backoff.js';
 import { FoundAnswer, type AdoptRequest, type CapabilityStatus, type ContainerReport, type NetworkStatus } from '../model/reports.js';
@@ -60,6 +61,8 @@ export interface AgentOptions {
   containerStates?: ContainerStateSource;
   /** The managed network's status of this host (network controller), reported when it changes. */
   networkStatus?: () => NetworkStatus | undefined;
+  /** The port of the agent's access endpoints (src/agent/access/server.ts), told to the control plane. */
+  accessPort?: () => number | undefined;
 }
 
 /** A source of container state reports (the runtime); `onReports` fires when new ones are waiting. */
@@ -88,6 +91,7 @@ export class Agent {
   private loop?: Promise<void>;
   private lastReported = '';
   private lastNetwork = '';
+  private lastAccessPort: number | undefined;
   private readonly listeners = new Set<(st: EnvState) => void>();
   private readonly pending = new Map<string, ContainerReport>();
   private reporting: Promise<void> = Promise.resolve();
@@ -175,6 +179,11 @@ export class Agent {
     await this.loop?.catch(() => undefined);
     await this.runner.close();
     this.log.info('agent stopped');
+  }
+
+  /** The key of the control plane's access tokens (common/access-token.ts); undefined before registration. */
+  accessKey(): string | undefined {
+    return this.identity ? accessKeyOfSecret(this.identity.secretKey) : undefined;
   }
 
   private async loadIdentity(): Promise<Identity | undefined> {
@@ -351,12 +360,15 @@ export class Agent {
     const networkKey = network ? JSON.stringify(network) : '';
     const sendNetwork = network !== undefined && networkKey !== this.lastNetwork;
     const found = this.opts.containerStates?.drainFound?.() ?? [];
-    if (key === this.lastReported && this.pending.size === 0 && found.length === 0 && !sendNetwork) return;
+    const accessPort = this.opts.accessPort?.();
+    const sendAccess = accessPort !== undefined && accessPort !== this.lastAccessPort;
+    if (key === this.lastReported && this.pending.size === 0 && found.length === 0 && !sendNetwork && !sendAccess) return;
     const containers = [...this.pending.values()];
     this.pending.clear();
     try {
-      const res = await client.report({ containers, applied, ...(found.length ? { found } : {}), ...(sendNetwork ? { network } : {}) });
+      const res = await client.report({ containers, applied, ...(found.length ? { found } : {}), ...(sendNetwork ? { network } : {}), ...(sendAccess ? { accessPort } : {}) });
       this.lastReported = key;
+      if (sendAccess) this.lastAccessPort = accessPort;
       if (sendNetwork) this.lastNetwork = networkKey;
       if (found.length) {
         const answers = z.object({ found: z.array(FoundAnswer).default([]) }).safeParse(res);

@@ -7,6 +7,8 @@ import { Agent } from '../agent/agent.js';
 import { agentCapabilities } from '../agent/capabilities/index.js';
 import { HealthMonitor } from '../agent/capabilities/health/monitor.js';
 import { startMetricsServer } from '../agent/metrics-server.js';
+import { startAccessServer } from '../agent/access/server.js';
+import Dockerode from 'dockerode';
 import { createDockerRuntime } from '../agent/runtime/docker-runtime.js';
 import { resolveDockerSocket } from '../agent/runtime/socket.js';
 import type { Logger } from '../common/log.js';
@@ -115,6 +117,7 @@ export async function startHostAgent(
   log.info({ network: net.enabled, reason: net.reason }, net.enabled ? 'managed network on' : 'managed network off');
   let networkStatus: NetworkStatus | undefined;
   const ref: { agent?: Agent } = {};
+  const accessPortRef: { port?: number | undefined } = {};
   const parts = net.enabled && dockerSocket ? realNetworkParts({
         log,
         dockerSocket,
@@ -195,16 +198,26 @@ export async function startHostAgent(
       balancer,
     }),
     ...(network ? { networkStatus: () => networkStatus } : {}),
+    accessPort: () => accessPortRef.port,
     // The runtime's reports with the health states merged in (health/monitor.ts).
     containerStates: health.wrap(mergeStateSources(dockerRuntime?.states, balancer.states)),
     watchTimeoutSec: cfg.agent.watchTimeoutSeconds,
   });
   ref.agent = agent;
+  // Container logs, shells and stats for the control plane (signed requests only).
+  const access =
+    dockerSocket && cfg.agent.accessPort > 0
+      ? await startAccessServer({ log, docker: new Dockerode({ socketPath: dockerSocket }), key: () => agent.accessKey(), host: agentIp, port: cfg.agent.accessPort }).catch((err: unknown) =>
+          rethrowListenError(err, { host: agentIp, port: cfg.agent.accessPort }, 'agent.accessPort (DROVER_AGENT_ACCESS_PORT)'),
+        )
+      : undefined;
+  accessPortRef.port = access?.port;
   await agent.start();
   return {
     agent,
     async stop() {
       await agent.stop();
+      await access?.close();
       await new Promise<void>((resolve) => (metrics ? metrics.close(() => resolve()) : resolve()));
     },
   };

@@ -8,12 +8,15 @@ import { registerStackCommand } from './commands/stack.js';
 import { registerServiceCommand } from './commands/service.js';
 import { registerMetadataCommand } from './commands/metadata.js';
 import { registerDnsCommand } from './commands/dns.js';
+import { registerAccessCommands } from './commands/access.js';
 import { DroverError, StartupError } from '../common/errors.js';
 import { commandLogLevel, installLastResort } from '../common/last-resort.js';
 
 const program = new Command();
 program
   .name('drover')
+  // Options after a subcommand belong to it (`drover exec c sh -c …` passes `-c` to the command).
+  .enablePositionalOptions()
   .description('per-host network and service discovery for containers, with a slim control plane')
   .version(VERSION)
   .showHelpAfterError()
@@ -42,6 +45,7 @@ registerStackCommand(program);
 registerServiceCommand(program);
 registerMetadataCommand(program);
 registerDnsCommand(program);
+registerAccessCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const debug = commandLogLevel() === 'debug' || commandLogLevel() === 'trace';

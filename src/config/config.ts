@@ -40,6 +40,11 @@ export const Config = z.strictObject({
      * DNS answers and balancer backends on every host drop it first (src/agent/runtime/docker-runtime.ts).
      */
     drainMs: z.coerce.number().int().min(0).max(LIMITS.maxDrainMs).default(2000),
+    /**
+     * Port of the agent's access endpoints on its agent IP: container logs, shells and stats for the control
+     * plane only (signed requests; src/agent/access/server.ts). 0 = off.
+     */
+    accessPort: z.coerce.number().int().min(0).max(65535).default(9346),
   }),
 });
 export type Config = z.infer<typeof Config>;
@@ -92,6 +97,7 @@ export const ENV_VARS: Record<string, [string, ...string[]]> = {
   DROVER_AGENT_NETWORK: ['agent', 'network'],
   DROVER_AGENT_HAPROXY: ['agent', 'haproxy'],
   DROVER_AGENT_DRAIN_MS: ['agent', 'drainMs'],
+  DROVER_AGENT_ACCESS_PORT: ['agent', 'accessPort'],
 };
 
 export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}): Config {

@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { Store } from './db/store.js';
 import { WatchHub } from './sync/watch.js';
 import { authMiddleware, buildRouter } from './api/routes.js';
+import { accessTarget, createAccessProxy } from './api/access-proxy.js';
 import { errorHandler, jsonBody, type ApiContext } from './api/http.js';
 import { openApiDocument } from './api/openapi.js';
 import { countAdminKeys, createApiKey, type IssuedKey } from './auth/credentials.js';
@@ -159,6 +160,18 @@ function startOn(
     } else if (ctx.method === 'GET' && ctx.path === '/v1/openapi.json') {
       ctx.body = openApiDocument();
     } else await next();
+  });
+  // Container logs through the host's agent (exec and stats are websockets: the upgrade handler below).
+  const access = createAccessProxy(store, log);
+  access.attach(server);
+  app.use(async (ctx: ApiContext, next) => {
+    if (ctx.method === 'GET' && /^\/v1\/containers\/[^/]+\/logs$/.test(ctx.path)) {
+      const target = accessTarget(store, ctx.url); // the API's errors, before anything is sent
+      ctx.respond = false;
+      access.web(ctx.req, ctx.res, target);
+      return;
+    }
+    await next();
   });
   const router = buildRouter({
     store,

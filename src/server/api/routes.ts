@@ -498,6 +498,9 @@ export function buildRouter(deps: RouteDeps): Router {
         .run(p.hostId, nowIso(), JSON.stringify(applied));
     } else touchHost(store, p.hostId);
     if (b.network) store.db.prepare('UPDATE host_status SET network = ? WHERE host_id = ?').run(JSON.stringify(b.network), p.hostId);
+    if (b.accessPort !== undefined) {
+      store.db.prepare('INSERT INTO host_status (host_id, applied, access_port) VALUES (?, ?, ?) ON CONFLICT(host_id) DO UPDATE SET access_port = excluded.access_port').run(p.hostId, '{}', b.accessPort);
+    }
     const found = b.found.length ? adoptFound(store, p.hostId, b.found) : [];
     ctx.body = { type: 'agentReport', containersChanged: changed, ...(found.length ? { found } : {}) };
   });

@@ -227,6 +227,8 @@ export const AgentReport = z.strictObject({
   found: z.array(AdoptRequest).max(MAX_FOUND_PER_REPORT).default([]),
   /** The host's managed network (src/agent/capabilities/network), when it changed. */
   network: NetworkStatus.optional(),
+  /** The port of the agent's access endpoints (logs, exec, stats: src/agent/access/server.ts), when it changed. */
+  accessPort: z.number().int().min(1).max(65535).optional(),
 });
 
 /** `POST /v1/agent/certificate`: the agent's certificate request (certificate mode of the managed network). */

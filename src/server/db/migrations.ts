@@ -90,6 +90,10 @@ const MIGRATIONS: string[] = [
   `
   ALTER TABLE host_status ADD COLUMN network TEXT;
   `,
+  // Where the host's agent serves container logs, shells and stats to the control plane (its port).
+  `
+  ALTER TABLE host_status ADD COLUMN access_port INTEGER;
+  `,
 ];
 
 export function migrate(db: Database.Database): number {
