@@ -9,6 +9,7 @@ import { registerServiceCommand } from './commands/service.js';
 import { registerMetadataCommand } from './commands/metadata.js';
 import { registerDnsCommand } from './commands/dns.js';
 import { registerAccessCommands } from './commands/access.js';
+import { registerOpsCommands } from './commands/ops.js';
 import { DroverError, StartupError } from '../common/errors.js';
 import { commandLogLevel, installLastResort } from '../common/last-resort.js';
 
@@ -46,6 +47,7 @@ registerServiceCommand(program);
 registerMetadataCommand(program);
 registerDnsCommand(program);
 registerAccessCommands(program);
+registerOpsCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const debug = commandLogLevel() === 'debug' || commandLogLevel() === 'trace';

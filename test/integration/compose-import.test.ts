@@ -209,8 +209,6 @@ const BAD: { name: string; dc: string; rc?: string; answers?: Record<string, str
   { name: 'bad port spec', dc: 'web:\n  image: nginx\n  ports: ["80:abc"]\n', expect: /service "web", field "ports\[0\]"/ },
   { name: 'link to a missing service', dc: 'web:\n  image: nginx\n  links: [db]\n', expect: /service "web", field "links.*db/ },
   { name: 'external link to a missing stack', dc: 'web:\n  image: nginx\n  external_links: ["nope/db:db"]\n', expect: /docker-compose\.yml, service "web", field "external_links".*nope\/db/ },
-  { name: 'impossible scheduling', dc: 'web:\n  image: nginx\n  labels:\n    io.rancher.scheduler.affinity:host_label: hostname=nowhere\n', expect: /docker-compose\.yml, service "web", field "labels".*no host has host labels hostname=nowhere/ },
-  { name: 'second service impossible (first one would fit)', dc: 'ok:\n  image: nginx\nweb:\n  image: nginx\n  labels:\n    io.rancher.scheduler.affinity:host_label: hostname=nowhere\n', expect: /service "web"/ },
   { name: 'rancher-compose for a missing service', dc: 'web:\n  image: nginx\n', rc: 'db:\n  scale: 2\n', expect: /rancher-compose\.yml, service "db"/ },
   { name: 'negative scale', dc: 'web:\n  image: nginx\n', rc: 'web:\n  scale: -1\n', expect: /rancher-compose\.yml, service "web", field "scale"/ },
   { name: 'missing required answer', dc: fixture('jenkins/docker-compose.yml'), rc: fixture('jenkins/rancher-compose.yml'), expect: /admin_password/ },
@@ -284,4 +282,28 @@ test('rancher-compose start_on_create and drain_timeout_ms: an inactive service,
   const act = await t.api<Svc>('POST', `/v1/services/${later?.id}?action=activate`);
   assert.equal(act.body.state, 'active');
   assert.equal((await containersOf(r.body.id)).filter((c) => c.serviceId === later?.id && c.desiredState === 'running').length, 1);
+});
+
+test('a service no host can take is created and waits as pending with the reason; a host labelled to fit takes it', async () => {
+  const r = await t.api<{ id: string }>('POST', '/v1/stacks', {
+    name: 'waits',
+    dockerCompose: 'ok:\n  image: nginx\nweb:\n  image: nginx\n  labels:\n    io.rancher.scheduler.affinity:host_label: hostname=nowhere\n',
+  });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  const web = (await containersOf(r.body.id)).find((c) => c.name === 'waits-web-1') as Ctr & { state: string; transitioningMessage?: string };
+  assert.equal(web.hostId, null);
+  assert.equal(web.state, 'pending');
+  assert.match(web.transitioningMessage ?? '', /^waiting for a host: .*no host has host labels hostname=nowhere/);
+  assert.ok((await containersOf(r.body.id)).find((c) => c.name === 'waits-ok-1')?.hostId, 'the service that fits is placed');
+  // A host gets the label: the waiting container is placed there.
+  const host = (await t.api<Coll<{ id: string; labels: Record<string, string> }>>('GET', '/v1/hosts')).body.data[0];
+  assert.ok(host);
+  const put = await t.api('PUT', `/v1/hosts/${host.id}`, { labels: { ...host.labels, hostname: 'nowhere' } });
+  assert.equal(put.status, 200, JSON.stringify(put.body));
+  const placed = (await containersOf(r.body.id)).find((c) => c.name === 'waits-web-1') as Ctr & { state: string; transitioningMessage?: string };
+  assert.equal(placed.hostId, host.id);
+  assert.notEqual(placed.state, 'pending');
+  assert.equal(placed.transitioningMessage, undefined);
+  await t.api('PUT', `/v1/hosts/${host.id}`, { labels: host.labels });
+  await t.api('DELETE', `/v1/stacks/${r.body.id}`);
 });

@@ -13,7 +13,7 @@ import {
   type PlacementHost,
 } from '../scheduling/place.js';
 import { allocateIp, containerOwner, releaseIp, slotOwner } from '../ipam/allocate.js';
-import { SchedulingError, ValidationError } from '../../common/errors.js';
+import { ValidationError } from '../../common/errors.js';
 import { LIMITS } from '../../model/limits.js';
 import { ipToInt, parseSubnet } from '../ipam/cidr.js';
 import { initialHealthState } from '../../model/liveness.js';
@@ -189,24 +189,29 @@ export function reconcileService(tx: Tx, ctx: DeployContext, s: Service): void {
     let missing = 0;
     for (let i = 1; i <= s.scale; i++) if (!units.has(i)) missing++;
     checkContainerBudget(ctx, s, missing * perUnit);
-    // With no active host at all the units wait unplaced ('pending') and are placed when a host
-    // joins; with hosts that cannot take them, scheduling is impossible and that is an error.
+    // A unit no host can take (none active, or none that fits its constraints) waits unplaced
+    // ('pending', with the reason as its containers' transitioning message), as Rancher's did, and is
+    // placed when the hosts change (a host joins, is labelled, activated: environments.ts).
     const noHosts = !ctx.hosts.some((h) => h.state === 'active');
     for (let i = 1; i <= s.scale; i++) {
       const existing = units.get(i);
       if (existing && existing.hostId) continue;
-      if (noHosts) {
-        if (!existing) createUnit(tx, ctx, s, i, null, null);
-        continue;
-      }
-      const placed = placeUnit(ctx.placementHosts, ctx.containers.placement, constraints, s.id);
+      const placed = noHosts ? { ok: false as const, reason: 'no active host in the environment' } : placeUnit(ctx.placementHosts, ctx.containers.placement, constraints, s.id);
       if (!placed.ok) {
-        throw new SchedulingError(`service "${s.name}" (stack "${ctx.stack.name}"), container ${i} of ${s.scale}: ${placed.reason}`, 'labels');
+        const waiting = existing ? existing.containers : createUnit(tx, ctx, s, i, null, null);
+        const message = `waiting for a host: ${placed.reason}`;
+        for (const c of waiting) {
+          if (c.transitioningMessage === message) continue;
+          c.transitioningMessage = message;
+          tx.put('container', c);
+        }
+        continue;
       }
       if (existing) {
         for (const c of existing.containers) {
           ctx.containers.setHost(c, placed.hostId);
           c.state = c.state === 'pending' ? 'creating' : c.state;
+          delete c.transitioningMessage;
           tx.put('container', c);
         }
       } else createUnit(tx, ctx, s, i, placed.hostId, null);

@@ -2,7 +2,7 @@
 import type { Store, Tx } from '../db/store.js';
 import { newUuid, nowIso } from '../db/store.js';
 import { LaunchConfig, type Service, type Stack } from '../../model/resources.js';
-import { ComposeError, ConflictError, SchedulingError, ValidationError } from '../../common/errors.js';
+import { ComposeError, ConflictError, ValidationError } from '../../common/errors.js';
 import { exportCompose, parseCompose } from '../compose/index.js';
 import type { ComposeFiles, ServiceSpec, StackSpec } from '../compose/spec.js';
 import { insertService, insertServiceLink, removeServiceTx, replaceServiceLinks, scaleIn, SERVICE_NAME, upgradeIn } from './services.js';
@@ -118,9 +118,6 @@ export function addServicesFromSpec(tx: Tx, stack: Stack, specs: ServiceSpec[]):
     try {
       reconcileService(tx, ctx, s);
     } catch (err) {
-      if (err instanceof SchedulingError) {
-        throw new ComposeError(DC, s.name, 'labels', `cannot be scheduled: ${err.message}`, 'NoHostAvailable');
-      }
       if (err instanceof ValidationError && err.code === 'TooManyContainers') {
         throw new ComposeError(RC, s.name, 'scale', err.message, err.code);
       }
