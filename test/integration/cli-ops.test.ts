@@ -3,12 +3,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { ADMIN, cleanup, startTestServer, type TestServer } from '../helpers/server.js';
 import { runCli, type CliRun } from '../helpers/cli.js';
 
 // Until src/cli/main.ts registers them, the commands run from a program with just them.
-const ENTRY = fileURLToPath(new URL('../fixtures/cli-ops-entry.ts', import.meta.url));
 
 interface Host {
   id: string;
@@ -36,7 +34,7 @@ let h2: string;
 const svc: Record<string, Svc> = {};
 
 const drover = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> =>
-  runCli(args, { DROVER_URL: t.url, DROVER_ACCESS_KEY: ADMIN.accessKey, DROVER_SECRET_KEY: ADMIN.secretKey, ...env }, { entry: ENTRY });
+  runCli(args, { DROVER_URL: t.url, DROVER_ACCESS_KEY: ADMIN.accessKey, DROVER_SECRET_KEY: ADMIN.secretKey, ...env });
 const ok = async (args: string[]): Promise<CliRun> => {
   const r = await drover(args);
   assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
