@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { ApiClient } from '../api-client.js';
 import { DroverError, ValidationError } from '../../common/errors.js';
@@ -36,6 +36,8 @@ interface ContainerRow {
   generation?: string;
   launchConfigName?: string;
   transitioningMessage?: string;
+  exitCode?: number | null;
+  config?: { startOnce?: boolean };
 }
 interface Outcome {
   id: string;
@@ -161,7 +163,8 @@ async function waitRunning(api: ApiClient, stackId: string, serviceIds: string[]
     for (const c of cs) {
       const p = per.get(c.serviceId as string) ?? { run: 0, all: 0, why: [] };
       p.all++;
-      if (c.state === 'running') p.run++;
+      // A start_once container (a data sidekick) is done once it has run to a clean exit.
+      if (c.state === 'running' || (c.config?.startOnce === true && c.state === 'stopped' && c.exitCode === 0)) p.run++;
       else if (c.transitioningMessage) p.why.push(`${c.name}: ${c.transitioningMessage}`);
       per.set(c.serviceId as string, p);
     }
@@ -230,7 +233,7 @@ Examples:
       .command('export')
       .description('write a stack back as docker-compose.yml and rancher-compose.yml')
       .argument('<name>', 'stack name')
-      .option('-o, --output <dir>', 'directory to write the two files into (default: print them)'),
+      .option('-o, --output <dir>', 'directory to write the two files into, created if missing (default: print them)'),
   ).action(async (name: string, o: ConnFlags & { output?: string }) => {
     try {
       const api = client(o);
@@ -238,6 +241,7 @@ Examples:
       if (!s) throw new ValidationError('NotFound', `no stack named "${name}"`);
       const r = await api.call<{ dockerComposeConfig: string; rancherComposeConfig: string }>('POST', `/v1/stacks/${s.id}?action=exportconfig`);
       if (o.output) {
+        mkdirSync(o.output, { recursive: true });
         writeFileSync(join(o.output, 'docker-compose.yml'), r.dockerComposeConfig);
         writeFileSync(join(o.output, 'rancher-compose.yml'), r.rancherComposeConfig);
         process.stdout.write(`wrote ${join(o.output, 'docker-compose.yml')} and ${join(o.output, 'rancher-compose.yml')}\n`);
