@@ -3,6 +3,8 @@
 import { spawn } from 'node:child_process';
 
 export const CLI_MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+/** tsx's loader by its resolved location, so the CLI also runs from another working directory. */
+export const TSX_IMPORT = import.meta.resolve('tsx');
 
 export interface CliRun {
   status: number | null;
@@ -12,7 +14,7 @@ export interface CliRun {
 
 export function runCli(args: string[], env: NodeJS.ProcessEnv, o: { entry?: string; timeoutMs?: number; cwd?: string } = {}): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', o.entry ?? CLI_MAIN, ...args], {
+    const child = spawn(process.execPath, ['--import', TSX_IMPORT, o.entry ?? CLI_MAIN, ...args], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
       ...(o.cwd ? { cwd: o.cwd } : {}),
