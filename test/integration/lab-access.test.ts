@@ -7,8 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { labUnavailable, startLab, waitFor, type Lab, type LabHost } from '../lab/lab.js';
-import { LAB_ADMIN, startDrover, stopDroverLab, type ControlPlane, type LabAgent } from '../lab/drover.js';
+import { labUnavailable, waitFor, type LabHost } from '../lab/lab.js';
+import { LAB_ADMIN, withDroverLab } from '../lab/drover.js';
 import { runCli, CLI_MAIN, type CliRun } from '../helpers/cli.js';
 import { ACCESS_TOKEN_HEADER, signAccess } from '../../src/common/access-token.js';
 
@@ -32,16 +32,9 @@ interface Rec {
 }
 
 test('lab: drover logs -f, exec -it and stats of a container on another host, through the control plane', { skip: skip ? `skipped: ${skip}` : false, timeout: 300_000 }, async (t) => {
-  let lab: Lab | undefined;
-  let cp: ControlPlane | undefined;
-  let agents: LabAgent[] = [];
-  let failed = true;
-  try {
-    lab = await startLab({ hosts: 2 });
-    ({ cp, agents } = await startDrover(lab));
+  await withDroverLab(2, {}, async ({ lab, cp, cliEnv: env }) => {
     const api = cp.api.bind(cp);
     const h2 = lab.hosts[1] as LabHost;
-    const env = { DROVER_URL: cp.url, DROVER_ACCESS_KEY: LAB_ADMIN.accessKey, DROVER_SECRET_KEY: LAB_ADMIN.secretKey };
     const drover = (args: string[]): Promise<CliRun> => runCli(args, env);
     const st = await api<{ id: string }>('POST', '/v1/stacks', { name: 'chat', dockerCompose: COMPOSE });
     assert.equal(st.status, 201, j(st.body));
@@ -122,16 +115,13 @@ test('lab: drover logs -f, exec -it and stats of a container on another host, th
       const wrongKey = await fetch(agentUrl + path, { headers: { [ACCESS_TOKEN_HEADER]: signAccess('00'.repeat(32), 'GET', path) } });
       assert.equal(wrongKey.status, 401);
       assert.match(await wrongKey.text(), /bad access token/);
-      const noKey = await fetch(`${cp?.url ?? ''}/v1/containers/${c.id}/logs`);
+      const noKey = await fetch(`${cp.url}/v1/containers/${c.id}/logs`);
       assert.equal(noKey.status, 401);
       const badUser = await runCli(['exec', c.name, 'true'], { ...env, DROVER_SECRET_KEY: 'wrong-secret-0123456789' });
       assert.equal(badUser.status, 3);
       assert.match(badUser.stderr, /Unauthorized/);
-      const query = await fetch(`${cp?.url ?? ''}/v1/containers/${c.id}/logs?bogus=1`, { headers: { authorization: 'Basic ' + Buffer.from(`${LAB_ADMIN.accessKey}:${LAB_ADMIN.secretKey}`).toString('base64') } });
+      const query = await fetch(`${cp.url}/v1/containers/${c.id}/logs?bogus=1`, { headers: { authorization: 'Basic ' + Buffer.from(`${LAB_ADMIN.accessKey}:${LAB_ADMIN.secretKey}`).toString('base64') } });
       assert.equal(query.status, 422);
     });
-    failed = false;
-  } finally {
-    await stopDroverLab(lab, { cp, agents }, failed);
-  }
+  });
 });

@@ -11,8 +11,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { labUnavailable, runInContainer, startLab, waitFor, type Lab, type LabHost } from '../lab/lab.js';
-import { LAB_ADMIN, startDrover, stopDroverLab, type ControlPlane, type LabAgent } from '../lab/drover.js';
+import { labUnavailable, runInContainer, waitFor, type LabHost } from '../lab/lab.js';
+import { withDroverLab } from '../lab/drover.js';
 import { runCli, type CliRun } from '../helpers/cli.js';
 
 const skip = labUnavailable();
@@ -61,16 +61,9 @@ interface Rec {
 }
 
 test('3-host lab: the Cassandra seed stack through the CLI — up, upgrade with a published port, rollback, confirm, export and re-import', { skip: skip ? `skipped: ${skip}` : false, timeout: 900_000 }, async () => {
-  let lab: Lab | undefined;
-  let cp: ControlPlane | undefined;
-  let agents: LabAgent[] = [];
-  let failed = true;
-  try {
-    lab = await startLab({ hosts: 3 });
-    ({ cp, agents } = await startDrover(lab));
+  await withDroverLab(3, {}, async ({ lab, cp, cliEnv: env }) => {
     const api = cp.api.bind(cp);
     const hosts = lab.hosts as [LabHost, LabHost, LabHost];
-    const env = { DROVER_URL: cp.url, DROVER_ACCESS_KEY: LAB_ADMIN.accessKey, DROVER_SECRET_KEY: LAB_ADMIN.secretKey };
     const drover = async (args: string[], ok = true): Promise<CliRun> => {
       const r = await runCli(args, env, { timeoutMs: 300_000 });
       if (ok) assert.equal(r.status, 0, `drover ${args.join(' ')}: ${r.stderr}\n${r.stdout}`);
@@ -171,8 +164,5 @@ test('3-host lab: the Cassandra seed stack through the CLI — up, upgrade with 
     for (const n of [1, 2, 3]) assert.equal((await primary(n, 'current', id2))?.hostId, hostIds[`cassandra${n}`]);
     const lines = readFileSync(join(dataRoot, 'cdb1', 'log'), 'utf8').trim().split('\n');
     assert.ok(lines.length >= 4 && lines[0] === log.split('\n')[0], `the data survived it all (the bind mount):\n${lines.join('\n')}`);
-    failed = false;
-  } finally {
-    await stopDroverLab(lab, { cp, agents }, failed);
-  }
+  });
 });

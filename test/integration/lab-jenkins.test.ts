@@ -9,8 +9,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { labUnavailable, runInContainer, startLab, waitFor, type Lab, type LabHost } from '../lab/lab.js';
-import { LAB_ADMIN, startDrover, stopDroverLab, type ControlPlane, type LabAgent } from '../lab/drover.js';
+import { labUnavailable, runInContainer, waitFor, type LabHost } from '../lab/lab.js';
+import { withDroverLab } from '../lab/drover.js';
 import { runCli } from '../helpers/cli.js';
 
 const skip = labUnavailable();
@@ -123,15 +123,8 @@ interface Rec {
 }
 
 test('lab: the Jenkins catalog template through the CLI with an answers.txt', { skip: skip ? `skipped: ${skip}` : false, timeout: 600_000 }, async () => {
-  let lab: Lab | undefined;
-  let cp: ControlPlane | undefined;
-  let agents: LabAgent[] = [];
-  let failed = true;
-  try {
-    lab = await startLab({ hosts: 1 });
-    ({ cp, agents } = await startDrover(lab));
+  await withDroverLab(1, {}, async ({ lab, cp, cliEnv: env }) => {
     const h1 = lab.hosts[0] as LabHost;
-    const env = { DROVER_URL: cp.url, DROVER_ACCESS_KEY: LAB_ADMIN.accessKey, DROVER_SECRET_KEY: LAB_ADMIN.secretKey };
     const dir = join(lab.dir, 'jenkins');
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'docker-compose.yml'), dockerCompose(lab.image));
@@ -149,7 +142,7 @@ test('lab: the Jenkins catalog template through the CLI with an answers.txt', { 
     assert.equal(up.status, 0, `${up.stderr}\n${up.stdout}`);
     assert.match(up.stdout, /stack jenkins \(1st\d+\) created: jenkins-primary×1/);
     const stackId = (await cp.api<{ data: { id: string }[] }>('GET', '/v1/stacks?name=jenkins')).body.data[0]?.id as string;
-    const recs = async () => (await cp?.api<{ data: Rec[] }>('GET', `/v1/containers?stackId=${stackId}`))?.body.data ?? [];
+    const recs = async () => (await cp.api<{ data: Rec[] }>('GET', `/v1/containers?stackId=${stackId}`)).body.data;
     const primary = await waitFor(async () => {
       const p = (await recs()).find((c) => c.launchConfigName === '');
       return p?.healthState === 'healthy' ? p : undefined;
@@ -168,15 +161,15 @@ test('lab: the Jenkins catalog template through the CLI with an answers.txt', { 
     assert.equal((await got('home')).trim(), 'drwxr-x---', "the datavolume sidekick ran its entrypoint on the shared volume");
 
     // The start_once sidekicks ran once, cleanly, and are not started again.
-    const sidekicks = (await recs()).filter((c) => c.launchConfigName !== '');
+    const sidekicks = await waitFor(async () => {
+      const sk = (await recs()).filter((c) => c.launchConfigName !== '');
+      return sk.length === 2 && sk.every((c) => c.state === 'stopped') ? sk : undefined;
+    }, 30_000, 'both start_once sidekicks reported stopped');
     assert.deepEqual(sidekicks.map((c) => [c.launchConfigName, c.state, c.exitCode, c.startCount]).sort(), [
       ['jenkins-datavolume', 'stopped', 0, 1],
       ['jenkins-plugins', 'stopped', 0, 1],
     ]);
     const host = (await runInContainer(h1, primary.externalId as string, ['hostname'])).stdout.trim();
     assert.equal(host, primary.name, 'hostname_override: container_name');
-    failed = false;
-  } finally {
-    await stopDroverLab(lab, { cp, agents }, failed);
-  }
+  });
 });

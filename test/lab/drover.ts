@@ -4,7 +4,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT, waitFor, type Lab, type LabHost } from './lab.js';
+import { REPO_ROOT, startLab, waitFor, type Lab, type LabHost } from './lab.js';
 import { isAlive, procRef } from './proc.js';
 import { freePort } from '../helpers/ports.js';
 
@@ -252,4 +252,35 @@ export async function stopDroverLab(lab: Lab | undefined, run: { cp?: ControlPla
   for (const a of run.agents) await a.stop().catch(() => undefined);
   await run.cp?.stop().catch(() => undefined);
   await lab?.down();
+}
+
+/** What a test on a running drover lab gets: the lab, the control plane and the agents. */
+export interface DroverLab {
+  lab: Lab;
+  cp: ControlPlane;
+  agents: LabAgent[];
+  /** The admin key as the CLI's environment (DROVER_URL, DROVER_ACCESS_KEY, DROVER_SECRET_KEY). */
+  cliEnv: Record<string, string>;
+}
+
+/**
+ * Runs `fn` on a lab of `hosts` hosts with drover up (control plane + one agent per host), then tears it
+ * all down; when `fn` throws, the agents' log tails are printed first (and with DROVER_LAB_KEEP=1 the
+ * lab is kept). The lab tests' common frame.
+ */
+export async function withDroverLab<T>(hosts: number, opts: DroverLabOptions, fn: (d: DroverLab) => Promise<T>): Promise<T> {
+  let lab: Lab | undefined;
+  let run: { cp?: ControlPlane; agents: LabAgent[] } = { agents: [] };
+  let failed = true;
+  try {
+    lab = await startLab({ hosts });
+    const started = await startDrover(lab, opts);
+    run = started;
+    const cliEnv = { DROVER_URL: started.cp.url, DROVER_ACCESS_KEY: LAB_ADMIN.accessKey, DROVER_SECRET_KEY: LAB_ADMIN.secretKey };
+    const out = await fn({ lab, cp: started.cp, agents: started.agents, cliEnv });
+    failed = false;
+    return out;
+  } finally {
+    await stopDroverLab(lab, run, failed);
+  }
 }
