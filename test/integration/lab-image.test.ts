@@ -56,6 +56,9 @@ export function adaptCommand(command: string, o: { name: string; dockerSocket: s
     const w = words[i] as string;
     if (w === '--privileged') {
       out.push(...NO_PRIVILEGED);
+    } else if (w === '--name') {
+      out.push('--name', o.name);
+      i++;
     } else if (w === '-v' && words[i + 1]?.endsWith(':/var/run/docker.sock')) {
       out.push('-v', `${o.dockerSocket}:/var/run/docker.sock`);
       i++;
@@ -63,7 +66,7 @@ export function adaptCommand(command: string, o: { name: string; dockerSocket: s
       out.push('-v', `${o.dataDir}:/var/lib/drover`);
       i++;
     } else if (w === IMAGE) {
-      out.push('-d', '--name', o.name, ...Object.entries(o.env).flatMap(([k, v]) => ['-e', `${k}=${v}`]), ...words.slice(i));
+      out.push(...Object.entries(o.env).flatMap(([k, v]) => ['-e', `${k}=${v}`]), ...words.slice(i));
       break;
     } else {
       out.push(w);

@@ -189,7 +189,8 @@ export function buildRouter(deps: RouteDeps): Router {
     created: t.created,
     token: t.token,
     registrationUrl: `${deps.advertiseUrl()}/v1/scripts/${t.token}`,
-    command: `sudo docker run --rm --privileged --net=host --pid=host -v /var/run/docker.sock:/var/run/docker.sock -v /var/lib/drover:/var/lib/drover ${deps.agentImage} ${deps.advertiseUrl()}/v1/scripts/${t.token}`,
+    // Detached and restarted with the host: the agent container is the host's agent from then on.
+    command: `sudo docker run -d --restart unless-stopped --name drover-agent --privileged --net=host --pid=host -v /var/run/docker.sock:/var/run/docker.sock -v /var/lib/drover:/var/lib/drover ${deps.agentImage} ${deps.advertiseUrl()}/v1/scripts/${t.token}`,
   });
   r.get('/registrationtokens', (ctx) => {
     const envId = ctx.query.environmentId as string | undefined;
