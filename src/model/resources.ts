@@ -265,6 +265,8 @@ export const ServiceUpgrade = z.object({
   /** Batched upgrade: the slots of the batch in progress, and the slots still to replace, in order. */
   batch: z.array(z.number().int()).default([]),
   remaining: z.array(z.number().int()).default([]),
+  /** start_first: slots whose old unit still runs beside the new one (stopped once the new one serves). */
+  overlap: z.array(z.number().int()).default([]),
 });
 
 export const Service = z.object({

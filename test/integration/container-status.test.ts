@@ -27,6 +27,7 @@ interface Ctr {
   startCount: number;
   transitioningMessage?: string;
   generation: string;
+  desiredState: string;
   config: { image: string };
 }
 type Creds = { accessKey: string; secretKey: string };
@@ -45,6 +46,12 @@ rolled:
   image: nginx
 undone:
   image: nginx
+first:
+  image: nginx
+pinned:
+  image: nginx
+  labels:
+    io.rancher.container.requested_ip: 10.42.99.99
 `;
 const RC = `
 web:
@@ -65,6 +72,11 @@ rolled:
   scale: 4
 undone:
   scale: 3
+first:
+  scale: 2
+  upgrade_strategy: {start_first: true, batch_size: 1, interval_millis: 0}
+pinned:
+  scale: 1
 `;
 
 describe('container status apart from the spec, and health strategies', () => {
@@ -281,10 +293,56 @@ describe('container status apart from the spec, and health strategies', () => {
     assert.deepEqual(addresses(after), addresses(before));
   });
 
-  it('refuses startFirst (a slot keeps its address), and a quorum strategy without its quorum, naming the field', async () => {
+  it('start_first: each new container starts on an address of its own beside the old one, which stops once the new one serves; finish hands the addresses over', async () => {
+    const svc = await serviceOf('first');
+    const before = await containersOf('first');
+    await report(before.map((c) => ({ id: c.id, state: 'running' })));
+    const up = await api<{ state: string }>('POST', `/v1/services/${svc.id}?action=upgrade`, { inServiceStrategy: { launchConfig: { image: 'nginx:2' } } });
+    assert.equal(up.status, 200, JSON.stringify(up.body));
+    const gen = async () => {
+      const all = await containersOf('first');
+      return { cur: all.filter((c) => c.generation === 'current'), prev: all.filter((c) => c.generation === 'previous') };
+    };
+    let g = await gen();
+    const new1 = g.cur.find((c) => c.serviceIndex === 1);
+    assert.equal(new1?.config.image, 'nginx:2', 'batch 1: slot 1 has its new container');
+    assert.notEqual(new1?.primaryIpAddress, before[0]?.primaryIpAddress, 'on an address of its own');
+    assert.deepEqual(g.prev.map((c) => [c.serviceIndex, c.desiredState]), [[1, 'running']], 'the old one keeps running meanwhile');
+    assert.equal(g.cur.find((c) => c.serviceIndex === 2)?.id, before[1]?.id, 'slot 2 not yet');
+    await sleep(600);
+    assert.equal((await gen()).prev[0]?.desiredState, 'running', 'held until the new container serves');
+    await report([{ id: new1?.id, state: 'running' }]);
+    await eventually(async () => (await gen()).prev.find((c) => c.serviceIndex === 1)?.desiredState === 'stopped', 5000, 'the old slot-1 container stopped once the new one serves');
+    g = await eventually(async () => {
+      const x = await gen();
+      return x.cur.find((c) => c.serviceIndex === 2 && c.config.image === 'nginx:2') ? x : undefined;
+    }, 5000, 'batch 2 started');
+    const new2 = g.cur.find((c) => c.serviceIndex === 2);
+    assert.equal(g.prev.find((c) => c.serviceIndex === 2)?.desiredState, 'running');
+    await report([{ id: new2?.id, state: 'running' }]);
+    await eventually(async () => (await gen()).prev.every((c) => c.desiredState === 'stopped') && (await serviceOf('first')).state === 'upgraded', 5000, 'all old stopped, upgraded');
+    const fin = await api('POST', `/v1/services/${svc.id}?action=finishupgrade`);
+    assert.equal(fin.status, 200, JSON.stringify(fin.body));
+    const after = await containersOf('first');
+    assert.deepEqual(after.map((c) => c.id), [new1?.id, new2?.id]);
+    const owners = srv.store.db.prepare("SELECT ip, owner FROM ip_allocations WHERE owner LIKE ? ORDER BY owner").all(`svc:${svc.id}:%`) as { ip: string; owner: string }[];
+    assert.deepEqual(owners.map((o) => o.ip), [new1?.primaryIpAddress, new2?.primaryIpAddress], 'the slots now own the new addresses; the old ones are free');
+    for (const c of before) assert.equal(srv.store.db.prepare('SELECT 1 FROM ip_allocations WHERE ip = ?').get(c.primaryIpAddress), undefined);
+    // The next (stop-first) upgrade keeps those addresses.
+    const again = await api('POST', `/v1/services/${svc.id}?action=upgrade`, { inServiceStrategy: { launchConfig: { image: 'nginx:3' }, startFirst: false, batchSize: 2 } });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    const cur3 = (await containersOf('first')).filter((c) => c.generation === 'current');
+    assert.deepEqual(addresses(cur3), addresses(after));
+  });
+
+  it('start_first with a requested IP is refused by name; bad strategy values and a quorum strategy without its quorum name the field', async () => {
+    const pinned = await serviceOf('pinned');
+    const sf: Reply = await api<Reply['body']>('POST', `/v1/services/${pinned.id}?action=upgrade`, { inServiceStrategy: { launchConfig: { image: 'nginx:2' }, startFirst: true } });
+    assert.equal(sf.status, 422, JSON.stringify(sf.body));
+    assert.equal(sf.body.fieldName, 'startFirst');
+    assert.match(sf.body.message, /asks for the address 10\.42\.99\.99, which the old and the new container cannot hold at once/);
     const svc = await serviceOf('web');
     for (const [field, value] of [
-      ['startFirst', true],
       ['batchSize', 0],
       ['intervalMillis', -1],
     ] as const) {
@@ -293,7 +351,6 @@ describe('container status apart from the spec, and health strategies', () => {
       });
       assert.equal(r.status, 422, JSON.stringify(r.body));
       assert.match(r.body.fieldName ?? '', new RegExp(field), JSON.stringify(r.body));
-      if (field === 'startFirst') assert.match(r.body.message, /not supported yet/);
       const c: Reply = await api<Reply['body']>('POST', '/v1/services', {
         stackId: svc.stackId,
         name: `up-${field.toLowerCase()}`,
@@ -311,13 +368,6 @@ describe('container status apart from the spec, and health strategies', () => {
     });
     assert.equal(q.status, 422, JSON.stringify(q.body));
     assert.equal(q.body.fieldName, 'healthCheck.quorum');
-    const imp = await api<{ message: string }>('POST', '/v1/stacks', {
-      name: 'startfirst',
-      dockerCompose: 'a:\n  image: nginx\n',
-      rancherCompose: 'a:\n  upgrade_strategy: {start_first: true}\n',
-    });
-    assert.equal(imp.status, 422, JSON.stringify(imp.body));
-    assert.match(imp.body.message, /upgrade_strategy\.start_first.*not supported/);
     // An upgrade without those settings still works.
     const ok = await api('POST', `/v1/services/${svc.id}?action=upgrade`, { inServiceStrategy: { startFirst: false } });
     assert.equal(ok.status, 200, JSON.stringify(ok.body));

@@ -505,8 +505,8 @@ describe('compose: errors name the file, the service and the field', () => {
     );
     rejects({ dockerCompose: dc, rancherCompose: 'web: {upgrade_strategy: {batch_size: 0}}\n' }, 'field "upgrade_strategy.batch_size": expected an integer between 1 and 1000, got 0');
     rejects({ dockerCompose: dc, rancherCompose: 'web: {upgrade_strategy: {interval_millis: -1}}\n' }, 'field "upgrade_strategy.interval_millis": expected an integer');
-    // start_first would be ignored (a slot's address has one holder): refused by name.
-    rejects({ dockerCompose: dc, rancherCompose: 'web: {upgrade_strategy: {start_first: true}}\n' }, 'field "upgrade_strategy.start_first": "start_first: true" is not supported by drover yet', 'UnsupportedComposeKey');
+    rejects({ dockerCompose: dc, rancherCompose: 'web: {upgrade_strategy: {start_first: maybe}}\n' }, 'field "upgrade_strategy.start_first": expected true or false');
+    assert.deepEqual(service(parseCompose({ dockerCompose: dc, rancherCompose: 'web: {upgrade_strategy: {start_first: true}}\n' }), 'web').upgradeStrategy, { startFirst: true });
     rejects({ dockerCompose: dc, rancherCompose: 'web: {external_ips: [10.0.0.1]}\n' }, 'field "external_ips": "external_ips" applies to external services only');
     rejects({ dockerCompose: dc, rancherCompose: 'web: {metadata: [a]}\n' }, 'field "metadata": expected a map, got a list');
   });

@@ -352,7 +352,6 @@ export function buildRouter(deps: RouteDeps): Router {
         return send(ctx, R.SERVICE, setServiceActive(store, id, a === 'activate'));
       case 'upgrade': {
         const b = parseBody(ctx, S.ServiceUpgrade).inServiceStrategy;
-        // startFirst: true is refused by the schema (a slot's address is held by one container at a time).
         const strategy = {
           ...(b.startFirst !== undefined ? { startFirst: b.startFirst } : {}),
           ...(b.batchSize !== undefined ? { batchSize: b.batchSize } : {}),

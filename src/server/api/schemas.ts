@@ -78,12 +78,10 @@ export const StackAddServices = z.strictObject({
 
 /**
  * An upgrade replaces `batchSize` slots at a time (all at once without it), `intervalMillis` apart once a
- * batch serves, stopping a slot's old container first: a slot's address cannot be held by two containers,
- * so `startFirst: true` is refused (422), never stored and ignored.
+ * batch serves. A slot's old container stops first; with `startFirst: true` the new one starts first, on
+ * an address of its own, and the old one stops once the new one serves (refused for a requested IP).
  */
-const startFirstFalse = z
-  .boolean()
-  .refine((v) => !v, { message: 'startFirst: true is not supported yet (a slot keeps its address, so the old container stops first)' });
+const startFirst = z.boolean();
 const batchSize = z.number().int().positive().max(LIMITS.maxScale);
 const intervalMillis = z.number().int().min(0).max(86_400_000);
 /** `drover stack up` on an existing stack (domain/stacks.ts upStack). */
@@ -97,8 +95,8 @@ export const StackUp = z.strictObject({
 });
 
 const UpgradeStrategyInput = z
-  .strictObject({ startFirst: startFirstFalse.optional(), batchSize: batchSize.optional(), intervalMillis: intervalMillis.optional() })
-  .transform((v) => UpgradeStrategy.parse({ ...v, startFirst: false }));
+  .strictObject({ startFirst: startFirst.optional(), batchSize: batchSize.optional(), intervalMillis: intervalMillis.optional() })
+  .transform((v) => UpgradeStrategy.parse({ ...v, startFirst: v.startFirst ?? false }));
 
 /**
  * A balancer's rules as input: the model's shape with every level strict, so a misspelt or unsupported key
@@ -161,7 +159,7 @@ export const ServiceUpgrade = z.strictObject({
   inServiceStrategy: z.strictObject({
     launchConfig: GivenLaunchConfig.optional(),
     secondaryLaunchConfigs: z.array(GivenLaunchConfig).max(LIMITS.maxList).optional(),
-    startFirst: startFirstFalse.optional(),
+    startFirst: startFirst.optional(),
     batchSize: batchSize.optional(),
     intervalMillis: intervalMillis.optional(),
   }),

@@ -222,16 +222,13 @@ function parseLbConfig(w: Where, f: string, value: unknown): LbConfigT {
 
 /**
  * An upgrade replaces `batch_size` slots at a time (all at once without it), waiting `interval_millis`
- * after each batch serves, and stops a slot's old container before starting its new one: a slot's address
- * cannot be held by two containers, so `start_first: true` is refused by name rather than ignored.
+ * after each batch serves; a slot's old container stops before its new one starts, or with
+ * `start_first: true` after the new one (on an address of its own) serves.
  */
 function parseUpgradeStrategy(w: Where, f: string, value: unknown): UpgradeStrategyT {
   const m = asMap(w, f, value);
   checkKeys(w, f, m, ['start_first', 'batch_size', 'interval_millis']);
   const startFirst = m.start_first === undefined || m.start_first === null ? false : asBool(w, sub(f, 'start_first'), m.start_first);
-  if (startFirst) {
-    fail(w, sub(f, 'start_first'), '"start_first: true" is not supported by drover yet (a slot keeps its address, so the old container stops first)', 'UnsupportedComposeKey');
-  }
   return UpgradeStrategy.parse({
     startFirst,
     ...rename(opt(m, 'batch_size', (v) => asInt(w, sub(f, 'batch_size'), v, 1, LIMITS.maxScale)), 'batchSize'),

@@ -12,7 +12,7 @@ import {
   type PlacedContainer,
   type PlacementHost,
 } from '../scheduling/place.js';
-import { allocateIp, containerOwner, releaseIp, slotOwner } from '../ipam/allocate.js';
+import { allocateIp, containerOwner, releaseIp, slotOwner, transferIp } from '../ipam/allocate.js';
 import { ValidationError } from '../../common/errors.js';
 import { LIMITS } from '../../model/limits.js';
 import { ipToInt, parseSubnet } from '../ipam/cidr.js';
@@ -247,6 +247,12 @@ export function createUnit(
   index: number,
   hostId: string | null,
   deploymentUnitUuid: string | null,
+  /**
+   * Addresses of their own (`ctr:` owners) instead of the slot's: a start_first upgrade's new unit runs
+   * beside the old one, which keeps the slot's addresses until the upgrade is finished (finishUpgrade
+   * hands them over).
+   */
+  ownAddresses = false,
 ): Container[] {
   const du = deploymentUnitUuid ?? newUuid();
   const subnet = parseSubnet(ctx.env.network.subnet);
@@ -263,8 +269,8 @@ export function createUnit(
       ip = allocateIp(tx, {
         envId: ctx.env.id,
         subnet: ctx.env.network.subnet,
-        owner: slotOwner(s.id, lcName, index),
-        ...(lc.requestedIpAddress !== undefined ? { requested: lc.requestedIpAddress } : {}),
+        owner: ownAddresses ? containerOwner(id) : slotOwner(s.id, lcName, index),
+        ...(lc.requestedIpAddress !== undefined && !ownAddresses ? { requested: lc.requestedIpAddress } : {}),
       });
     }
     const labels: Record<string, string> = {
@@ -344,9 +350,12 @@ export function removeContainerRecord(tx: Tx, ctx: DeployContext | null, c: Cont
 export function recreateUnit(tx: Tx, ctx: DeployContext, s: Service, index: number): Container[] {
   const u = unitsOf(ctx, s, 'current').get(index);
   if (!u) return [];
+  // A start_first upgrade's new unit has addresses of its own while the old one holds the slot's: so
+  // does its replacement.
+  const own = u.containers.some((c) => ownsAddress(tx, c));
   removeUnit(tx, ctx, s, u, false);
   const hostId = u.hostId && ctx.hosts.some((h) => h.id === u.hostId && h.state === 'active') ? u.hostId : null;
-  const created = createUnit(tx, ctx, s, index, hostId, u.deploymentUnitUuid);
+  const created = createUnit(tx, ctx, s, index, hostId, u.deploymentUnitUuid, own);
   tx.put('service', s);
   // Its host is gone: the unit waits unplaced and reconcile places it like any other.
   if (!hostId) reconcileService(tx, ctx, s);
@@ -360,14 +369,17 @@ export function recreateUnit(tx: Tx, ctx: DeployContext, s: Service, index: numb
 function upgradeSlots(tx: Tx, ctx: DeployContext, s: Service, slots: number[]): void {
   const current = unitsOf(ctx, s, 'current');
   const units = slots.flatMap((i) => current.get(i) ?? []);
+  // start_first: the old unit keeps running (and its addresses) until the new one serves (UpgradeDriver).
+  const startFirst = s.upgrade?.strategy.startFirst === true;
   for (const u of units) {
     for (const c of u.containers) {
       c.generation = 'previous';
-      c.desiredState = 'stopped';
+      if (!startFirst) c.desiredState = 'stopped';
       tx.put('container', c);
     }
   }
-  for (const u of units) if (u.hostId) createUnit(tx, ctx, s, u.index, u.hostId, u.deploymentUnitUuid);
+  if (startFirst && s.upgrade) s.upgrade = { ...s.upgrade, overlap: [...new Set([...(s.upgrade.overlap ?? []), ...units.map((u) => u.index)])] };
+  for (const u of units) if (u.hostId) createUnit(tx, ctx, s, u.index, u.hostId, u.deploymentUnitUuid, startFirst);
   tx.put('service', s);
   reconcileService(tx, ctx, s);
 }
@@ -400,8 +412,37 @@ export function advanceUpgrade(tx: Tx, ctx: DeployContext, s: Service): void {
 }
 
 
+/** Whether the container holds an address of its own (`ctr:`), not its slot's. */
+function ownsAddress(tx: Tx, c: Container): boolean {
+  return tx.store.statement('ipam:owns', () => 'SELECT 1 FROM ip_allocations WHERE env_id = ? AND owner = ?').get(c.environmentId, containerOwner(c.id)) !== undefined;
+}
+
+/** start_first: the new units of `slots` serve, so their old units stop now (drained by their agents). */
+export function endOverlap(tx: Tx, ctx: DeployContext, s: Service, slots: number[]): void {
+  const prev = unitsOf(ctx, s, 'previous');
+  for (const i of slots) {
+    for (const c of prev.get(i)?.containers ?? []) {
+      if (c.desiredState === 'stopped') continue;
+      c.desiredState = 'stopped';
+      tx.put('container', c);
+    }
+  }
+  if (s.upgrade) s.upgrade = { ...s.upgrade, overlap: (s.upgrade.overlap ?? []).filter((i) => !slots.includes(i)) };
+  tx.put('service', s);
+}
+
 export function finishUpgrade(tx: Tx, ctx: DeployContext, s: Service): void {
-  for (const u of unitsOf(ctx, s, 'previous').values()) removeUnit(tx, ctx, s, u, false);
+  const previous = unitsOf(ctx, s, 'previous');
+  for (const u of previous.values()) removeUnit(tx, ctx, s, u, false);
+  // A start_first upgrade's new containers had addresses of their own: the slots' go, theirs become the slots'.
+  for (const u of unitsOf(ctx, s, 'current').values()) {
+    for (const c of u.containers) {
+      const owner = slotOwner(s.id, c.launchConfigName, u.index);
+      if (!ownsAddress(tx, c)) continue;
+      releaseIp(tx, s.environmentId, owner);
+      transferIp(tx, s.environmentId, containerOwner(c.id), owner);
+    }
+  }
 }
 
 export function rollbackService(tx: Tx, ctx: DeployContext, s: Service): void {

@@ -16,6 +16,7 @@ import { ConflictError, NotFoundError, ValidationError } from '../../common/erro
 import type { ServiceSpec } from '../compose/spec.js';
 import {
   advanceUpgrade,
+  endOverlap,
   finishUpgrade,
   loadDeployContext,
   reconcileService,
@@ -213,12 +214,24 @@ export function upgradeIn(tx: Tx, s: Service, stack: Stack, input: UpgradeInput,
       for (const [name, g] of given) if (!known.has(name)) secondary.push(LaunchConfig.parse(g));
     }
   }
+  const strategy = UpgradeStrategy.parse({ ...(s.upgradeStrategy ?? {}), ...(input.strategy ?? {}) });
+  if (strategy.startFirst) {
+    // The new containers run beside the old ones, on addresses of their own: a requested one cannot be
+    // held by both.
+    for (const x of [lc, ...secondary]) {
+      const ip = x.requestedIpAddress ?? x.labels['io.rancher.container.requested_ip'];
+      if (ip) {
+        throw new ValidationError('StartFirstRequestedIp', `"${s.name}"${x.name ? ` (sidekick ${x.name})` : ''} asks for the address ${ip}, which the old and the new container cannot hold at once: upgrade it with start_first: false`, 'startFirst');
+      }
+    }
+  }
   s.upgrade = {
     previousLaunchConfig: s.launchConfig as LaunchConfig,
     previousSecondaryLaunchConfigs: s.secondaryLaunchConfigs,
-    strategy: UpgradeStrategy.parse({ ...(s.upgradeStrategy ?? {}), ...(input.strategy ?? {}) }),
+    strategy,
     batch: [],
     remaining: [],
+    overlap: [],
   };
   s.launchConfig = lc;
   s.secondaryLaunchConfigs = secondary;
@@ -429,7 +442,7 @@ export class UpgradeDriver {
     if (!this.active || this.running || !this.store.db.open) return;
     const ids = (
       this.store
-        .statement('upgrade:batched', () => "SELECT id FROM services WHERE json_array_length(data, '$.upgrade.remaining') > 0")
+        .statement('upgrade:batched', () => "SELECT id FROM services WHERE json_array_length(data, '$.upgrade.remaining') > 0 OR json_array_length(data, '$.upgrade.overlap') > 0")
         .all() as { id: string }[]
     ).map((r) => r.id);
     if (ids.length === 0) {
@@ -450,10 +463,26 @@ export class UpgradeDriver {
     for (const id of ids) {
       if (!this.store.db.open) break;
       const s = this.store.get('service', id);
-      if (!s?.upgrade || s.upgrade.remaining.length === 0 || s.state !== 'upgrading') continue;
+      if (!s?.upgrade) continue;
       const stack = this.store.get('stack', s.stackId);
       const env = this.store.get('environment', s.environmentId);
       if (!stack || !env) continue;
+      const serves = (slots: Set<number>) => {
+        const cs = this.store.list('container', { service_id: s.id }).filter((c) => c.generation === 'current' && c.serviceIndex !== null && slots.has(c.serviceIndex));
+        return cs.length > 0 && cs.every((c) => {
+          const st = getStatus(this.store, c.id);
+          return st !== undefined && isServing(st, isChecked(this.store, c));
+        });
+      };
+      const overlap = s.upgrade.overlap ?? [];
+      if (overlap.length) {
+        // start_first: the old units of a batch stop once its new ones serve; the next batch waits for that.
+        if (!serves(new Set(overlap))) continue;
+        this.store.tx((tx) => endOverlap(tx, loadDeployContext(tx, env, stack), tx.store.mustGet('service', id), overlap));
+        advanced++;
+        continue;
+      }
+      if (s.upgrade.remaining.length === 0 || s.state !== 'upgrading') continue;
       const inBatch = new Set(s.upgrade.batch);
       const batch = this.store
         .list('container', { service_id: s.id })

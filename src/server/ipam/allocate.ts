@@ -81,6 +81,11 @@ export function releaseIp(tx: Tx, envId: string, owner: string): void {
   tx.store.statement('ipam:release', () => 'DELETE FROM ip_allocations WHERE env_id = ? AND owner = ?').run(envId, owner);
 }
 
+/** Gives `from`'s address to `to` (which must hold none); false when `from` held none. */
+export function transferIp(tx: Tx, envId: string, from: string, to: string): boolean {
+  return tx.store.statement('ipam:transfer', () => 'UPDATE ip_allocations SET owner = ? WHERE env_id = ? AND owner = ?').run(to, envId, from).changes > 0;
+}
+
 export function releaseOwnersWithPrefix(tx: Tx, envId: string, prefix: string): void {
   // A range on the (env_id, owner) index, not a scan of every allocation of the environment.
   tx.store
