@@ -676,18 +676,20 @@ export class DockerRuntime {
       return;
     }
 
-    // Desired running.
+    // Desired running. The state comes from inspect, not the listing: Docker updates the view its
+    // listing reads after it has sent the `die` event, so a job run for that event can still list an
+    // exited container as running — and no other event would come to correct it.
     this.draining.delete(d.uuid); // wanted again during a drain (a rollback): it stays
-    if (current.State === 'running' || current.State === 'restarting' || current.State === 'paused') {
+    const info = await this.inspect(current.Id);
+    if (!info) return; // gone meanwhile; the destroy event brings us back
+    if (info.State.Running || info.State.Restarting || info.State.Status === 'paused') {
       this.put(d.recordId, {
-        state: current.State === 'restarting' ? 'starting' : 'running',
+        state: info.State.Restarting ? 'starting' : 'running',
         exitCode: null,
         externalId: current.Id,
       });
       return;
     }
-    const info = await this.inspect(current.Id);
-    if (!info) return; // gone meanwhile; the destroy event brings us back
     if (d.startOnce && hasStarted(info)) {
       this.reportInspected(d, info); // ran once: done
       return;
