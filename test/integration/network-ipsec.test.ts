@@ -244,6 +244,12 @@ describe('IPsec between host namespaces', { skip, timeout: 600_000 }, () => {
   });
 
   it('verify re-initiates a lost SA, and a stale one', async () => {
+    // From one IKE_SA per pair (both sides may have initiated at once; verify settles that first).
+    await waitFor('one IKE_SA per pair', 30_000, async () => {
+      for (const h of mesh) await ipsecOf(h).verify([]);
+      const snap = await snapshot(mesh);
+      return [...snap.values()].every((ids) => ids.length === 1) ? true : undefined;
+    });
     // h3 is the responder to h1: its initiation path is the one only verify takes
     await ipsecOf(h3).vici().terminate({ ike: connName('1h1'), timeoutMs: 3000 });
     await waitFor('the SA h3 → h1 gone', 10_000, async () => ((await upSas(h3, h1)).length === 0 ? true : undefined));
