@@ -21,7 +21,7 @@ interface Ctr {
   generation: string;
   desiredState: string;
   primaryIpAddress: string | null;
-  config: { image: string; volumes: string[]; dataVolumesFromLaunchConfigs: string[]; labels: Record<string, string>; environment: Record<string, string>; requestedIpAddress?: string };
+  config: { image: string; volumes: string[]; dataVolumesFromLaunchConfigs: string[]; labels: Record<string, string>; environment: Record<string, string>; requestedIpAddress?: string; pullPolicy?: string };
 }
 interface Svc {
   id: string;
@@ -155,4 +155,29 @@ test('the upgrade API merges a partial launch config: volumes, volumes_from, lab
   const rb = await t.api<Svc>('POST', `/v1/services/${web.id}?action=rollback`);
   assert.equal(rb.body.launchConfig.image, 'nginx:2');
   assert.equal(rb.body.secondaryLaunchConfigs[0]?.image, 'busybox', "rollback restores the sidekick's config too");
+});
+
+test('--force-upgrade upgrades an unchanged service; --pull makes the new containers pull first without changing the definition', async () => {
+  const web = await svc('web');
+  const dc = DC('nginx:2').replace('  links: [web]\n', '') + 'cache:\n  image: redis:7\n';
+  const rc = 'web:\n  scale: 1\ndb:\n  scale: 1\n  metadata: {tier: primary}\ncache:\n  scale: 1\n';
+  if (web.state !== 'active') await t.api('POST', `/v1/services/${web.id}?action=rollback`);
+  const r = await up({ dockerCompose: dc, rancherCompose: rc, forceUpgrade: true, pull: true });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.deepEqual(changes(r).web, ['upgraded', 'forced']);
+  const fresh = (await ctrs()).filter((c) => c.generation === 'current' && c.serviceId === web.id) as (Ctr & { config: { pullPolicy: string } })[];
+  assert.ok(fresh.length > 0 && fresh.every((c) => c.config.pullPolicy === 'always'), 'the new containers pull first');
+  assert.equal((await svc('web')).launchConfig.pullPolicy, 'missing', 'the definition is unchanged');
+  const again = await up({ dockerCompose: dc, rancherCompose: rc });
+  assert.equal(changes(again).web?.[0], 'upgrading', 'not outdated: the definition did not change');
+  await t.api('POST', `/v1/services/${web.id}?action=finishupgrade`);
+});
+
+test('a new stack: startOnCreate false creates every service inactive; pull makes its containers pull first', async () => {
+  const r = await t.api<{ id: string }>('POST', '/v1/stacks', { name: 'paused', dockerCompose: 'a:\n  image: nginx\nb:\n  image: nginx\n', startOnCreate: false, pull: true });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  const svcs = (await t.api<Coll<Svc>>('GET', `/v1/services?stackId=${r.body.id}`)).body.data;
+  assert.deepEqual(svcs.map((s) => s.state), ['inactive', 'inactive']);
+  const cs = (await t.api<Coll<Ctr & { config: { pullPolicy: string } }>>('GET', '/v1/containers')).body.data.filter((c) => svcs.some((s) => s.id === c.serviceId));
+  assert.ok(cs.every((c) => c.config.pullPolicy === 'always'));
 });

@@ -11,6 +11,8 @@ interface StackUpFlags extends ConnFlags {
   name?: string;
   answers?: string;
   upgrade?: boolean;
+  forceUpgrade?: boolean;
+  pull?: boolean;
   batchSize?: number;
   interval?: number;
   confirmUpgrade?: boolean;
@@ -85,10 +87,10 @@ function withPaths(err: unknown, f: { dcPath: string; rcPath?: string }): unknow
 const progress = (line: string) => process.stderr.write(`${line}\n`);
 
 async function stackUp(o: StackUpFlags): Promise<void> {
-  if ([o.upgrade, o.confirmUpgrade, o.rollback].filter(Boolean).length > 1) {
+  if ([o.upgrade || o.forceUpgrade, o.confirmUpgrade, o.rollback].filter(Boolean).length > 1) {
     throw new ValidationError('InvalidArgument', '--upgrade, --confirm-upgrade and --rollback go one at a time');
   }
-  if ((o.batchSize !== undefined || o.interval !== undefined) && !o.upgrade) {
+  if ((o.batchSize !== undefined || o.interval !== undefined) && !o.upgrade && !o.forceUpgrade) {
     throw new ValidationError('InvalidArgument', '--batch-size and --interval go with --upgrade');
   }
   if (o.format !== undefined && o.format !== 'text' && o.format !== 'json') throw new ValidationError('InvalidArgument', `--format is text or json, got "${o.format}"`);
@@ -116,7 +118,13 @@ async function stackUp(o: StackUpFlags): Promise<void> {
   const answers = o.answers ? readAnswersFile(o.answers) : undefined;
   if (!existing) {
     const s = await api
-      .call<Stack>('POST', '/v1/stacks', { name, dockerCompose: files.dockerCompose, ...(files.rancherCompose !== undefined ? { rancherCompose: files.rancherCompose } : {}), ...(answers ? { answers } : {}) })
+      .call<Stack>('POST', '/v1/stacks', {
+        name,
+        dockerCompose: files.dockerCompose,
+        ...(files.rancherCompose !== undefined ? { rancherCompose: files.rancherCompose } : {}),
+        ...(answers ? { answers } : {}),
+        ...(o.pull ? { pull: true } : {}),
+      })
       .catch((err: unknown) => {
         throw withPaths(err, files);
       });
@@ -130,7 +138,9 @@ async function stackUp(o: StackUpFlags): Promise<void> {
       dockerCompose: files.dockerCompose,
       ...(files.rancherCompose !== undefined ? { rancherCompose: files.rancherCompose } : {}),
       ...(answers ? { answers } : {}),
-      upgrade: o.upgrade === true,
+      upgrade: o.upgrade === true || o.forceUpgrade === true,
+      forceUpgrade: o.forceUpgrade === true,
+      pull: o.pull === true,
       ...(o.batchSize !== undefined ? { batchSize: o.batchSize } : {}),
       ...(o.interval !== undefined ? { intervalMillis: o.interval } : {}),
     })
@@ -204,6 +214,8 @@ export function registerStackCommand(program: Command): void {
       .option('-n, --name <name>', 'stack name (default: the current directory name)')
       .option('--answers <file>', 'catalog answers: KEY=VALUE lines (the Rancher CLI\'s answers.txt), or a JSON/YAML map')
       .option('-u, --upgrade', 'upgrade the services whose containers the files define differently (new containers, old ones kept stopped until confirmed)')
+      .option('--force-upgrade', 'upgrade every service of the files, changed or not')
+      .option('-p, --pull', 'the containers this run creates pull their image first, even when their host has it')
       .option('--batch-size <n>', 'with --upgrade: containers replaced at a time (default: the service\'s upgrade_strategy, else all)', positiveInt('--batch-size'))
       .option('--interval <ms>', 'with --upgrade: milliseconds between batches', nonNegativeInt('--interval'))
       .option('-c, --confirm-upgrade', 'confirm the upgrades under way: remove the old containers')

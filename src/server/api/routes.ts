@@ -272,6 +272,8 @@ export function buildRouter(deps: RouteDeps): Router {
       ...(b.rancherCompose !== undefined ? { rancherCompose: b.rancherCompose } : {}),
       answers,
       ...(b.externalId ? { externalId: b.externalId } : {}),
+      ...(b.startOnCreate !== undefined ? { startOnCreate: b.startOnCreate } : {}),
+      ...(b.pull ? { pull: true } : {}),
       },
     });
     send(ctx, R.STACK, stack, 201);
@@ -312,6 +314,8 @@ export function buildRouter(deps: RouteDeps): Router {
           ...(b.rancherCompose !== undefined ? { rancherCompose: b.rancherCompose } : {}),
           ...(b.answers ? { answers: b.answers } : {}),
           upgrade: b.upgrade,
+          forceUpgrade: b.forceUpgrade,
+          pull: b.pull,
           ...(Object.keys(strategy).length ? { strategy } : {}),
         },
       });

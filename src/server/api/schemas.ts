@@ -67,7 +67,10 @@ export const StackCreate = z.strictObject({
   answers: answerValues.optional(),
   environment: answerValues.optional(),
   externalId: z.string().max(LIMITS.maxName).optional(),
+  /** false: every service is created inactive (the original's "start services after creating" unticked). */
   startOnCreate: z.boolean().optional(),
+  /** The stack's containers pull their image first, even when their host has it (`drover stack up --pull`). */
+  pull: z.boolean().optional(),
 });
 
 export const StackAddServices = z.strictObject({
@@ -90,6 +93,8 @@ export const StackUp = z.strictObject({
   rancherCompose: composeText.optional(),
   answers: answerValues.optional(),
   upgrade: z.boolean().default(false),
+  forceUpgrade: z.boolean().default(false),
+  pull: z.boolean().default(false),
   batchSize: batchSize.optional(),
   intervalMillis: intervalMillis.optional(),
 });

@@ -1,7 +1,7 @@
 // Stacks: import from compose files (all or nothing), export back, remove.
 import type { Store, Tx } from '../db/store.js';
 import { newUuid, nowIso } from '../db/store.js';
-import { LaunchConfig, type Service, type Stack } from '../../model/resources.js';
+import { LaunchConfig, type Container, type Service, type Stack } from '../../model/resources.js';
 import { ComposeError, ConflictError, ValidationError } from '../../common/errors.js';
 import { exportCompose, parseCompose } from '../compose/index.js';
 import type { ComposeFiles, ServiceSpec, StackSpec } from '../compose/spec.js';
@@ -20,6 +20,10 @@ export interface StackInput {
   rancherCompose?: string;
   answers?: Record<string, string>;
   externalId?: string;
+  /** false: every service is created inactive. */
+  startOnCreate?: boolean;
+  /** The stack's containers pull their image first, even when their host has it. */
+  pull?: boolean;
 }
 
 const DC = 'docker-compose.yml';
@@ -60,7 +64,8 @@ export function createStack(store: Store, input: StackInput, spec: StackSpec = s
       system: false,
       created: nowIso(),
     });
-    addServicesFromSpec(tx, stack, spec.services);
+    const services = addServicesFromSpec(tx, stack, input.startOnCreate === false ? spec.services.map((s) => ({ ...s, startOnCreate: false })) : spec.services);
+    if (input.pull) pullFirst(tx, services.flatMap((s) => tx.store.list('container', { service_id: s.id })));
     return stack;
   });
 }
@@ -228,6 +233,10 @@ export interface StackUpInput {
   upgrade: boolean;
   /** Upgrade strategy for this run (over each service's upgrade_strategy). */
   strategy?: { batchSize?: number; intervalMillis?: number };
+  /** Upgrade every service of the files that runs containers, changed or not (rancher-compose --force-upgrade). */
+  forceUpgrade?: boolean;
+  /** The containers this run creates pull their image first, even when the host has it (--pull). */
+  pull?: boolean;
 }
 
 export type StackUpChange = 'created' | 'upgraded' | 'updated' | 'unchanged' | 'outdated' | 'upgrading';
@@ -255,6 +264,8 @@ const containersDefinition = (lc: unknown, secondary: unknown[]) => canonicalJso
 export function upStack(store: Store, id: string, input: StackUpInput, spec: StackSpec = stackSpecOf(input)): StackUpOutcome[] {
   return store.tx((tx) => {
     const stack = store.mustGet('stack', id);
+    const stackContainers = () => tx.store.list('service', { stack_id: id }).flatMap((s) => tx.store.list('container', { service_id: s.id }));
+    const before = new Set(input.pull ? stackContainers().map((c) => c.id) : []);
     const existing = new Map(store.list('service', { stack_id: id }).map((s) => [s.name, s] as const));
     const fresh = spec.services.filter((s) => !existing.has(s.name));
     const out: StackUpOutcome[] = addServicesFromSpec(tx, stack, fresh).map((s) => ({ id: s.id, name: s.name, change: 'created', detail: [] }));
@@ -267,13 +278,14 @@ export function upStack(store: Store, id: string, input: StackUpInput, spec: Sta
       }
       const detail: string[] = [];
       let change: StackUpChange = 'unchanged';
-      const definitionChanged = runsContainers(s) && containersDefinition(s.launchConfig, s.secondaryLaunchConfigs) !== containersDefinition(sp.launchConfig, sp.secondaryLaunchConfigs);
+      const differs = runsContainers(s) && containersDefinition(s.launchConfig, s.secondaryLaunchConfigs) !== containersDefinition(sp.launchConfig, sp.secondaryLaunchConfigs);
+      const definitionChanged = differs || (input.forceUpgrade === true && runsContainers(s) && !s.upgrade);
       if (definitionChanged) {
-        const what = changedParts(s, sp);
+        const what = differs ? changedParts(s, sp) : ['forced'];
         if (s.upgrade) {
           const sameAsUpgrade = containersDefinition(s.launchConfig, s.secondaryLaunchConfigs) === containersDefinition(sp.launchConfig, sp.secondaryLaunchConfigs);
           if (!sameAsUpgrade) throw new ConflictError('UpgradeInProgress', `service "${sp.name}" is being upgraded to another definition: confirm (--confirm-upgrade) or roll back (--rollback) first`);
-        } else if (!input.upgrade) {
+        } else if (!input.upgrade && !input.forceUpgrade) {
           out.push({ id: s.id, name: s.name, change: 'outdated', detail: [...what, 'run with --upgrade to apply'] });
           continue;
         } else {
@@ -356,12 +368,25 @@ export function upStack(store: Store, id: string, input: StackUpInput, spec: Sta
       if (change === 'unchanged' && detail.length) change = 'updated';
       out.push({ id: s.id, name: s.name, change, detail });
     }
+    if (input.pull) pullFirst(tx, stackContainers().filter((c) => !before.has(c.id)));
     // The stack keeps the files it was last brought up with (export and the UI show them).
     const st = tx.store.mustGet('stack', id);
     const files = { dockerCompose: input.dockerCompose, rancherCompose: input.rancherCompose ?? '', answers: spec.answers };
     if (!same([st.dockerCompose, st.rancherCompose, st.answers], [files.dockerCompose, files.rancherCompose, files.answers])) tx.put('stack', { ...st, ...files });
     return out;
   });
+}
+
+/**
+ * `--pull`: these (new) containers pull their image first — their own pull policy; the service's
+ * definition, which the next `stack up` compares, is not changed.
+ */
+function pullFirst(tx: Tx, containers: Container[]): void {
+  for (const c of containers) {
+    if (c.config.pullPolicy === 'always') continue;
+    c.config = { ...c.config, pullPolicy: 'always' };
+    tx.put('container', c);
+  }
 }
 
 /** Which parts of the containers' definition differ: `launchConfig`, and sidekicks by name. */
