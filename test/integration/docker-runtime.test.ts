@@ -459,6 +459,30 @@ test('docker runtime on a real dockerd', { skip: skip ? `skipped: ${skip}` : fal
       assert.equal((await dockerOurs()).filter((c) => c.Labels['io.rancher.container.name']?.startsWith('ghost')).length, 0);
     });
 
+    await t.test("a container that cannot start shows Docker's reason (a host port already taken)", async () => {
+      const holder = await docker.createContainer({
+        name: 'port-holder',
+        Image: image,
+        Cmd: ['sleep', '3600'],
+        StopSignal: 'SIGKILL',
+        ExposedPorts: { '80/tcp': {} },
+        HostConfig: { PortBindings: { '80/tcp': [{ HostPort: '18081' }] } },
+      });
+      await holder.start();
+      try {
+        const r = await api<{ id: string }>('POST', '/v1/containers', { name: 'clash', launchConfig: { image, command: ['sleep', '3600'], ports: [{ publicPort: 18081, privatePort: 80, protocol: 'tcp' }] } });
+        assert.equal(r.status, 201, JSON.stringify(r.body));
+        const rec = await waitFor(async () => {
+          const x = await record(r.body.id);
+          return x?.state === 'error' && x.transitioningMessage ? x : undefined;
+        }, WAIT, 'the clash reported in error');
+        assert.match(rec.transitioningMessage ?? '', /start.*(port is already allocated|address already in use)/i);
+        assert.equal((await api('DELETE', `/v1/containers/${r.body.id}`)).status, 204);
+      } finally {
+        await holder.remove({ force: true });
+      }
+    });
+
     await t.test('after a dockerd restart the containers come back without duplicates (events resync)', async () => {
       const before = await records();
       const scheduled = before.filter((c) => !c.adopted);
