@@ -1,4 +1,5 @@
 // Output helpers shared by the CLI's listing commands: aligned tables for people, JSON for scripts.
+import { InvalidArgumentError } from 'commander';
 import { ValidationError } from '../common/errors.js';
 
 export type OutputFormat = 'table' | 'json';
@@ -47,3 +48,11 @@ export const naturalCompare = (a: string, b: string): number => a.localeCompare(
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
+
+/** A commander argument parser for an integer flag ≥ `min` (the error names the flag and the value). */
+export const intOption = (flag: string, min: number) => (v: string): number => {
+  if (!/^\d+$/.test(v) || Number(v) < min) throw new InvalidArgumentError(`${flag} must be an integer ≥ ${min}, got "${v}"`);
+  return Number(v);
+};
+export const positiveInt = (flag: string) => intOption(flag, 1);
+export const nonNegativeInt = (flag: string) => intOption(flag, 0);

@@ -269,6 +269,16 @@ export const ServiceUpgrade = z.object({
   overlap: z.array(z.number().int()).default([]),
 });
 
+/** A rolling restart under way (POST /v1/services/<id>?action=restart): `batchSize` slots at a time. */
+export const ServiceRestart = z.object({
+  batchSize: z.number().int().positive(),
+  intervalMillis: z.number().int().min(0),
+  /** Slots still to restart, in order; the batch in progress and whether it is stopping or starting. */
+  remaining: z.array(z.number().int()),
+  batch: z.array(z.number().int()),
+  phase: z.enum(['stop', 'start']),
+});
+
 export const Service = z.object({
   id: z.string(),
   uuid: z.string(),
@@ -298,6 +308,7 @@ export const Service = z.object({
   fqdn: z.string().optional(),
   createIndex: z.number().int().default(0),
   upgrade: ServiceUpgrade.optional(),
+  restart: ServiceRestart.optional(),
   system: z.boolean().default(false),
   created: z.string(),
 });

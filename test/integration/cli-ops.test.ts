@@ -198,10 +198,14 @@ test('restart: a container that never reports stopped fails clearly after --time
   assert.match(r.stderr, /^error: stuck: not restarted: after 1 s it is creating, not stopped; it was asked to start again\. Is the agent of its host up\? \(drover host ls\)$/m);
   assert.equal((await t.api<Ctr>('GET', `/v1/containers/${c.id}`)).body.desiredState, 'running');
 
-  const s = await drover(['restart', `${stack}/web`, '--timeout', '1']);
+  // A service restarts rolling, through the API (no agent here: it stays at its first batch).
+  const s = await drover(['restart', `${stack}/web`, '--timeout', '1', '--batch-size', '1', '--interval', '0']);
   assert.equal(s.status, 1, s.stderr);
-  assert.match(s.stderr, new RegExp(`^error: ${stack}/web: not restarted: after 1 s ${stack}-web-1 is creating, not stopped; the service is active again`, 'm'));
-  assert.equal((await getSvc('web')).state, 'active', 'the service is not left stopped');
+  assert.match(s.stderr, new RegExp(`^${stack}/web: stopping slot 1$`, 'm'), 'progress on stderr');
+  assert.match(s.stderr, new RegExp(`^error: ${stack}/web: the restart is not done after 1 s \\(it goes on: stopping slot 1\\)\\. Are the agents of its hosts up\\?`, 'm'));
+  const web = (await t.api<{ state: string; restart?: { phase: string } }>('GET', `/v1/services/${(await getSvc('web')).id}`)).body;
+  assert.equal(web.state, 'active');
+  assert.equal(web.restart?.phase, 'stop', 'the restart is under way on the server');
 });
 
 test('errors: unknown host, container, service; bad label; no key; a refused action', async () => {

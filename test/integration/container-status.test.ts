@@ -52,6 +52,8 @@ pinned:
   image: nginx
   labels:
     io.rancher.container.requested_ip: 10.42.99.99
+bounced:
+  image: nginx
 `;
 const RC = `
 web:
@@ -77,6 +79,8 @@ first:
   upgrade_strategy: {start_first: true, batch_size: 1, interval_millis: 0}
 pinned:
   scale: 1
+bounced:
+  scale: 3
 `;
 
 describe('container status apart from the spec, and health strategies', () => {
@@ -333,6 +337,33 @@ describe('container status apart from the spec, and health strategies', () => {
     assert.equal(again.status, 200, JSON.stringify(again.body));
     const cur3 = (await containersOf('first')).filter((c) => c.generation === 'current');
     assert.deepEqual(addresses(cur3), addresses(after));
+  });
+
+  it('restart: batchSize slots at a time are stopped, started once stopped, the next batch after the interval once they serve; the same containers', async () => {
+    const svc = await serviceOf('bounced');
+    const before = await containersOf('bounced');
+    await report(before.map((c) => ({ id: c.id, state: 'running' })));
+    const r = await api<{ restart?: { batch: number[]; phase: string }; actions: Record<string, string> }>('POST', `/v1/services/${svc.id}?action=restart`, { rollingRestartStrategy: { batchSize: 2, intervalMillis: 200 } });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual(r.body.restart && [r.body.restart.batch, r.body.restart.phase], [[1, 2], 'stop']);
+    assert.ok(!('upgrade' in r.body.actions) && !('restart' in r.body.actions), 'no upgrade or second restart meanwhile');
+    const desired = async () => (await containersOf('bounced')).map((c) => `${c.serviceIndex}:${c.desiredState}`);
+    assert.deepEqual(await desired(), ['1:stopped', '2:stopped', '3:running']);
+    await report(before.slice(0, 2).map((c) => ({ id: c.id, state: 'stopped', exitCode: 0 })));
+    await eventually(async () => (await desired()).join() === '1:running,2:running,3:running', 5000, 'batch 1 started again once stopped');
+    await sleep(400);
+    assert.deepEqual(await desired(), ['1:running', '2:running', '3:running'], 'slot 3 waits until batch 1 serves');
+    const t0 = performance.now();
+    await report(before.slice(0, 2).map((c) => ({ id: c.id, state: 'running' })));
+    await eventually(async () => (await desired()).join() === '1:running,2:running,3:stopped', 5000, 'batch 2 stopped');
+    assert.ok(performance.now() - t0 >= 200, 'after intervalMillis');
+    await report([{ id: before[2]?.id, state: 'stopped', exitCode: 0 }]);
+    await eventually(async () => (await desired()).join() === '1:running,2:running,3:running', 5000, 'batch 2 started');
+    await report([{ id: before[2]?.id, state: 'running' }]);
+    await eventually(async () => (await api<{ restart?: unknown }>('GET', `/v1/services/${svc.id}`)).body.restart === undefined, 5000, 'restart done');
+    assert.deepEqual((await containersOf('bounced')).map((c) => c.id), before.map((c) => c.id), 'the same containers');
+    const twice = await api('POST', `/v1/services/${svc.id}?action=restart`, { rollingRestartStrategy: { batchSize: 0 } });
+    assert.equal(twice.status, 422);
   });
 
   it('start_first with a requested IP is refused by name; bad strategy values and a quorum strategy without its quorum name the field', async () => {

@@ -1,9 +1,9 @@
 // The day-to-day commands, in rancher-compose's words: drover ps, scale, start, stop, restart, rm, and
 // drover host ls / label / add. All of them are API calls (src/server/api/routes.ts) with the admin key.
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import type { ApiClient } from '../api-client.js';
 import { DroverError, ValidationError } from '../../common/errors.js';
-import { labelList, naturalCompare, parseFormat, printJson, table } from '../format.js';
+import { labelList, naturalCompare, nonNegativeInt, parseFormat, positiveInt, printJson, table } from '../format.js';
 import { client, withConn, type ConnFlags } from './conn.js';
 
 interface StackRow {
@@ -196,8 +196,6 @@ async function waitStopped(label: string, list: () => Promise<ContainerRow[]>, t
   }
 }
 
-const stuck = (pending: ContainerRow[]) => pending.map((c) => `${c.name} is ${c.state}`).join(', ');
-
 async function serviceContainers(api: ApiClient, s: ServiceRow): Promise<ContainerRow[]> {
   return (await api.call<Listing<ContainerRow>>('GET', `/v1/containers?serviceId=${q(s.id)}`)).data.filter((c) => c.generation !== 'previous');
 }
@@ -206,7 +204,36 @@ async function serviceContainers(api: ApiClient, s: ServiceRow): Promise<Contain
 
 type Verb = 'start' | 'stop' | 'restart' | 'rm';
 
-async function act(api: ApiClient, t: Target, verb: Verb, timeoutS: number): Promise<string> {
+interface RestartFlags {
+  timeout?: number;
+  batchSize?: number;
+  interval?: number;
+}
+
+/** A service's rolling restart (POST ?action=restart), followed until it is done (progress on stderr). */
+async function restartService(api: ApiClient, t: Extract<Target, { kind: 'service' }>, o: RestartFlags): Promise<string> {
+  const path = `/v1/services/${q(t.service.id)}`;
+  const strategy = { ...(o.batchSize !== undefined ? { batchSize: o.batchSize } : {}), ...(o.interval !== undefined ? { intervalMillis: o.interval } : {}) };
+  await api.call('POST', `${path}?action=restart`, { rollingRestartStrategy: strategy });
+  const timeoutS = o.timeout ?? 60;
+  const deadline = Date.now() + timeoutS * 1000;
+  let last = '';
+  for (;;) {
+    const s = await api.call<ServiceRow & { restart?: { batch: number[]; remaining: number[]; phase: string } }>('GET', path);
+    if (!s.restart) break;
+    const line = `${t.label}: ${s.restart.phase === 'stop' ? 'stopping' : 'starting'} slot${s.restart.batch.length > 1 ? 's' : ''} ${s.restart.batch.join(', ')}${s.restart.remaining.length ? ` (${s.restart.remaining.length} to go)` : ''}`;
+    if (line !== last) process.stderr.write(`${line}\n`);
+    last = line;
+    if (Date.now() > deadline) {
+      throw new DroverError(504, 'Timeout', `${t.label}: the restart is not done after ${timeoutS} s (it goes on: ${last.slice(t.label.length + 2)}). Are the agents of its hosts up? (drover host ls, drover ps ${t.stack.name})`);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return `${t.label}: restarted (${plural((await serviceContainers(api, t.service)).length, 'container')})`;
+}
+
+async function act(api: ApiClient, t: Target, verb: Verb, o: RestartFlags): Promise<string> {
+  const timeoutS = o.timeout ?? 60;
   if (t.kind === 'service') {
     const path = `/v1/services/${q(t.service.id)}`;
     switch (verb) {
@@ -216,22 +243,8 @@ async function act(api: ApiClient, t: Target, verb: Verb, timeoutS: number): Pro
       case 'stop':
         await api.call('POST', `${path}?action=deactivate`);
         return `${t.label}: stopped (service inactive, its containers stop)`;
-      case 'restart': {
-        // A service's containers start and stop with the service (the API refuses them one by one):
-        // deactivate, wait for all of them to report stopped, activate.
-        await api.call('POST', `${path}?action=deactivate`);
-        const n = (await serviceContainers(api, t.service)).length;
-        const pending = await waitStopped(t.label, () => serviceContainers(api, t.service), timeoutS);
-        await api.call('POST', `${path}?action=activate`);
-        if (pending.length) {
-          throw new DroverError(
-            504,
-            'Timeout',
-            `${t.label}: not restarted: after ${timeoutS} s ${stuck(pending)}, not stopped; the service is active again. Are the agents of their hosts up? (drover host ls, drover ps ${t.stack.name})`,
-          );
-        }
-        return `${t.label}: restarted (${plural(n, 'container')})`;
-      }
+      case 'restart':
+        return restartService(api, t, o);
       case 'rm': {
         const n = (await serviceContainers(api, t.service)).length;
         await api.call('DELETE', path);
@@ -272,10 +285,6 @@ async function act(api: ApiClient, t: Target, verb: Verb, timeoutS: number): Pro
 
 // ---- argument parsing ----------------------------------------------------------------------------
 
-const positiveInt = (flag: string) => (v: string) => {
-  if (!/^\d+$/.test(v) || Number(v) < 1) throw new InvalidArgumentError(`${flag} must be an integer ≥ 1, got "${v}"`);
-  return Number(v);
-};
 
 /** `SVC=N` → the service reference and the scale. */
 export function parseScaleArg(arg: string): { ref: string; scale: number } {
@@ -348,12 +357,12 @@ async function scale(args: string[], o: TargetFlags): Promise<void> {
   }
 }
 
-async function lifecycle(verb: Verb, refs: string[], o: TargetFlags & { timeout?: number }): Promise<void> {
+async function lifecycle(verb: Verb, refs: string[], o: TargetFlags & RestartFlags): Promise<void> {
   const api = client(o);
   const targets: Target[] = [];
   for (const ref of refs) targets.push(await resolveTarget(api, ref, o.stack));
   for (const t of targets) {
-    const line = await labelled(t.label, () => act(api, t, verb, o.timeout ?? 60));
+    const line = await labelled(t.label, () => act(api, t, verb, o));
     process.stdout.write(`${line}\n`);
   }
 }
@@ -411,10 +420,10 @@ ${examples(['drover scale shop/web=3', 'drover scale shop/web=3 shop/worker=0', 
       examples: ['drover stop shop/web', 'drover stop --stack shop web worker', 'drover stop my-container'],
     },
     restart: {
-      description: 'restart services or standalone containers: stop, wait until stopped, start',
+      description: 'restart services (rolling, --batch-size at a time) or standalone containers: stop, wait until stopped, start',
       extra:
-        "A service restarts as a whole: it is deactivated, its containers are waited for until they all report\nstopped (progress on stderr), then it is activated. Past --timeout the service or container is started\nagain without a restart, and the command fails.",
-      examples: ['drover restart shop/web', 'drover restart my-container --timeout 120'],
+        "A service restarts --batch-size containers at a time (default 1): they stop, start again once stopped, and\nthe next ones follow --interval ms after they serve; the same containers (ids, addresses, volumes).\nProgress on stderr. Past --timeout the command fails (a service's restart goes on; a standalone container\nis started again).",
+      examples: ['drover restart shop/web', 'drover restart shop/web --batch-size 2 --interval 5000', 'drover restart my-container --timeout 120'],
     },
     rm: {
       description: 'remove services (and their containers) or standalone containers',
@@ -429,7 +438,12 @@ ${examples(['drover scale shop/web=3', 'drover scale shop/web=3 shop/worker=0', 
       .description(h.description)
       .argument('<target...>', 'a service as <stack>/<service> (or <service> with --stack), or a container name (stack-service-1) or id')
       .option('-s, --stack <name>', 'the stack of services given by name alone');
-    if (verb === 'restart') cmd.option('--timeout <s>', 'seconds to wait for the containers to report stopped (default 60)', positiveInt('--timeout'));
+    if (verb === 'restart') {
+      cmd
+        .option('--timeout <s>', 'seconds to wait for the restart (default 60)', positiveInt('--timeout'))
+        .option('--batch-size <n>', "a service's containers restarted at a time (default 1)", positiveInt('--batch-size'))
+        .option('--interval <ms>', 'milliseconds between batches, once a batch serves (default 2000)', nonNegativeInt('--interval'));
+    }
     withConn(cmd)
       .addHelpText(
         'after',

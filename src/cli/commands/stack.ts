@@ -1,10 +1,11 @@
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { ApiClient } from '../api-client.js';
 import { DroverError, ValidationError } from '../../common/errors.js';
 import { client, withConn, type ConnFlags } from './conn.js';
 import { readAnswersFile } from '../answers.js';
+import { nonNegativeInt, positiveInt } from '../format.js';
 
 interface StackUpFlags extends ConnFlags {
   file?: string[];
@@ -48,13 +49,6 @@ interface Outcome {
   detail: string[];
 }
 
-const intOption = (flag: string, min: number) => (v: string) => {
-  const n = Number(v);
-  if (!/^\d+$/.test(v) || n < min) throw new InvalidArgumentError(`${flag} must be an integer ≥ ${min}, got "${v}"`);
-  return n;
-};
-const positiveInt = (flag: string) => intOption(flag, 1);
-const nonNegativeInt = (flag: string) => intOption(flag, 0);
 
 /** The compose files of `stack up`, read; a file the server names in an error is shown by its real path. */
 function readFiles(o: StackUpFlags): { dcPath: string; rcPath?: string; dockerCompose: string; rancherCompose?: string } {

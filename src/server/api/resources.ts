@@ -55,7 +55,7 @@ export const SERVICE: ResourceDef = {
     if (d.upgrade) return d.state === 'upgrading' ? ['rollback'] : ['finishupgrade', 'rollback'];
     const runs = d.kind === 'service' || d.kind === 'loadBalancerService';
     const base = [d.state === 'inactive' ? 'activate' : 'deactivate', 'setservicelinks'];
-    return runs && d.state === 'active' ? [...base, 'upgrade'] : base;
+    return runs && d.state === 'active' && !d.restart ? [...base, 'upgrade', 'restart'] : base;
   },
   links: (d) => ({
     stack: `stacks/${str(d.stackId)}`,

@@ -37,6 +37,7 @@ import { Offloader } from './offload.js';
 import {
   finishUpgradeService,
   removeService,
+  restartService,
   rollback,
   setServiceActive,
   setServiceLinks,
@@ -376,6 +377,12 @@ export function buildRouter(deps: RouteDeps): Router {
         return send(ctx, R.SERVICE, finishUpgradeService(store, id));
       case 'rollback':
         return send(ctx, R.SERVICE, rollback(store, id));
+      case 'restart': {
+        const b = parseBody(ctx, S.ServiceRestartInput).rollingRestartStrategy;
+        const s = restartService(store, id, { ...(b.batchSize !== undefined ? { batchSize: b.batchSize } : {}), ...(b.intervalMillis !== undefined ? { intervalMillis: b.intervalMillis } : {}) });
+        upgrades.poke();
+        return send(ctx, R.SERVICE, s);
+      }
       case 'setservicelinks': {
         const b = parseBody(ctx, S.ServiceLinksSet);
         setServiceLinks(store, id, b.serviceLinks);

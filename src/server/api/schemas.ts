@@ -170,6 +170,11 @@ export const ServiceUpgrade = z.strictObject({
   }),
 });
 
+/** `?action=restart`, in the original's form. */
+export const ServiceRestartInput = z.strictObject({
+  rollingRestartStrategy: z.strictObject({ batchSize: batchSize.optional(), intervalMillis: intervalMillis.optional() }).default({}),
+});
+
 export const ServiceLinksSet = z.strictObject({
   serviceLinks: serviceLinkList,
 });

@@ -218,7 +218,10 @@ export function reconcileService(tx: Tx, ctx: DeployContext, s: Service): void {
     }
   }
 
+  // A rolling restart's batch being stopped stays stopped until the restart starts it again.
+  const held = s.restart?.phase === 'stop' ? new Set(s.restart.batch) : undefined;
   for (const c of ctx.containers.ofService(s.id)) {
+    if (held && c.serviceIndex !== null && held.has(c.serviceIndex) && !c.config.startOnce) continue;
     if (c.generation === 'current' && c.desiredState !== desired) {
       c.desiredState = desired;
       tx.put('container', c);
@@ -411,6 +414,55 @@ export function advanceUpgrade(tx: Tx, ctx: DeployContext, s: Service): void {
   upgradeSlots(tx, ctx, s, batch);
 }
 
+
+/**
+ * A rolling restart's next step for `s` (in `tx`), given which containers of the batch in progress have
+ * stopped and which serve: the batch's containers are stopped, then started, then (after the interval,
+ * which the caller times) the next batch. start_once containers are left alone. Returns true when it moved.
+ */
+export function stepRestart(tx: Tx, ctx: DeployContext, s: Service, done: (c: Container) => { stopped: boolean; serving: boolean }): boolean {
+  const r = s.restart;
+  if (!r) return false;
+  const units = unitsOf(ctx, s, 'current');
+  const inBatch = r.batch.flatMap((i) => units.get(i)?.containers ?? []).filter((c) => !c.config.startOnce);
+  const setDesired = (cs: Container[], want: 'running' | 'stopped') => {
+    for (const c of cs) {
+      if (c.desiredState === want) continue;
+      c.desiredState = want;
+      tx.put('container', c);
+    }
+  };
+  if (r.phase === 'stop') {
+    if (!inBatch.every((c) => done(c).stopped)) return false;
+    setDesired(inBatch, 'running');
+    s.restart = { ...r, phase: 'start' };
+  } else {
+    if (!inBatch.every((c) => done(c).serving)) return false;
+    if (r.remaining.length === 0) {
+      delete s.restart;
+    } else {
+      const batch = r.remaining.slice(0, r.batchSize);
+      s.restart = { ...r, batch, remaining: r.remaining.slice(r.batchSize), phase: 'stop' };
+      setDesired(batch.flatMap((i) => units.get(i)?.containers ?? []).filter((c) => !c.config.startOnce), 'stopped');
+    }
+  }
+  tx.put('service', s);
+  return true;
+}
+
+/** Starts a rolling restart of `s`: its first batch is stopped now (stepRestart does the rest). */
+export function beginRestart(tx: Tx, ctx: DeployContext, s: Service, batchSize: number, intervalMillis: number): void {
+  const slots = [...unitsOf(ctx, s, 'current').keys()].sort((a, b) => a - b);
+  const batch = slots.slice(0, batchSize);
+  s.restart = { batchSize, intervalMillis, batch, remaining: slots.slice(batchSize), phase: 'stop' };
+  const units = unitsOf(ctx, s, 'current');
+  for (const c of batch.flatMap((i) => units.get(i)?.containers ?? [])) {
+    if (c.config.startOnce || c.desiredState === 'stopped') continue;
+    c.desiredState = 'stopped';
+    tx.put('container', c);
+  }
+  tx.put('service', s);
+}
 
 /** Whether the container holds an address of its own (`ctr:`), not its slot's. */
 function ownsAddress(tx: Tx, c: Container): boolean {

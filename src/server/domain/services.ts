@@ -16,7 +16,9 @@ import { ConflictError, NotFoundError, ValidationError } from '../../common/erro
 import type { ServiceSpec } from '../compose/spec.js';
 import {
   advanceUpgrade,
+  beginRestart,
   endOverlap,
+  stepRestart,
   finishUpgrade,
   loadDeployContext,
   reconcileService,
@@ -242,6 +244,23 @@ export function upgradeIn(tx: Tx, s: Service, stack: Stack, input: UpgradeInput,
   return tx.store.mustGet('service', s.id);
 }
 
+/**
+ * A rolling restart (rancher-compose `restart --batch-size --interval`): `batchSize` slots at a time are
+ * stopped, then started once all have stopped, and the next batch follows `intervalMillis` after they
+ * serve (UpgradeDriver moves it along). The containers stay the same (same ids, addresses, volumes).
+ */
+export function restartService(store: Store, id: string, opts: { batchSize?: number; intervalMillis?: number }): Service {
+  return withService(store, id, (tx, s, stack) => {
+    if (!runsContainers(s)) throw new ValidationError('NotRestartable', `"${s.name}" is a ${s.kind}: it runs no containers to restart`);
+    if (s.upgrade) throw new ConflictError('UpgradeInProgress', `"${s.name}" is being upgraded: finish or roll back first`);
+    if (s.restart) throw new ConflictError('RestartInProgress', `"${s.name}" is already restarting (${s.restart.remaining.length + s.restart.batch.length} slots to go)`);
+    if (s.state !== 'active') throw new ConflictError('InvalidState', `"${s.name}" is ${s.state}; only an active service can be restarted (drover start starts it)`);
+    const env = tx.store.mustGet('environment', s.environmentId);
+    beginRestart(tx, loadDeployContext(tx, env, stack), s, opts.batchSize ?? 1, opts.intervalMillis ?? DEFAULT_BATCH_INTERVAL_MS);
+    return tx.store.mustGet('service', id);
+  });
+}
+
 export function finishUpgradeService(store: Store, id: string): Service {
   return withService(store, id, (tx, s, stack) => {
     if (!s.upgrade) throw new ConflictError('NotUpgraded', `"${s.name}" has no upgrade to finish`);
@@ -442,7 +461,7 @@ export class UpgradeDriver {
     if (!this.active || this.running || !this.store.db.open) return;
     const ids = (
       this.store
-        .statement('upgrade:batched', () => "SELECT id FROM services WHERE json_array_length(data, '$.upgrade.remaining') > 0 OR json_array_length(data, '$.upgrade.overlap') > 0")
+        .statement('upgrade:batched', () => "SELECT id FROM services WHERE json_array_length(data, '$.upgrade.remaining') > 0 OR json_array_length(data, '$.upgrade.overlap') > 0 OR json_type(data, '$.restart') IS NOT NULL")
         .all() as { id: string }[]
     ).map((r) => r.id);
     if (ids.length === 0) {
@@ -463,7 +482,7 @@ export class UpgradeDriver {
     for (const id of ids) {
       if (!this.store.db.open) break;
       const s = this.store.get('service', id);
-      if (!s?.upgrade) continue;
+      if (!s) continue;
       const stack = this.store.get('stack', s.stackId);
       const env = this.store.get('environment', s.environmentId);
       if (!stack || !env) continue;
@@ -474,7 +493,38 @@ export class UpgradeDriver {
           return st !== undefined && isServing(st, isChecked(this.store, c));
         });
       };
-      const overlap = s.upgrade.overlap ?? [];
+      const overlap = s.upgrade?.overlap ?? [];
+      if (s.restart) {
+        // A rolling restart: stop the batch, start it, wait the interval once it serves, next batch.
+        const r = s.restart;
+        if (r.phase === 'start' && r.batch.length) {
+          const key = `restart:${r.batch.join(',')}`;
+          const ready = this.store.list('container', { service_id: s.id }).filter((c) => c.generation === 'current' && c.serviceIndex !== null && r.batch.includes(c.serviceIndex) && !c.config.startOnce);
+          const serving = ready.every((c) => {
+            const st = getStatus(this.store, c.id);
+            return st !== undefined && isServing(st, isChecked(this.store, c));
+          });
+          if (!serving) {
+            this.servingSince.delete(id);
+            continue;
+          }
+          const since = this.servingSince.get(id);
+          if (r.remaining.length && (!since || since.batch !== key)) {
+            this.servingSince.set(id, { batch: key, at: now });
+            if (r.intervalMillis > 0) continue;
+          } else if (r.remaining.length && since && now - since.at < r.intervalMillis) continue;
+          this.servingSince.delete(id);
+        }
+        const moved = this.store.tx((tx) =>
+          stepRestart(tx, loadDeployContext(tx, env, stack), tx.store.mustGet('service', id), (c) => {
+            const st = getStatus(this.store, c.id);
+            return { stopped: st !== undefined && (st.state === 'stopped' || st.state === 'error'), serving: st !== undefined && isServing(st, isChecked(this.store, c)) };
+          }),
+        );
+        if (moved) advanced++;
+        continue;
+      }
+      if (!s.upgrade) continue;
       if (overlap.length) {
         // start_first: the old units of a batch stop once its new ones serve; the next batch waits for that.
         if (!serves(new Set(overlap))) continue;
