@@ -20,8 +20,8 @@ done
 # HAProxy for balancers, curl for health checks.
 pkgs=(iproute2 iptables curl ca-certificates python3 make g++
   strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins haproxy)
-# What the tests drive as real clients and peers.
-test_pkgs=(bind9-dnsutils dnsmasq dnsperf wrk procps util-linux docker.io busybox-static tcpdump iperf3)
+# What the tests drive as real clients and peers (chromium: the web UI tests, headless).
+test_pkgs=(bind9-dnsutils dnsmasq dnsperf wrk procps util-linux docker.io busybox-static tcpdump iperf3 chromium)
 [ "$want_test" = 1 ] && pkgs+=("${test_pkgs[@]}")
 
 missing=()

@@ -10,6 +10,7 @@ import { authMiddleware, buildRouter } from './api/routes.js';
 import { accessTarget, createAccessProxy } from './api/access-proxy.js';
 import { errorHandler, jsonBody, type ApiContext } from './api/http.js';
 import { openApiDocument } from './api/openapi.js';
+import { DEFAULT_UI_DIR, uiMiddleware } from './ui.js';
 import { countAdminKeys, createApiKey, type IssuedKey } from './auth/credentials.js';
 import { defaultEnvironment, ensureTunnelAddresses } from './domain/environments.js';
 import type { Logger } from '../common/log.js';
@@ -34,6 +35,8 @@ export interface ServerOptions {
    * database, so that two servers never share a data directory (the CLI sets it; tests need not).
    */
   lock?: boolean;
+  /** The web UI's built files (default dist/ui of this package); null: no UI. */
+  uiDir?: string | null;
 }
 
 export interface RunningServer {
@@ -151,6 +154,7 @@ function startOn(
     }
     await next();
   });
+  app.use(uiMiddleware(opts.uiDir === undefined ? DEFAULT_UI_DIR : opts.uiDir, log));
   app.use(authMiddleware(store));
   app.use(jsonBody);
   app.use(async (ctx: ApiContext, next) => {

@@ -119,7 +119,8 @@ export function errorHandler(log: Logger) {
       }
       ctx.status = e.status;
       ctx.body = e.toJSON();
-      if (e.status === 401) ctx.set('WWW-Authenticate', 'Basic realm="drover"');
+      // Not for the web UI's own calls: the browser would answer the challenge with its login dialog.
+      if (e.status === 401 && !ctx.get('x-drover-ui')) ctx.set('WWW-Authenticate', 'Basic realm="drover"');
     }
   };
 }

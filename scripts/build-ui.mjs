@@ -1,0 +1,37 @@
+// Builds the web UI (src/ui) into dist/ui with esbuild: one minified ES module bundle, its CSS and the
+// page. `npm run build` runs it; the browser tests call buildUi() into a directory of their own.
+//
+//   node scripts/build-ui.mjs [outdir]      (default: dist/ui)
+import { build } from 'esbuild';
+import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+/** Writes index.html, app.js (+ .map) and app.css into `outdir` (replaced whole). */
+export async function buildUi(outdir = join(root, 'dist', 'ui')) {
+  const src = join(root, 'src', 'ui');
+  await rm(outdir, { recursive: true, force: true });
+  await mkdir(outdir, { recursive: true });
+  await build({
+    entryPoints: [join(src, 'main.tsx')],
+    outfile: join(outdir, 'app.js'),
+    bundle: true,
+    format: 'esm',
+    target: 'es2022',
+    minify: true,
+    sourcemap: true,
+    jsx: 'automatic',
+    jsxImportSource: 'preact',
+    legalComments: 'linked',
+    logLevel: 'warning',
+  });
+  await copyFile(join(src, 'index.html'), join(outdir, 'index.html'));
+  await copyFile(join(src, 'app.css'), join(outdir, 'app.css'));
+  return outdir;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  await buildUi(process.argv[2]);
+}

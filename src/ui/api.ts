@@ -1,0 +1,145 @@
+// The web UI's only way to the control plane: the public /v1 API with the user's API key (HTTP basic
+// auth), exactly as the CLI calls it. The key is kept in sessionStorage: gone when the tab closes.
+
+export interface Creds {
+  accessKey: string;
+  secretKey: string;
+}
+
+const SESSION_KEY = 'drover.session';
+
+export function loadCreds(): Creds | null {
+  try {
+    const raw = sessionStorage.getItem(SESSION_KEY);
+    if (!raw) return null;
+    const v = JSON.parse(raw) as Partial<Creds>;
+    return typeof v.accessKey === 'string' && typeof v.secretKey === 'string' ? { accessKey: v.accessKey, secretKey: v.secretKey } : null;
+  } catch {
+    return null;
+  }
+}
+
+export function saveCreds(c: Creds | null): void {
+  if (c) sessionStorage.setItem(SESSION_KEY, JSON.stringify(c));
+  else sessionStorage.removeItem(SESSION_KEY);
+}
+
+/** An error resource of the API (status, code, the field it concerns), or a network failure (status 0). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly fieldName?: string,
+    /** Compose errors: the file (docker-compose.yml / rancher-compose.yml) the problem is in. */
+    readonly file?: string,
+  ) {
+    super(message);
+  }
+}
+
+let creds: Creds | null = loadCreds();
+let onUnauthorized: () => void = () => undefined;
+
+export function setCreds(c: Creds | null): void {
+  creds = c;
+  saveCreds(c);
+}
+
+export function whenUnauthorized(fn: () => void): void {
+  onUnauthorized = fn;
+}
+
+export async function api<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  const headers: Record<string, string> = { accept: 'application/json', 'x-drover-ui': '1' };
+  if (creds) headers.authorization = 'Basic ' + btoa(`${creds.accessKey}:${creds.secretKey}`);
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  let res: Response;
+  try {
+    res = await fetch(path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), ...(signal ? { signal } : {}) });
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    throw new ApiError(0, 'Unreachable', `the control plane did not answer (${err instanceof Error ? err.message : String(err)})`);
+  }
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  if (!res.ok) {
+    const e = (json ?? {}) as { code?: string; message?: string; fieldName?: string; file?: string };
+    if (res.status === 401) onUnauthorized();
+    throw new ApiError(res.status, e.code ?? `HTTP${res.status}`, e.message ?? (text.slice(0, 200) || res.statusText), e.fieldName, e.file);
+  }
+  return json as T;
+}
+
+export interface Collection<T> {
+  data: T[];
+}
+
+export interface Links {
+  links?: Record<string, string>;
+  actions?: Record<string, string>;
+}
+
+export interface Environment extends Links {
+  id: string;
+  name: string;
+  revision: number;
+}
+
+export interface Host extends Links {
+  id: string;
+  name: string;
+  hostname: string;
+  agentIpAddress: string;
+  labels: Record<string, string>;
+  state: string;
+  agentState: string;
+  lastSeen?: string;
+  applied?: Record<string, { ok?: boolean; state?: string; message?: string; error?: string }>;
+  network?: { mode: string; mtu?: number; peers?: { hostId: string; reachable: boolean; lastError?: string; rttMs?: number }[] };
+}
+
+export interface Stack extends Links {
+  id: string;
+  name: string;
+  state: string;
+  description: string;
+}
+
+export interface Service extends Links {
+  id: string;
+  stackId: string;
+  name: string;
+  kind: string;
+  state: string;
+  scale: number;
+  global: boolean;
+  launchConfig?: { image?: string };
+  healthCheck?: unknown;
+  upgrade?: { remaining?: number[]; batch?: number[] };
+}
+
+export interface Container extends Links {
+  id: string;
+  name: string;
+  hostId: string | null;
+  serviceId: string | null;
+  stackId: string | null;
+  primaryIpAddress: string | null;
+  state: string;
+  healthState: string | null;
+  generation?: string;
+}
+
+export interface RegistrationToken {
+  id: string;
+  token: string;
+  registrationUrl: string;
+  command: string;
+}

@@ -1,0 +1,212 @@
+// The web UI in a real browser: headless Chromium (Debian's `chromium` package) driven by
+// playwright-core, against a real control plane serving the UI built from src/ui by the same build
+// script as `npm run build`. The daily path: log in, add a host, edit its labels, import a stack,
+// a bad compose file, scale up and down, upgrade and roll back, "View in API" — every step seen in the
+// page without reloading it, and checked against the API. Screenshots of each page go to
+// test-artifacts/ui/ (kept after the run).
+import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { startServer, type RunningServer } from '../../src/server/server.js';
+import { silentLogger } from '../../src/common/log.js';
+import { ADMIN, request, tempDir } from '../helpers/server.js';
+import { eventually } from '../helpers/wait.js';
+
+const ROOT = new URL('../..', import.meta.url).pathname;
+const CHROMIUM = process.env.DROVER_CHROMIUM ?? '/usr/bin/chromium';
+const ARTIFACTS = join(ROOT, 'test-artifacts', 'ui');
+
+const haveChromium = existsSync(CHROMIUM);
+
+describe('web UI in headless Chromium', { skip: haveChromium ? false : `no Chromium at ${CHROMIUM} (apt-get install chromium; scripts/setup.sh --test does)` }, () => {
+  let dir: string;
+  let srv: RunningServer;
+  let browser: Browser;
+  let page: Page;
+  const problems: string[] = [];
+  const api = <T>(method: string, path: string, body?: unknown) => request<T>(srv.url, method, path, body, ADMIN);
+  const shot = async (name: string) => {
+    await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+  };
+
+  before(async () => {
+    dir = tempDir('drover-ui-');
+    const uiDir = join(dir, 'ui');
+    execFileSync(process.execPath, [join(ROOT, 'scripts/build-ui.mjs'), uiDir], { stdio: 'inherit' });
+    srv = await startServer({
+      dataDir: join(dir, 'data'),
+      host: '127.0.0.1',
+      port: 0,
+      log: silentLogger(),
+      adminAccessKey: ADMIN.accessKey,
+      adminSecretKey: ADMIN.secretKey,
+      uiDir,
+    });
+    mkdirSync(ARTIFACTS, { recursive: true });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    page = await ctx.newPage();
+    page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+    page.on('console', (m) => {
+      // Chromium logs every failed fetch; the test provokes two (a wrong key: 401, a bad compose file:
+      // 422). Nothing else may be logged as an error.
+      if (m.type() === 'error' && !/Failed to load resource: .* status of (401|422)/.test(m.text())) problems.push(`console error: ${m.text()}`);
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await srv?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the UI is served at / with a strict CSP, without a key', async () => {
+    const r = await fetch(`${srv.url}/`);
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type') ?? '', /text\/html/);
+    assert.match(r.headers.get('content-security-policy') ?? '', /script-src 'self'/);
+    const js = await fetch(`${srv.url}/ui/app.js`);
+    assert.equal(js.status, 200);
+    const etag = js.headers.get('etag') ?? '';
+    assert.equal((await fetch(`${srv.url}/ui/app.js`, { headers: { 'if-none-match': etag } })).status, 304);
+    assert.equal((await fetch(`${srv.url}/ui/nope.js`)).status, 404);
+    // The API still wants its key.
+    assert.equal((await fetch(`${srv.url}/v1/stacks`)).status, 401);
+  });
+
+  test('log in: a wrong key is refused with the API message; the right one opens the UI', async () => {
+    await page.goto(`${srv.url}/`);
+    await page.getByLabel('Access key').fill(ADMIN.accessKey);
+    await page.getByLabel('Secret key').fill('wrong-secret');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('alert').waitFor();
+    assert.match(await page.getByRole('alert').innerText(), /nauthori|invalid|key/i);
+    await shot('login-error');
+    await page.getByLabel('Secret key').fill(ADMIN.secretKey);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('navigation', { name: 'main' }).waitFor();
+    await page.getByText(/live · revision \d+/).waitFor();
+    await shot('stacks-empty');
+  });
+
+  test('hosts: "Add host" shows the registration command; a host that registers appears live; its labels edited inline reach the API', async () => {
+    await page.getByRole('link', { name: 'Hosts' }).click();
+    await page.getByRole('button', { name: 'Add host' }).click();
+    const cmd = await page.locator('#register-command').innerText();
+    assert.match(cmd, /docker run .* http:\/\/127\.0\.0\.1:\d+\/v1\/scripts\/\S+/);
+    // The command's token registers a host (what the agent does with it).
+    const token = /\/v1\/scripts\/(\S+)/.exec(cmd)![1]!;
+    const reg = await request<{ host: { id: string } }>(srv.url, 'POST', '/v1/agent/register', { token, hostname: 'node1', agentIpAddress: '192.0.2.21' });
+    assert.equal(reg.status, 201);
+    const row = page.locator('tr[data-host="node1"]');
+    await row.waitFor();
+    await shot('hosts');
+    await row.getByLabel('Labels of node1').fill('zone=a, hostname=node1');
+    await row.getByRole('button', { name: 'Save' }).click();
+    await assertEventually(async () => {
+      const h = await api<{ labels: Record<string, string> }>('GET', `/v1/hosts/${reg.body.host.id}`);
+      assert.deepEqual(h.body.labels, { zone: 'a', hostname: 'node1' });
+    });
+    // A bad entry is refused next to the input, nothing sent.
+    await row.getByLabel('Labels of node1').fill('zone');
+    await row.getByRole('button', { name: 'Save' }).click();
+    assert.match(await row.getByRole('alert').innerText(), /"zone" is not key=value/);
+  });
+
+  test('stacks: a bad compose file shows the API error at the docker-compose input; a good one imports and its service appears', async () => {
+    await page.getByRole('link', { name: 'Stacks' }).click();
+    await page.getByLabel('Stack name').fill('web');
+    await page.getByLabel('docker-compose.yml', { exact: true }).fill('web:\n  image: nginx:1.25\n  no_such_key: 1\n');
+    await page.getByRole('button', { name: 'Import' }).click();
+    const err = page.locator('#dockerCompose-error');
+    await err.waitFor();
+    assert.match(await err.innerText(), /docker-compose\.yml.*web.*no_such_key/);
+    assert.equal(await page.locator('#dockerCompose').getAttribute('aria-invalid'), 'true');
+    await shot('import-error');
+    assert.equal((await api<{ data: unknown[] }>('GET', '/v1/stacks')).body.data.length, 0, 'nothing half-created');
+
+    await page.getByLabel('docker-compose.yml', { exact: true }).fill('web:\n  image: nginx:1.25\n');
+    await page.getByRole('button', { name: 'Import' }).click();
+    await page.locator('tr[data-service="web"]').waitFor();
+    assert.match(page.url(), /#\/stacks\/\S+/);
+  });
+
+  test('scale 1 → 3 → 1: the containers follow in the page without a reload', async () => {
+    const svc = page.locator('tr[data-service="web"]');
+    const containers = page.getByRole('list', { name: 'containers of web' }).locator('li');
+    await assertEventually(async () => assert.equal(await containers.count(), 1));
+    // A marker in the page's global scope: a reload would drop it.
+    await page.evaluate('globalThis.__sameDocument = true');
+    await svc.getByRole('button', { name: 'scale web up' }).click();
+    await assertEventually(async () => assert.equal(await svc.getByLabel('Scale of web').inputValue(), '2'));
+    await svc.getByRole('button', { name: 'scale web up' }).click();
+    await assertEventually(async () => assert.equal(await containers.count(), 3));
+    await shot('stack-scaled');
+    const apiScale = await api<{ data: { scale: number }[] }>('GET', '/v1/services?name=web');
+    assert.equal(apiScale.body.data[0]?.scale, 3);
+    await svc.getByRole('button', { name: 'scale web down' }).click();
+    await assertEventually(async () => assert.equal(await svc.getByLabel('Scale of web').inputValue(), '2'));
+    await svc.getByRole('button', { name: 'scale web down' }).click();
+    await assertEventually(async () => assert.equal(await containers.count(), 1));
+    assert.equal(await page.evaluate('globalThis.__sameDocument'), true, 'no reload');
+  });
+
+  test('upgrade to a new image shows its progress; roll back returns to the old image', async () => {
+    const svc = page.locator('tr[data-service="web"]');
+    await svc.getByLabel('New image of web').fill('nginx:1.26');
+    await svc.getByRole('button', { name: 'Upgrade' }).click();
+    const progress = svc.locator('.progress');
+    await progress.waitFor();
+    assert.match(await progress.innerText(), /Upgrad(ing|ed)/);
+    await assertEventually(async () => assert.match(await svc.innerText(), /nginx:1\.26/));
+    await shot('upgrade');
+    const during = await api<{ data: { state: string; launchConfig: { image: string } }[] }>('GET', '/v1/services?name=web');
+    assert.match(during.body.data[0]!.state, /^upgrad/);
+    await svc.getByRole('button', { name: 'Roll back' }).click();
+    await assertEventually(async () => {
+      const s = (await api<{ data: { state: string; launchConfig: { image: string } }[] }>('GET', '/v1/services?name=web')).body.data[0]!;
+      assert.equal(s.launchConfig.image, 'nginx:1.25');
+      assert.equal(await svc.locator('.progress').count(), 0);
+    });
+    assert.match(await svc.innerText(), /nginx:1\.25/);
+  });
+
+  test('"View in API" shows the resource JSON with its links, which lead on', async () => {
+    await page.locator('tr[data-service="web"]').getByRole('link', { name: 'View in API' }).click();
+    const json = page.locator('pre.json');
+    await json.waitFor();
+    const text = await json.innerText();
+    const doc = JSON.parse(text) as { type: string; name: string; links: Record<string, string> };
+    assert.equal(doc.type, 'service');
+    assert.equal(doc.name, 'web');
+    assert.ok(doc.links.self);
+    await shot('view-in-api');
+    // Its links are links: the stack's leads to the stack's own JSON.
+    assert.ok(doc.links.stack, 'a service links its stack');
+    await json.locator('a', { hasText: doc.links.stack }).first().click();
+    await page.waitForURL(/#\/api\/v1\/stacks\//);
+    await assertEventually(async () => assert.match(await page.locator('pre.json').innerText(), /"type": "stack"/));
+  });
+
+  test('a narrow window keeps every page usable; no console errors over the whole run', async () => {
+    await page.setViewportSize({ width: 420, height: 800 });
+    await page.goto(`${srv.url}/#/stacks`);
+    await page.getByRole('navigation', { name: 'main' }).waitFor();
+    await shot('stacks-narrow');
+    await page.getByRole('link', { name: 'Hosts' }).click();
+    await page.locator('tr[data-host="node1"]').waitFor();
+    await shot('hosts-narrow');
+    assert.deepEqual(problems, []);
+  });
+});
+
+/** Until the assertions in `fn` hold (the page and the API follow changes asynchronously). */
+function assertEventually(fn: () => Promise<void>): Promise<true> {
+  return eventually(async () => {
+    await fn();
+    return true as const;
+  }, 10_000, 'the page to show it');
+}
