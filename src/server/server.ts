@@ -7,7 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { Store } from './db/store.js';
 import { WatchHub } from './sync/watch.js';
 import { authMiddleware, buildRouter } from './api/routes.js';
-import { accessTarget, createAccessProxy } from './api/access-proxy.js';
+import { AccessTickets, accessTarget, createAccessProxy } from './api/access-proxy.js';
 import { errorHandler, jsonBody, type ApiContext } from './api/http.js';
 import { openApiDocument } from './api/openapi.js';
 import { DEFAULT_UI_DIR, uiMiddleware } from './ui.js';
@@ -166,7 +166,8 @@ function startOn(
     } else await next();
   });
   // Container logs through the host's agent (exec and stats are websockets: the upgrade handler below).
-  const access = createAccessProxy(store, log);
+  const accessTickets = new AccessTickets();
+  const access = createAccessProxy(store, log, accessTickets);
   access.attach(server);
   app.use(async (ctx: ApiContext, next) => {
     if (ctx.method === 'GET' && /^\/v1\/containers\/[^/]+\/logs$/.test(ctx.path)) {
@@ -183,6 +184,7 @@ function startOn(
     advertiseUrl: () => advertise,
     agentImage: opts.agentImage ?? 'drover/agent:latest',
     maxWatchSeconds: opts.maxWatchSeconds ?? 300,
+    accessTickets,
     ...(opts.statusCoalesceMs !== undefined ? { statusCoalesceMs: opts.statusCoalesceMs } : {}),
   });
   app.use(router.routes()).use(router.allowedMethods());

@@ -1,7 +1,7 @@
 // The web UI's files (built by scripts/build-ui.mjs into dist/ui), served by the control plane at `/`
 // and `/ui/<file>` without authentication: they hold no data; every call they make goes through /v1 with
 // the user's API key, like the CLI's. Read once at start into memory (a few tens of KiB), with ETags;
-// a strict Content-Security-Policy (same origin only, no inline script or style).
+// a strict Content-Security-Policy (same origin only, no inline script; inline style for xterm.js).
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
@@ -25,7 +25,8 @@ const TYPES: Record<string, string> = {
 const CSP = [
   "default-src 'self'",
   "script-src 'self'",
-  "style-src 'self'",
+  // xterm.js (the shell) themes its terminal with a <style> element it creates: inline styles, no scripts.
+  "style-src 'self' 'unsafe-inline'",
   "img-src 'self' data:",
   "connect-src 'self'",
   "frame-ancestors 'none'",
@@ -68,7 +69,8 @@ export function uiMiddleware(dir: string | null, log: Logger) {
     }
   }
   return async (ctx: Context, next: Next): Promise<void> => {
-    const name = ctx.path === '/' ? 'index.html' : ctx.path.startsWith('/ui/') ? ctx.path.slice(4) : undefined;
+    // Browsers ask for /favicon.ico on their own: a plain 404, not the API's 401.
+    const name = ctx.path === '/' ? 'index.html' : ctx.path.startsWith('/ui/') ? ctx.path.slice(4) : ctx.path === '/favicon.ico' ? '' : undefined;
     if (name === undefined || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
     const f = files?.get(name);
     if (!f) {

@@ -143,3 +143,33 @@ export interface RegistrationToken {
   registrationUrl: string;
   command: string;
 }
+
+/** A streamed GET (container logs): calls `onText` with each decoded chunk until the end or `signal`. */
+export async function streamText(path: string, onText: (s: string) => void, signal: AbortSignal): Promise<void> {
+  const headers: Record<string, string> = { 'x-drover-ui': '1' };
+  if (creds) headers.authorization = 'Basic ' + btoa(`${creds.accessKey}:${creds.secretKey}`);
+  const res = await fetch(path, { headers, signal });
+  if (!res.ok) {
+    const e = ((await res.json().catch(() => ({}))) ?? {}) as { code?: string; message?: string };
+    throw new ApiError(res.status, e.code ?? `HTTP${res.status}`, e.message ?? res.statusText);
+  }
+  if (!res.body) return;
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    onText(value);
+  }
+}
+
+/** What `?action=execute|stats` answers: the websocket to open with its one-use token. */
+export interface HostAccess {
+  url: string;
+  token: string;
+}
+
+export function openAccess(a: HostAccess): WebSocket {
+  const ws = new WebSocket(`${a.url}${a.url.includes('?') ? '&' : '?'}token=${encodeURIComponent(a.token)}`);
+  ws.binaryType = 'arraybuffer';
+  return ws;
+}

@@ -1,14 +1,27 @@
 // drover's web UI: the Rancher 1.x daily path (hosts, stacks, services, containers) over the public API.
 // Served by the control plane at `/` (src/server/ui.ts), built by scripts/build-ui.mjs (esbuild).
+import '@xterm/xterm/css/xterm.css';
+import 'uplot/dist/uPlot.min.css';
+import './style.css';
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, loadCreds, setCreds, whenUnauthorized, type Collection, type Environment } from './api.js';
 import { Live } from './components.js';
 import { ApiView } from './pages/api-view.js';
+import type { ContainerPage as ContainerPageType } from './pages/container.js';
 import { HostsPage } from './pages/hosts.js';
 import { Login } from './pages/login.js';
 import { StackPage } from './pages/stack.js';
 import { StacksPage } from './pages/stacks.js';
+
+/** The container page (logs, the xterm.js shell, uPlot stats) loads its code when first opened. */
+function LazyContainerPage({ id }: { id: string }) {
+  const [Page, setPage] = useState<typeof ContainerPageType | null>(null);
+  useEffect(() => {
+    void import('./pages/container.js').then((m) => setPage(() => m.ContainerPage));
+  }, []);
+  return Page ? <Page id={id} /> : <p aria-busy="true">Loading…</p>;
+}
 
 function useHash(): string {
   const [hash, setHash] = useState(location.hash);
@@ -70,6 +83,7 @@ function Shell({ onLogout }: { onLogout: () => void }) {
   else if (route.startsWith('/api/')) page = <ApiView path={route.slice(4)} />;
   else if (route === '/hosts') page = <HostsPage />;
   else if (route.startsWith('/stacks/')) page = <StackPage id={decodeURIComponent(route.slice(8))} />;
+  else if (route.startsWith('/containers/')) page = <LazyContainerPage id={decodeURIComponent(route.slice(12))} />;
   else page = <StacksPage />;
   const nav = (href: string, label: string) => (
     <a href={href} aria-current={route === href.slice(1) || (href === '#/stacks' && route.startsWith('/stacks')) ? 'page' : undefined}>

@@ -5,37 +5,30 @@
 // page without reloading it, and checked against the API. Screenshots of each page go to
 // test-artifacts/ui/ (kept after the run).
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { silentLogger } from '../../src/common/log.js';
 import { ADMIN, request, tempDir } from '../helpers/server.js';
 import { eventually } from '../helpers/wait.js';
+import { browserUnavailable, buildUi, launchBrowser, screenshot, watchProblems } from '../helpers/browser.js';
 
-const ROOT = new URL('../..', import.meta.url).pathname;
-const CHROMIUM = process.env.DROVER_CHROMIUM ?? '/usr/bin/chromium';
-const ARTIFACTS = join(ROOT, 'test-artifacts', 'ui');
+const skip = browserUnavailable();
 
-const haveChromium = existsSync(CHROMIUM);
-
-describe('web UI in headless Chromium', { skip: haveChromium ? false : `no Chromium at ${CHROMIUM} (apt-get install chromium; scripts/setup.sh --test does)` }, () => {
+describe('web UI in headless Chromium', { skip: skip ?? false }, () => {
   let dir: string;
   let srv: RunningServer;
   let browser: Browser;
   let page: Page;
-  const problems: string[] = [];
+  let problems: string[] = [];
   const api = <T>(method: string, path: string, body?: unknown) => request<T>(srv.url, method, path, body, ADMIN);
-  const shot = async (name: string) => {
-    await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
-  };
+  const shot = (name: string) => screenshot(page, name);
 
   before(async () => {
     dir = tempDir('drover-ui-');
-    const uiDir = join(dir, 'ui');
-    execFileSync(process.execPath, [join(ROOT, 'scripts/build-ui.mjs'), uiDir], { stdio: 'inherit' });
+    const uiDir = buildUi(join(dir, 'ui'));
     srv = await startServer({
       dataDir: join(dir, 'data'),
       host: '127.0.0.1',
@@ -45,16 +38,11 @@ describe('web UI in headless Chromium', { skip: haveChromium ? false : `no Chrom
       adminSecretKey: ADMIN.secretKey,
       uiDir,
     });
-    mkdirSync(ARTIFACTS, { recursive: true });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+    browser = await launchBrowser();
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     page = await ctx.newPage();
-    page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-    page.on('console', (m) => {
-      // Chromium logs every failed fetch; the test provokes two (a wrong key: 401, a bad compose file:
-      // 422). Nothing else may be logged as an error.
-      if (m.type() === 'error' && !/Failed to load resource: .* status of (401|422)/.test(m.text())) problems.push(`console error: ${m.text()}`);
-    });
+    // The test provokes two failed fetches on purpose: a wrong key (401), a bad compose file (422).
+    problems = watchProblems(page, [/^HTTP 401 GET \S+\/v1\/environments$/, /^HTTP 422 POST \S+\/v1\/stacks$/, /^console error: Failed to load resource: .* status of (401|422)/]);
   });
 
   after(async () => {
@@ -73,6 +61,7 @@ describe('web UI in headless Chromium', { skip: haveChromium ? false : `no Chrom
     const etag = js.headers.get('etag') ?? '';
     assert.equal((await fetch(`${srv.url}/ui/app.js`, { headers: { 'if-none-match': etag } })).status, 304);
     assert.equal((await fetch(`${srv.url}/ui/nope.js`)).status, 404);
+    assert.equal((await fetch(`${srv.url}/favicon.ico`)).status, 404, 'not the API 401 (browsers ask for it)');
     // The API still wants its key.
     assert.equal((await fetch(`${srv.url}/v1/stacks`)).status, 401);
   });

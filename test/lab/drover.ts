@@ -60,7 +60,7 @@ async function waitReady(child: ChildProcess, what: string, log: string, ms: num
   }
 }
 
-export async function startControlPlane(lab: Lab, opts: { logLevel?: string } = {}): Promise<ControlPlane> {
+export async function startControlPlane(lab: Lab, opts: { logLevel?: string; uiDir?: string } = {}): Promise<ControlPlane> {
   const port = await freePort(lab.rootIp);
   const url = `http://${lab.rootIp}:${port}`;
   const dataDir = join(lab.dir, 'control-plane');
@@ -79,6 +79,7 @@ export async function startControlPlane(lab: Lab, opts: { logLevel?: string } = 
     url,
     '--log-level',
     opts.logLevel ?? 'warn',
+    ...(opts.uiDir !== undefined ? ['--ui-dir', opts.uiDir] : []),
   ];
   const env = { ...process.env, DROVER_ADMIN_ACCESS_KEY: LAB_ADMIN.accessKey, DROVER_ADMIN_SECRET_KEY: LAB_ADMIN.secretKey };
   const child = lab.spawnRoot(cmd, { logFile: logPath, env, cwd: REPO_ROOT, what: 'control-plane' });
@@ -205,10 +206,12 @@ export interface DroverLabOptions {
   network?: 'auto' | 'on' | 'off';
   /** The environment's overlay, set before the agents start (default: the environment's, ipsec). */
   overlay?: 'ipsec' | 'vxlan';
+  /** The control plane's --ui-dir (the web UI tests build their own). */
+  uiDir?: string;
 }
 
 export async function startDrover(lab: Lab, opts: DroverLabOptions = {}): Promise<{ cp: ControlPlane; agents: LabAgent[] }> {
-  const cp = await startControlPlane(lab);
+  const cp = await startControlPlane(lab, opts.uiDir !== undefined ? { uiDir: opts.uiDir } : {});
   if (opts.overlay) {
     const envs = await cp.api<{ data: { id: string }[] }>('GET', '/v1/environments');
     const envId = envs.body.data[0]?.id;

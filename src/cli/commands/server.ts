@@ -18,6 +18,7 @@ export function registerServerCommand(program: Command): void {
     .option('--data <dir>', 'data directory; the database is <dir>/server/drover.db (default: config dataDir, ".drover")')
     .option('--listen <host:port>', 'address to listen on (default: config server.listen, 127.0.0.1:8080)')
     .option('--advertise-url <url>', 'URL agents use to reach this server, shown in the registration command')
+    .option('--ui-dir <dir>', "the web UI's built files (default: dist/ui of this installation); '' for no UI")
     .option('--config <file>', 'JSON config file merged over config/default.json')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
     .addHelpText(
@@ -26,13 +27,13 @@ export function registerServerCommand(program: Command): void {
 The server listens first; only then does it open <dir>/server (locked with server.lock, the PID of
 the process using it) and, on first start, create an admin API key and print it once. To choose it
 instead, set DROVER_ADMIN_ACCESS_KEY and DROVER_ADMIN_SECRET_KEY. Environment: DROVER_DATA_DIR,
-DROVER_LISTEN, DROVER_ADVERTISE_URL, DROVER_LOG_LEVEL.
+DROVER_LISTEN, DROVER_ADVERTISE_URL, DROVER_UI_DIR, DROVER_LOG_LEVEL.
 
 Examples:
   drover server --data /var/lib/drover --listen 0.0.0.0:8080
   drover server --listen 10.0.0.5:8080 --advertise-url http://drover.example:8080`,
     )
-    .action(async (o: { data?: string; listen?: string; advertiseUrl?: string; config?: string; logLevel?: string }) => {
+    .action(async (o: { data?: string; listen?: string; advertiseUrl?: string; uiDir?: string; config?: string; logLevel?: string }) => {
       const cfg = loadConfig(o.config ? { file: o.config } : {});
       const log = createLogger({ level: o.logLevel ?? cfg.log.level });
       const at = parseHostPort(o.listen ?? cfg.server.listen, '--listen');
@@ -45,6 +46,10 @@ Examples:
         ...((o.advertiseUrl ?? cfg.server.advertiseUrl) ? { advertiseUrl: o.advertiseUrl ?? cfg.server.advertiseUrl } : {}),
         ...(process.env.DROVER_ADMIN_ACCESS_KEY ? { adminAccessKey: process.env.DROVER_ADMIN_ACCESS_KEY } : {}),
         ...(process.env.DROVER_ADMIN_SECRET_KEY ? { adminSecretKey: process.env.DROVER_ADMIN_SECRET_KEY } : {}),
+        ...(() => {
+          const ui = o.uiDir ?? process.env.DROVER_UI_DIR;
+          return ui === undefined ? {} : { uiDir: ui === '' ? null : ui };
+        })(),
         agentImage: cfg.server.agentImage,
         maxWatchSeconds: cfg.server.maxWatchSeconds,
       }).catch((err: unknown) => rethrowListenError(err, at, '--listen'));

@@ -8,12 +8,56 @@
 //   GET /v1/hosts/<id>/stats                                                      websocket (JSON samples)
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { randomBytes } from 'node:crypto';
 import httpProxy from 'http-proxy';
 import type { Logger } from '../../common/log.js';
 import { DroverError, NotFoundError, ValidationError, errorMessage } from '../../common/errors.js';
 import { ACCESS_TOKEN_HEADER, signAccess } from '../../common/access-token.js';
 import type { Store } from '../db/store.js';
 import { authenticate, parseBasicAuth } from '../auth/credentials.js';
+
+/**
+ * One-use tickets for the websockets of a browser, which cannot send an Authorization header: an admin
+ * asks for one with the API (`POST /v1/containers/<id>?action=execute|stats`, `POST
+ * /v1/hosts/<id>?action=stats`, like the original's `execute` action answering a URL and a token), then
+ * opens `<url>&token=<token>` (or `?token=`) within `ttlMs`. A ticket opens exactly the path and query it
+ * was issued for, once.
+ */
+export class AccessTickets {
+  private readonly open = new Map<string, { path: string; expires: number }>();
+
+  constructor(
+    private readonly ttlMs = 60_000,
+    private readonly max = 1000,
+  ) {}
+
+  issue(path: string): string {
+    const now = Date.now();
+    for (const [k, t] of this.open) if (t.expires <= now) this.open.delete(k);
+    if (this.open.size >= this.max) throw new DroverError(429, 'TooManyTickets', `${this.max} access tickets are waiting to be used; try again in a minute`);
+    const token = randomBytes(24).toString('base64url');
+    this.open.set(token, { path, expires: now + this.ttlMs });
+    return token;
+  }
+
+  /** Whether `rawUrl` carries a valid ticket for itself; the URL without its `token` either way. */
+  take(rawUrl: string): { ok: boolean; url: string; hadToken: boolean } {
+    const u = new URL(rawUrl, 'http://cp');
+    const token = u.searchParams.get('token');
+    u.searchParams.delete('token');
+    const url = u.pathname + (u.searchParams.size ? `?${u.searchParams.toString()}` : '');
+    if (token === null) return { ok: false, url, hadToken: false };
+    const t = this.open.get(token);
+    this.open.delete(token);
+    return { ok: t !== undefined && t.expires > Date.now() && t.path === url, url, hadToken: true };
+  }
+}
+
+/** The API path of an exec session (what a ticket is issued for and the websocket opens). */
+export function execPath(containerId: string, cmd: string[], tty: boolean): string {
+  const q = new URLSearchParams({ cmd: JSON.stringify(cmd), ...(tty ? { tty: '1' } : {}) });
+  return `/v1/containers/${encodeURIComponent(containerId)}/exec?${q.toString()}`;
+}
 
 interface Target {
   url: string;
@@ -62,7 +106,7 @@ export function accessTarget(store: Store, rawUrl: string): Target {
 }
 
 /** The Koa handler of GET /v1/containers/<id>/logs: streams the agent's answer (errors before it are the API's). */
-export function createAccessProxy(store: Store, log: Logger) {
+export function createAccessProxy(store: Store, log: Logger, tickets: AccessTickets = new AccessTickets()) {
   const proxy = httpProxy.createProxyServer({ ws: true, xfwd: false, proxyTimeout: 0 });
   proxy.on('error', (err, _req, resOrSocket) => {
     log.warn({ err: errorMessage(err) }, 'agent access proxy');
@@ -88,10 +132,16 @@ export function createAccessProxy(store: Store, log: Logger) {
           socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : status === 403 ? 'Forbidden' : status === 404 ? 'Not Found' : 'Error'}\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ type: 'error', status, message })}`);
         try {
           if (!/^\/v1\/(containers|hosts)\/[^/]+\/(exec|stats)(\?|$)/.test(req.url ?? '')) return fail(404, `no websocket at ${(req.url ?? '').split('?')[0]}`);
-          const creds = parseBasicAuth(req.headers.authorization);
-          if (!creds) return fail(401, 'Unauthorized: give an API key (HTTP basic auth)');
-          const p = authenticate(store, creds.accessKey, creds.secretKey);
-          if (p.role !== 'admin') return fail(403, 'only an admin key opens shells and stats');
+          const ticket = tickets.take(req.url ?? '');
+          if (ticket.hadToken) {
+            if (!ticket.ok) return fail(401, 'Unauthorized: the access token is unknown, used, expired or for another session (ask for a new one)');
+            req.url = ticket.url;
+          } else {
+            const creds = parseBasicAuth(req.headers.authorization);
+            if (!creds) return fail(401, 'Unauthorized: give an API key (HTTP basic auth) or an access token (?token=)');
+            const p = authenticate(store, creds.accessKey, creds.secretKey);
+            if (p.role !== 'admin') return fail(403, 'only an admin key opens shells and stats');
+          }
           const t = accessTarget(store, req.url ?? '');
           req.url = t.path;
           delete req.headers.authorization;

@@ -36,7 +36,7 @@ export const ENVIRONMENT: ResourceDef = {
 export const HOST: ResourceDef = {
   type: 'host',
   collection: 'hosts',
-  actions: (d) => [d.state === 'active' ? 'deactivate' : 'activate', ...(d.certificateRevoked === true ? [] : ['revokecertificate'])],
+  actions: (d) => [d.state === 'active' ? 'deactivate' : 'activate', ...(d.certificateRevoked === true ? [] : ['revokecertificate']), 'stats'],
   links: (d) => ({ containers: `containers?hostId=${str(d.id)}`, environment: `environments/${str(d.environmentId)}` }),
 };
 
@@ -67,7 +67,7 @@ export const SERVICE: ResourceDef = {
 export const CONTAINER: ResourceDef = {
   type: 'container',
   collection: 'containers',
-  actions: (d) => (d.serviceId ? [] : d.desiredState === 'running' ? ['stop'] : ['start']),
+  actions: (d) => [...(d.serviceId ? [] : d.desiredState === 'running' ? ['stop'] : ['start']), ...(d.hostId ? ['execute', 'stats'] : [])],
   links: (d) => ({
     ...(d.hostId ? { host: `hosts/${str(d.hostId)}` } : {}),
     ...(d.serviceId ? { service: `services/${str(d.serviceId)}` } : {}),

@@ -5,6 +5,7 @@ import type { Context, Next } from 'koa';
 import type { Store } from '../db/store.js';
 import { nowIso } from '../db/store.js';
 import { ForbiddenError, NotFoundError, UnauthorizedError, ValidationError } from '../../common/errors.js';
+import { accessTarget, execPath, type AccessTickets } from './access-proxy.js';
 import {
   authenticate,
   createApiKey,
@@ -68,6 +69,8 @@ export interface RouteDeps {
   maxWatchSeconds: number;
   /** Window in which container reports are gathered before their facts are published (ms, default 250). */
   statusCoalesceMs?: number;
+  /** One-use tokens of the websockets a browser opens (the access proxy takes them). */
+  accessTickets: AccessTickets;
 }
 
 const principal = (ctx: ApiContext): Principal => ctx.state.principal as Principal;
@@ -133,6 +136,14 @@ export function buildRouter(deps: RouteDeps): Router {
   // Batched upgrades move on when a batch serves (reported status) and its interval has passed.
   const upgrades = new UpgradeDriver(store, { exclusive: (fn) => offload.exclusive(fn) });
 
+  // A shell or stats stream for a browser (it cannot send Authorization on a websocket): the URL to open
+  // and a one-use token for it (AccessTickets); the API's errors (no host yet, no Docker container) now.
+  const hostAccess = (ctx: ApiContext, path: string) => {
+    if (principal(ctx).role !== 'admin') throw new ForbiddenError('only an admin key opens shells and stats');
+    accessTarget(store, path);
+    const ws = `${ctx.protocol === 'https' ? 'wss' : 'ws'}://${ctx.host}`;
+    ctx.body = { type: 'hostAccess', url: ws + path, token: deps.accessTickets.issue(path) };
+  };
   r.get('/version', (ctx) => {
     ctx.body = { type: 'version', version: VERSION, apiVersion: 'v1' };
   });
@@ -177,6 +188,7 @@ export function buildRouter(deps: RouteDeps): Router {
   r.post('/hosts/:id', (ctx) => {
     const a = actionOf(ctx);
     if (a === 'revokecertificate') return send(ctx, R.HOST, R.hostWithStatus(store, revokeHostCertificate(store, pid(ctx))));
+    if (a === 'stats') return hostAccess(ctx, `/v1/hosts/${encodeURIComponent(store.mustGet('host', pid(ctx)).id)}/stats`);
     if (a !== 'activate' && a !== 'deactivate') unknownAction(R.HOST, a);
     send(ctx, R.HOST, setHostActive(store, pid(ctx), a === 'activate'));
   });
@@ -421,6 +433,11 @@ export function buildRouter(deps: RouteDeps): Router {
   });
   r.post('/containers/:id', (ctx) => {
     const a = actionOf(ctx);
+    if (a === 'execute') {
+      const b = parseBody(ctx, S.ContainerExecute);
+      return hostAccess(ctx, execPath(store.mustGet('container', pid(ctx)).id, b.command, b.tty));
+    }
+    if (a === 'stats') return hostAccess(ctx, `/v1/containers/${encodeURIComponent(store.mustGet('container', pid(ctx)).id)}/stats`);
     if (a !== 'start' && a !== 'stop') unknownAction(R.CONTAINER, a);
     send(ctx, R.CONTAINER, containerWithStatus(store, setContainerDesired(store, pid(ctx), a === 'start' ? 'running' : 'stopped')));
   });

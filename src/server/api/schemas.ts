@@ -170,6 +170,12 @@ export const ServiceUpgrade = z.strictObject({
   }),
 });
 
+/** `POST /v1/containers/<id>?action=execute`: the command of a shell session (a websocket, src/server/api/access-proxy.ts). */
+export const ContainerExecute = z.strictObject({
+  command: z.array(z.string().min(1).max(4096)).min(1).max(64).default(['sh']),
+  tty: z.boolean().default(true),
+});
+
 /** `?action=restart`, in the original's form. */
 export const ServiceRestartInput = z.strictObject({
   rollingRestartStrategy: z.strictObject({ batchSize: batchSize.optional(), intervalMillis: intervalMillis.optional() }).default({}),

@@ -177,7 +177,9 @@ export function StackPage({ id }: { id: string }) {
                 <ul aria-label={`containers of ${s.name}`}>
                   {cs.map((c) => (
                     <li key={c.id} data-container={c.name}>
-                      <span class="name">{c.name}</span> <State value={c.state} />
+                      <a class="name" href={`#/containers/${c.id}`}>
+                        {c.name}
+                      </a> <State value={c.state} />
                       {c.healthState ? <State value={c.healthState} /> : null} <span class="muted">on</span> {c.hostId ? (data.hosts.get(c.hostId) ?? c.hostId) : 'unscheduled'}{' '}
                       <code>{c.primaryIpAddress ?? ''}</code> {c.generation === 'previous' ? <span class="muted">(previous)</span> : null} <ApiLink self={c.links?.self} />
                     </li>
