@@ -41,8 +41,9 @@ describe('web UI in headless Chromium', { skip: skip ?? false }, () => {
     browser = await launchBrowser();
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     page = await ctx.newPage();
-    // The test provokes two failed fetches on purpose: a wrong key (401), a bad compose file (422).
-    problems = watchProblems(page, [/^HTTP 401 GET \S+\/v1\/environments$/, /^HTTP 422 POST \S+\/v1\/stacks$/, /^console error: Failed to load resource: .* status of (401|422)/]);
+    // The test provokes failed fetches on purpose: a wrong key (401), a bad compose file and a missing
+    // catalog answer (400/422).
+    problems = watchProblems(page, [/^HTTP 401 GET \S+\/v1\/environments$/, /^HTTP 4(00|22) POST \S+\/v1\/stacks$/, /^console error: Failed to load resource: .* status of (400|401|422)/]);
   });
 
   after(async () => {
@@ -121,6 +122,34 @@ describe('web UI in headless Chromium', { skip: skip ?? false }, () => {
     await page.getByRole('button', { name: 'Import' }).click();
     await page.locator('tr[data-service="web"]').waitFor();
     assert.match(page.url(), /#\/stacks\/\S+/);
+  });
+
+  test('catalog questions of rancher-compose.yml become a form; a required one left empty is refused at its input', async () => {
+    const back = page.url();
+    await page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Stacks' }).click();
+    await page.getByLabel('Stack name').fill('cat');
+    await page.getByLabel('docker-compose.yml', { exact: true }).fill('app:\n  image: "nginx:${TAG}"\n  environment:\n    MODE: "${MODE}"\n');
+    await page
+      .getByLabel('rancher-compose.yml (optional)', { exact: true })
+      .fill('.catalog:\n  name: demo\n  version: 1.0.0\n  questions:\n    - variable: TAG\n      label: Image tag\n      required: true\n      type: string\n    - variable: MODE\n      type: enum\n      options: [a, b]\n      default: b\n');
+    const tag = page.getByLabel('Image tag *');
+    await tag.waitFor();
+    assert.equal(await page.locator('#answer-MODE').inputValue(), 'b', 'the default is preselected');
+    await page.getByRole('button', { name: 'Import' }).click();
+    const err = page.locator('#answer-TAG-error');
+    await err.waitFor();
+    assert.match(await err.innerText(), /"TAG".*required/);
+    await shot('import-questions');
+    await tag.fill('1.27');
+    await page.locator('#answer-MODE').selectOption('a');
+    await page.getByRole('button', { name: 'Import' }).click();
+    await page.locator('tr[data-service="app"]').waitFor();
+    const app = (await api<{ data: { launchConfig: { image: string; environment: Record<string, string> } }[] }>('GET', '/v1/services?name=app')).body.data[0]!;
+    assert.equal(app.launchConfig.image, 'nginx:1.27');
+    assert.equal(app.launchConfig.environment.MODE, 'a');
+    // Back to the web stack (a hash change: the same document).
+    await page.evaluate(`location.hash = ${JSON.stringify(new URL(back).hash)}`);
+    await page.locator('tr[data-service="web"]').waitFor();
   });
 
   test('scale 1 → 3 → 1: the containers follow in the page without a reload', async () => {

@@ -6,6 +6,7 @@ import type { Store } from '../db/store.js';
 import { nowIso } from '../db/store.js';
 import { ForbiddenError, NotFoundError, UnauthorizedError, ValidationError } from '../../common/errors.js';
 import { accessTarget, execPath, type AccessTickets } from './access-proxy.js';
+import { parseCatalog } from '../compose/index.js';
 import {
   authenticate,
   createApiKey,
@@ -273,6 +274,13 @@ export function buildRouter(deps: RouteDeps): Router {
     ctx.body = collection(ctx, R.STACK, listOf(ctx, store, 'stack'), R.FIELDS.stack);
   });
   r.post('/stacks', async (ctx) => {
+    if (ctx.query.action !== undefined) {
+      // A collection action: the catalog questions of a rancher-compose file (nothing is created).
+      if (ctx.query.action !== 'questions') unknownAction(R.STACK, String(ctx.query.action));
+      const q = parseCatalog(parseBody(ctx, S.StackQuestions).rancherCompose);
+      ctx.body = { type: 'catalogQuestions', ...(q ?? { questions: [] }) };
+      return;
+    }
     const b = parseBody(ctx, S.StackCreate);
     const answers = { ...(b.environment ?? {}), ...(b.answers ?? {}) };
     const stack = await offload.run({

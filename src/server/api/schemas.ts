@@ -57,6 +57,9 @@ export const RegistrationTokenCreate = z.strictObject({
   environmentId: id.optional(),
 });
 
+/** `POST /v1/stacks?action=questions`: the catalog questions of a rancher-compose file, before an import. */
+export const StackQuestions = z.strictObject({ rancherCompose: composeText });
+
 export const StackCreate = z.strictObject({
   environmentId: id.optional(),
   name,

@@ -246,6 +246,16 @@ export function parseRancherEntry(file: string, text: string, service: string, a
   return { entry: parseRancherService(where, interpolateService(where, raw, new Map(Object.entries(answers)))), names };
 }
 
+/**
+ * The `.catalog` block of a rancher-compose file (template name, version, questions), read and checked
+ * as an import reads it; undefined when the file has none. What a client shows as a form before the
+ * import (the web UI; answers then go with POST /v1/stacks).
+ */
+export function parseCatalog(rancherCompose: string, file = DEFAULT_RANCHER_COMPOSE_FILE): CatalogInfo | undefined {
+  const rancher = rancherServices(file, loadYaml(file, rancherCompose));
+  return rancher.catalog && readCatalog(file, rancher.catalog.field, rancher.catalog.raw);
+}
+
 export function parseCompose(input: ComposeInput): StackSpec {
   const file = input.dockerComposeFile ?? DEFAULT_DOCKER_COMPOSE_FILE;
   const rancherFile = input.rancherComposeFile ?? DEFAULT_RANCHER_COMPOSE_FILE;
