@@ -112,6 +112,27 @@ export interface Stack extends Links {
   description: string;
 }
 
+export interface PortRule {
+  sourcePort: number;
+  protocol: string;
+  hostname?: string;
+  path?: string;
+  service?: string;
+  serviceId?: string;
+  targetPort?: number;
+  priority?: number;
+}
+
+export interface Certificate extends Links {
+  id: string;
+  name: string;
+  description: string;
+  commonName?: string;
+  subjectAlternativeNames: string[];
+  expiresAt?: string;
+  fingerprint?: string;
+}
+
 export interface Service extends Links {
   id: string;
   stackId: string;
@@ -123,6 +144,7 @@ export interface Service extends Links {
   launchConfig?: { image?: string };
   healthCheck?: unknown;
   upgrade?: { remaining?: number[]; batch?: number[] };
+  lbConfig?: { portRules: PortRule[]; certificateIds: string[]; defaultCertificateId?: string; config?: string };
 }
 
 export interface Container extends Links {

@@ -8,6 +8,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, loadCreds, setCreds, whenUnauthorized, type Collection, type Environment } from './api.js';
 import { Live } from './components.js';
 import { ApiView } from './pages/api-view.js';
+import { BalancersPage } from './pages/balancers.js';
 import type { ContainerPage as ContainerPageType } from './pages/container.js';
 import { HostsPage } from './pages/hosts.js';
 import { Login } from './pages/login.js';
@@ -82,6 +83,7 @@ function Shell({ onLogout }: { onLogout: () => void }) {
   if (!envId) page = <p aria-busy="true">Loading…</p>;
   else if (route.startsWith('/api/')) page = <ApiView path={route.slice(4)} />;
   else if (route === '/hosts') page = <HostsPage />;
+  else if (route === '/balancers') page = <BalancersPage />;
   else if (route.startsWith('/stacks/')) page = <StackPage id={decodeURIComponent(route.slice(8))} />;
   else if (route.startsWith('/containers/')) page = <LazyContainerPage id={decodeURIComponent(route.slice(12))} />;
   else page = <StacksPage />;
@@ -97,6 +99,7 @@ function Shell({ onLogout }: { onLogout: () => void }) {
         <nav aria-label="main">
           {nav('#/stacks', 'Stacks')}
           {nav('#/hosts', 'Hosts')}
+          {nav('#/balancers', 'Balancers')}
         </nav>
         <label class="env">
           Environment{' '}

@@ -1,6 +1,7 @@
 // The web UI's container page on the real-Docker lab (test/lab), in headless Chromium: logs stream, a
 // command typed into "Execute Shell" (xterm.js over the exec websocket, opened with a one-use token
-// from `?action=execute`) prints its output in the terminal, and the stats chart receives samples. The
+// from `?action=execute`) prints its output in the terminal, and the stats charts (the container's, the
+// host's on the hosts page) receive samples. The
 // browser talks to the control plane only (root netns); the control plane proxies to the agent of the
 // container's host. Skips (with the reason) when the lab or Chromium cannot run here.
 import { test } from 'node:test';
@@ -20,7 +21,7 @@ talk:
   command: [sh, -c, "trap 'exit 0' TERM; i=0; while :; do i=$$((i+1)); echo line $$i; sleep 0.2; done"]
 `;
 
-test('lab: the container page streams logs, runs a shell command in the terminal and charts stats', { skip: skip ? `skipped: ${skip}` : false, timeout: 300_000 }, async () => {
+test('lab: the container page streams logs, runs a shell command in the terminal and charts stats; host stats too', { skip: skip ? `skipped: ${skip}` : false, timeout: 300_000 }, async () => {
   const uiDir = buildUi(join(tempDir('drover-lab-ui-'), 'ui'));
   await withDroverLab(1, { uiDir }, async ({ cp }) => {
     const st = await cp.api<{ id: string }>('POST', '/v1/stacks', { name: 'chat', dockerCompose: COMPOSE });
@@ -85,6 +86,14 @@ test('lab: the container page streams logs, runs a shell command in the terminal
       assert.match(await page.locator('.stats-now').innerText(), /CPU \d+\.\d % · memory [\d.]+ MiB/);
       assert.equal(await page.locator('.chart canvas').count(), 1);
       await screenshot(page, 'container');
+
+      // The host's stats, from the hosts page.
+      await page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Hosts' }).click();
+      const h1 = page.locator('tr[data-host="h1"]');
+      await h1.getByRole('button', { name: 'Stats' }).click();
+      await waitFor(async () => (Number(await h1.locator('.stats-now').getAttribute('data-samples')) >= 2 ? true : undefined), 30_000, 'two host stats samples');
+      assert.match(await h1.locator('.stats-now').innerText(), /CPU \d+\.\d % · memory [\d.]+ MiB/);
+      await screenshot(page, 'hosts-stats');
       assert.deepEqual(problems, []);
     } finally {
       await browser.close();

@@ -13,6 +13,7 @@ import { startServer, type RunningServer } from '../../src/server/server.js';
 import { silentLogger } from '../../src/common/log.js';
 import { ADMIN, request, tempDir } from '../helpers/server.js';
 import { eventually } from '../helpers/wait.js';
+import { testCertificate } from '../helpers/certs.js';
 import { browserUnavailable, buildUi, launchBrowser, screenshot, watchProblems } from '../helpers/browser.js';
 
 const skip = browserUnavailable();
@@ -42,8 +43,8 @@ describe('web UI in headless Chromium', { skip: skip ?? false }, () => {
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     page = await ctx.newPage();
     // The test provokes failed fetches on purpose: a wrong key (401), a bad compose file and a missing
-    // catalog answer (400/422).
-    problems = watchProblems(page, [/^HTTP 401 GET \S+\/v1\/environments$/, /^HTTP 4(00|22) POST \S+\/v1\/stacks$/, /^console error: Failed to load resource: .* status of (400|401|422)/]);
+    // catalog answer, a bad certificate key (400/422).
+    problems = watchProblems(page, [/^HTTP 401 GET \S+\/v1\/environments$/, /^HTTP 4(00|22) POST \S+\/v1\/(stacks|certificates)$/, /^console error: Failed to load resource: .* status of (400|401|422)/]);
   });
 
   after(async () => {
@@ -207,6 +208,36 @@ describe('web UI in headless Chromium', { skip: skip ?? false }, () => {
     await json.locator('a', { hasText: doc.links.stack }).first().click();
     await page.waitForURL(/#\/api\/v1\/stacks\//);
     await assertEventually(async () => assert.match(await page.locator('pre.json').innerText(), /"type": "stack"/));
+  });
+
+  test('balancers: a certificate added in the form, then a balancer using it, show their rules and certificates live', async () => {
+    await page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Balancers' }).click();
+    await page.getByText('No balancers').waitFor();
+    const c = testCertificate('www', 'www.example.test', ['api.example.test']);
+    await page.getByLabel('Name', { exact: true }).fill('www');
+    await page.getByLabel('Certificate (PEM)').fill(c.cert);
+    await page.getByLabel(/^Private key/).fill('not a key');
+    await page.getByRole('button', { name: 'Add certificate' }).click();
+    await page.getByRole('form', { name: 'Add a certificate' }).getByRole('alert').waitFor();
+    await page.getByLabel(/^Private key/).fill(c.key);
+    await page.getByRole('button', { name: 'Add certificate' }).click();
+    const row = page.locator('tr[data-certificate="www"]');
+    await row.waitFor();
+    assert.match(await row.innerText(), /www\.example\.test.*api\.example\.test/s);
+    const imported = await api('POST', '/v1/stacks', {
+      name: 'edge',
+      dockerCompose: 'app:\n  image: nginx:1.25\nlb:\n  image: rancher/lb-service-haproxy:v0.7.15\n  ports:\n    - 443:443\n',
+      rancherCompose:
+        'lb:\n  lb_config:\n    certs: [www]\n    port_rules:\n      - source_port: 443\n        protocol: https\n        target_port: 80\n        service: app\n        hostname: www.example.test\n        path: /v1\n        priority: 2\n',
+    });
+    assert.equal(imported.status, 201, JSON.stringify(imported.body));
+    const lb = page.locator('article[data-balancer="lb"]');
+    await lb.waitFor();
+    const rules = await lb.getByRole('table', { name: 'rules of lb' }).innerText();
+    assert.match(rules, /443\s+https\s+www\.example\.test\s+\/v1\s+edge\/app\s+80\s+2/);
+    assert.match(await lb.innerText(), /Certificates: www/);
+    assert.match(await row.innerText(), /\blb\b/, 'the certificate shows who uses it');
+    await shot('balancers');
   });
 
   test('a narrow window keeps every page usable; no console errors over the whole run', async () => {

@@ -1,9 +1,9 @@
 import { FitAddon } from '@xterm/addon-fit';
 import { Terminal } from '@xterm/xterm';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import uPlot from 'uplot';
 import { api, ApiError, openAccess, streamText, type Container, type Host, type HostAccess } from '../api.js';
 import { ApiLink, ErrorText, State, useLoad } from '../components.js';
+import { StatsChart } from './stats-chart.js';
 
 const asError = (err: unknown) => (err instanceof ApiError ? err : new ApiError(0, 'Error', String(err)));
 /** Characters of log kept in the page (the oldest go first). */
@@ -131,72 +131,6 @@ function Shell({ id }: { id: string }) {
   );
 }
 
-interface Sample {
-  at: string;
-  cpuPercent: number;
-  memory: { usage: number; limit: number };
-}
-
-/** CPU and memory of the container, one sample a second (the stats websocket), the last 60 charted. */
-function Stats({ id }: { id: string }) {
-  const [last, setLast] = useState<Sample | undefined>(undefined);
-  const [count, setCount] = useState(0);
-  const [error, setError] = useState<ApiError | undefined>(undefined);
-  const box = useRef<HTMLDivElement>(null);
-  useEffect(() => {
-    if (!box.current) return;
-    const data: [number[], number[], number[]] = [[], [], []];
-    const plot = new uPlot(
-      {
-        width: Math.min(900, box.current.clientWidth || 600),
-        height: 200,
-        series: [{}, { label: 'CPU %', stroke: '#0b62c4', scale: '%' }, { label: 'memory MiB', stroke: '#1b7f3b', scale: 'MiB' }],
-        axes: [{}, { scale: '%', label: 'CPU %' }, { scale: 'MiB', side: 1, label: 'MiB', grid: { show: false } }],
-      },
-      data,
-      box.current,
-    );
-    let ws: WebSocket | undefined;
-    let closed = false;
-    api<HostAccess>('POST', `/v1/containers/${encodeURIComponent(id)}?action=stats`, {}).then(
-      (a) => {
-        if (closed) return;
-        ws = openAccess(a);
-        ws.onmessage = (e: MessageEvent<ArrayBuffer | string>) => {
-          if (typeof e.data !== 'string') return;
-          const s = JSON.parse(e.data) as Sample;
-          data[0].push(Date.parse(s.at) / 1000);
-          data[1].push(s.cpuPercent);
-          data[2].push(s.memory.usage / 1048576);
-          if (data[0].length > 60) for (const d of data) d.shift();
-          plot.setData(data);
-          setLast(s);
-          setCount((n) => n + 1);
-        };
-        ws.onclose = (e) => {
-          if (!closed && e.code !== 1000) setError(new ApiError(0, 'StatsClosed', `the stats stream closed${e.reason ? `: ${e.reason}` : ''}`));
-        };
-      },
-      (err: unknown) => setError(asError(err)),
-    );
-    return () => {
-      closed = true;
-      ws?.close();
-      plot.destroy();
-    };
-  }, [id]);
-  return (
-    <section aria-label="stats">
-      <h3>Stats</h3>
-      <ErrorText error={error} />
-      <p class="stats-now" data-samples={count}>
-        {last ? `CPU ${last.cpuPercent.toFixed(1)} % · memory ${(last.memory.usage / 1048576).toFixed(1)} MiB of ${(last.memory.limit / 1048576).toFixed(0)} MiB · ${count} samples` : 'waiting for the first sample…'}
-      </p>
-      <div class="chart" ref={box} />
-    </section>
-  );
-}
-
 export function ContainerPage({ id }: { id: string }) {
   const { data, error } = useLoad(
     async (signal) => {
@@ -225,7 +159,7 @@ export function ContainerPage({ id }: { id: string }) {
       {runs ? (
         <>
           <Shell id={c.id} />
-          <Stats id={c.id} />
+          <StatsChart action={`/v1/containers/${encodeURIComponent(c.id)}?action=stats`} label="Stats" />
         </>
       ) : (
         <p class="muted">Shell and stats are there while the container runs (now: {c.state}).</p>

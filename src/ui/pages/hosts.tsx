@@ -1,4 +1,4 @@
-import { useContext, useState } from 'preact/hooks';
+import { useContext, useEffect, useState } from 'preact/hooks';
 import { api, ApiError, type Collection, type Host, type RegistrationToken } from '../api.js';
 import { ApiLink, ErrorText, Live, State, useLoad } from '../components.js';
 
@@ -123,6 +123,23 @@ function AddHost({ envId }: { envId: string }) {
   );
 }
 
+/** A host's CPU, memory and network samples, charted (the chart's code loads when first asked for). */
+function HostStats({ host }: { host: Host }) {
+  const [open, setOpen] = useState(false);
+  const [Chart, setChart] = useState<typeof import('./stats-chart.js').StatsChart | null>(null);
+  useEffect(() => {
+    if (open && !Chart) void import('./stats-chart.js').then((m) => setChart(() => m.StatsChart));
+  }, [open, Chart]);
+  return (
+    <div>
+      <button type="button" aria-expanded={open ? 'true' : 'false'} onClick={() => setOpen(!open)}>
+        {open ? 'Hide stats' : 'Stats'}
+      </button>
+      {open && Chart ? <Chart action={`/v1/hosts/${encodeURIComponent(host.id)}?action=stats`} label={`Stats of ${host.name}`} /> : null}
+    </div>
+  );
+}
+
 export function HostsPage() {
   const { envId } = useContext(Live);
   const { data, error, reload } = useLoad((signal) => api<Collection<Host>>('GET', `/v1/hosts?environmentId=${encodeURIComponent(envId)}`, undefined, signal), []);
@@ -164,6 +181,7 @@ export function HostsPage() {
               </td>
               <td>
                 <ApiLink self={h.links?.self} />
+                <HostStats host={h} />
               </td>
             </tr>
           ))}
