@@ -240,6 +240,20 @@ describe('web UI in headless Chromium', { skip: skip ?? false }, () => {
     await shot('balancers');
   });
 
+  test('keyboard: Tab reaches the main navigation and Enter opens the page', async () => {
+    await page.goto(`${srv.url}/#/stacks`);
+    await page.getByRole('navigation', { name: 'main' }).waitFor();
+    let focused = '';
+    for (let i = 0; i < 10 && focused !== 'Hosts'; i++) {
+      await page.keyboard.press('Tab');
+      focused = (await page.evaluate('document.activeElement?.textContent ?? ""')) as string;
+    }
+    assert.equal(focused, 'Hosts', 'the Hosts link is reached with Tab');
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/#\/hosts$/);
+    await page.locator('tr[data-host="node1"]').waitFor();
+  });
+
   test('a narrow window keeps every page usable; no console errors over the whole run', async () => {
     await page.setViewportSize({ width: 420, height: 800 });
     await page.goto(`${srv.url}/#/stacks`);
