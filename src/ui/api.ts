@@ -1,3 +1,5 @@
+import type * as Model from '../model/resources.js';
+
 // The web UI's only way to the control plane: the public /v1 API with the user's API key (HTTP basic
 // auth), exactly as the CLI calls it. The key is kept in sessionStorage: gone when the tab closes.
 
@@ -86,78 +88,16 @@ export interface Links {
   actions?: Record<string, string>;
 }
 
-export interface Environment extends Links {
-  id: string;
-  name: string;
-  revision: number;
-}
-
-export interface Host extends Links {
-  id: string;
-  name: string;
-  hostname: string;
-  agentIpAddress: string;
-  labels: Record<string, string>;
-  state: string;
-  agentState: string;
-  lastSeen?: string;
-  applied?: Record<string, { ok?: boolean; state?: string; message?: string; error?: string }>;
-  network?: { mode: string; mtu?: number; peers?: { hostId: string; reachable: boolean; lastError?: string; rttMs?: number }[] };
-}
-
-export interface Stack extends Links {
-  id: string;
-  name: string;
-  state: string;
-  description: string;
-}
-
-export interface PortRule {
-  sourcePort: number;
-  protocol: string;
-  hostname?: string;
-  path?: string;
-  service?: string;
-  serviceId?: string;
-  targetPort?: number;
-  priority?: number;
-}
-
-export interface Certificate extends Links {
-  id: string;
-  name: string;
-  description: string;
-  commonName?: string;
-  subjectAlternativeNames: string[];
-  expiresAt?: string;
-  fingerprint?: string;
-}
-
-export interface Service extends Links {
-  id: string;
-  stackId: string;
-  name: string;
-  kind: string;
-  state: string;
-  scale: number;
-  global: boolean;
-  launchConfig?: { image?: string };
-  healthCheck?: unknown;
-  upgrade?: { remaining?: number[]; batch?: number[] };
-  lbConfig?: { portRules: PortRule[]; certificateIds: string[]; defaultCertificateId?: string; config?: string };
-}
-
-export interface Container extends Links {
-  id: string;
-  name: string;
-  hostId: string | null;
-  serviceId: string | null;
-  stackId: string | null;
-  primaryIpAddress: string | null;
-  state: string;
-  healthState: string | null;
-  generation?: string;
-}
+// The resources as the API answers them: the control plane's own model types (type-only imports, erased
+// from the bundle), plus the links and actions every answer carries. The private key of a certificate is
+// never in an answer.
+export type Environment = Model.Environment & Links & { revision: number };
+export type Host = Model.Host & Links;
+export type Stack = Model.Stack & Links;
+export type Service = Model.Service & Links;
+export type Container = Model.Container & Links;
+export type PortRule = Model.PortRule;
+export type Certificate = Omit<Model.Certificate, 'key'> & Links;
 
 export interface RegistrationToken {
   id: string;
