@@ -116,16 +116,13 @@ type Dirty = Set<string> | 'all';
 
 const has = (d: Dirty, id: string): boolean => d === 'all' || d.has(id);
 
-function removeSorted(list: Container[], c: Container): void {
+/** The position of `c` (by id) in a list sorted by byNameThenUuid; -1 when it is not there. */
+function indexOfSorted(list: readonly Container[], c: Container): number {
   // From the first element not before c, look for the id (names and uuids may repeat).
   for (let i = sortedIndex(list, c, byNameThenUuid, 'lower'); i < list.length && byNameThenUuid(list[i]!, c) === 0; i++) {
-    if (list[i]!.id === c.id) {
-      list.splice(i, 1);
-      return;
-    }
+    if (list[i]!.id === c.id) return i;
   }
-  const i = list.findIndex((x) => x.id === c.id);
-  if (i >= 0) list.splice(i, 1);
+  return list.findIndex((x) => x.id === c.id);
 }
 
 const unitOrder = (a: Container, b: Container): number => (a.serviceIndex ?? 0) - (b.serviceIndex ?? 0) || byNameThenUuid(a, b);
@@ -142,6 +139,18 @@ class MetaIndex implements RenderIndex<Answers, MetadataTreeOptions> {
   private readonly sorted: Container[] = [];
   private readonly byUnit = new Map<string, Container[]>();
   private readonly containerObjs: Record<Family, Map<string, JsonMap>> = { old: new Map(), new: new Map() };
+  /**
+   * Per family, the objects of `sorted` in its order (the top-level `containers` list): kept in step with
+   * `sorted` once the first render built them, so a render copies it instead of looking up every container.
+   */
+  private readonly containerLists: Record<Family, JsonMap[]> = { old: [], new: [] };
+  private listsBuilt = false;
+  /** This host's clients: the owner of each address whose owner is on this host (kept per touched address). */
+  private readonly clientByIp = new Map<string, Container>();
+  /** clientByIp's containers in byNameThenUuid order; undefined when it changed since. */
+  private clientsSorted: Container[] | undefined;
+  /** Per version and unit, the `self/service` object (its service object with the token) and the object it was made from. */
+  private readonly selfServiceCache = new Map<MetadataVersion, Map<string, { from: JsonMap; self: JsonMap }>>();
   private readonly svcCache = new Map<MetadataVersion, Map<string, JsonMap>>();
   private readonly metadataCache = new Map<string, JsonMap>();
   private readonly tokens = new Map<string, string>();
@@ -171,7 +180,14 @@ class MetaIndex implements RenderIndex<Answers, MetadataTreeOptions> {
     const old = this.seen.get(id);
     if (old) {
       if (isListed(old)) {
-        removeSorted(this.sorted, old);
+        const at = indexOfSorted(this.sorted, old);
+        if (at >= 0) {
+          this.sorted.splice(at, 1);
+          if (this.listsBuilt) {
+            this.containerLists.old.splice(at, 1);
+            this.containerLists.new.splice(at, 1);
+          }
+        }
         const k = this.unitKey(old);
         const list = k === undefined ? undefined : this.byUnit.get(k);
         if (list) {
@@ -182,11 +198,25 @@ class MetaIndex implements RenderIndex<Answers, MetadataTreeOptions> {
       }
       this.seen.delete(id);
     }
-    this.owners.update(id, c);
+    for (const ip of this.owners.update(id, c)) {
+      const o = this.owners.owner(ip);
+      if (o && o.hostId === this.opts.hostId) {
+        if (this.clientByIp.get(ip) !== o) {
+          this.clientByIp.set(ip, o);
+          this.clientsSorted = undefined;
+        }
+      } else if (this.clientByIp.delete(ip)) this.clientsSorted = undefined;
+    }
     if (!c) return;
     this.seen.set(id, c);
     if (!isListed(c)) return;
-    insertSorted(this.sorted, c, byNameThenUuid);
+    const at = sortedIndex(this.sorted, c, byNameThenUuid);
+    this.sorted.splice(at, 0, c);
+    // A listed container is always among the render's dirty ones (apply notes it): its object goes here then.
+    if (this.listsBuilt) {
+      this.containerLists.old.splice(at, 0, EMPTY_MAP);
+      this.containerLists.new.splice(at, 0, EMPTY_MAP);
+    }
     const k = this.unitKey(c);
     if (k !== undefined) {
       let list = this.byUnit.get(k);
@@ -397,15 +427,28 @@ class MetaIndex implements RenderIndex<Answers, MetadataTreeOptions> {
       const objs = this.containerObjs[f];
       if (dirtyCtr === 'all') {
         objs.clear();
-        for (const c of containers) objs.set(c.id, containerObj(c, f));
+        const list: JsonMap[] = new Array<JsonMap>(containers.length);
+        for (let i = 0; i < containers.length; i++) {
+          const c = containers[i]!;
+          const o = containerObj(c, f);
+          objs.set(c.id, o);
+          list[i] = o;
+        }
+        this.containerLists[f] = list;
       } else {
+        const list = this.containerLists[f];
         for (const id of dirtyCtr) {
           const c = state.containers.get(id);
-          if (c && isListed(c)) objs.set(id, containerObj(c, f));
-          else objs.delete(id);
+          if (c && isListed(c)) {
+            const o = containerObj(c, f);
+            objs.set(id, o);
+            const at = indexOfSorted(containers, c);
+            if (at >= 0) list[at] = o;
+          } else objs.delete(id);
         }
       }
     }
+    this.listsBuilt = true;
 
     const portRuleObj = (e: ServiceEntry, nm: (s: string) => string, r: NonNullable<Service['lbConfig']>['portRules'][number]): JsonMap => {
       let target: string | null = null;
@@ -501,12 +544,12 @@ class MetaIndex implements RenderIndex<Answers, MetadataTreeOptions> {
       return t;
     };
     // This host's clients: the owner of each address, when it is on this host.
-    const clients: Container[] = [];
-    for (const ip of this.owners.addresses()) {
-      const o = this.owners.owner(ip);
-      if (o && o.hostId === opts.hostId) clients.push(o);
-    }
-    clients.sort(byNameThenUuid);
+    const clients = (this.clientsSorted ??= [...this.clientByIp.values()].sort(byNameThenUuid));
+    // Per client, what its trees refer to (the same in every version).
+    const clientRows = clients.map((c) => {
+      const e = c.serviceId !== null ? entryByUnit.get(`${c.serviceId}\u0000${c.launchConfigName}`) : undefined;
+      return { c, e, stackId: e ? e.stack.id : c.stackId };
+    });
     const out: Answers = {};
     for (const v of METADATA_VERSIONS) {
       const f = familyOf(v);
@@ -536,7 +579,8 @@ class MetaIndex implements RenderIndex<Answers, MetadataTreeOptions> {
       }
       const objs = this.containerObjs[f];
       const lists: TreeLists = {
-        containers: containers.map((c) => objs.get(c.id) as JsonMap),
+        // A copy: the answers already served keep theirs (the index's list moves on with the next change).
+        containers: this.containerLists[f].slice(),
         environments:
           v === '2016-07-29'
             ? [{ description: env.description, name: env.name, state: env.state, uuid: env.uuid }]
@@ -551,18 +595,21 @@ class MetaIndex implements RenderIndex<Answers, MetadataTreeOptions> {
       const answers: VersionAnswers = {};
       answers[DEFAULT_CLIENT] = clientTree(lists, { host: hostObjs[f].get(opts.hostId) ?? null });
 
-      const selfServices = new Map<ServiceEntry, JsonMap>();
-      for (const c of clients) {
-        const e = c.serviceId !== null ? entryByUnit.get(`${c.serviceId}\u0000${c.launchConfigName}`) : undefined;
+      // `self/service` per unit: kept while its service object is the same (the token depends on its uuid only).
+      const prevSelf = dirtySvc === 'all' ? undefined : this.selfServiceCache.get(v);
+      const nextSelf = new Map<string, { from: JsonMap; self: JsonMap }>();
+      for (const { c, e, stackId } of clientRows) {
         let selfService: JsonMap | null = null;
         if (e) {
-          selfService = selfServices.get(e) ?? null;
-          if (selfService === null) {
-            selfService = { ...(svcObjs.get(e) as JsonMap), token: tokenOf(e.service.uuid) };
-            selfServices.set(e, selfService);
+          const from = svcObjs.get(e) as JsonMap;
+          let s = nextSelf.get(e.key);
+          if (s === undefined) {
+            s = prevSelf?.get(e.key);
+            if (s === undefined || s.from !== from) s = { from, self: { ...from, token: tokenOf(e.service.uuid) } };
+            nextSelf.set(e.key, s);
           }
+          selfService = s.self;
         }
-        const stackId = e ? e.stack.id : c.stackId;
         answers[c.primaryIpAddress as string] = clientTree(lists, {
           container: objs.get(c.id) as JsonMap,
           host: (c.hostId !== null ? hostObjs[f].get(c.hostId) : undefined) ?? null,
@@ -570,6 +617,7 @@ class MetaIndex implements RenderIndex<Answers, MetadataTreeOptions> {
           stack: (stackId !== null ? stackObjs.get(stackId) : undefined) ?? null,
         });
       }
+      this.selfServiceCache.set(v, nextSelf);
       out[v] = answers;
     }
     out[LATEST_VERSION] = out['2016-07-29'] as VersionAnswers;

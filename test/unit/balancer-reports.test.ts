@@ -144,3 +144,24 @@ test('without unavailable, a container wanted running with no instance yet is le
     ['lb-rm', 'lb-stop'],
   );
 });
+
+test('no HAProxy here: the controller health and reports follow every revision of the state it holds', async () => {
+  const { BalancerController } = await import('../../src/agent/capabilities/balancer/controller.js');
+  const { silentLogger } = await import('../../src/common/log.js');
+  const { applyChanges } = await import('../../src/model/state.js');
+  const st = env();
+  st.revision = 1;
+  put(st, lb('1s9'), container('lb-a', '1s9', '1h1', '10.42.0.9'));
+  const ctl = new BalancerController({ log: silentLogger(), dataDir: '/nonexistent', unavailable: 'no haproxy' });
+  await ctl.reconcile(st, { revision: 1, full: true, touched: [], environmentChanged: true }, { hostId: '1h1', host: undefined });
+  assert.equal(ctl.health()?.message, '1 balancer instance(s) cannot run: no haproxy');
+  assert.deepEqual(ctl.states.drainReports().map((r) => r.id), ['lb-a']);
+  // The state object changes in place (the agent applies the next revision before the controllers run).
+  applyChanges(st, 2, [{ op: 'upsert', kind: 'container', id: 'lb-b', data: container('lb-b', '1s9', '1h1', '10.42.0.10') }]);
+  assert.equal(ctl.health()?.message, '2 balancer instance(s) cannot run: no haproxy');
+  applyChanges(st, 3, [{ op: 'upsert', kind: 'container', id: 'lb-a', data: container('lb-a', '1s9', '1h1', '10.42.0.9', { desiredState: 'stopped' }) }]);
+  assert.equal(ctl.health()?.message, '1 balancer instance(s) cannot run: no haproxy');
+  await ctl.reconcile(st, { revision: 3, full: false, touched: [], environmentChanged: false }, { hostId: '1h1', host: undefined });
+  assert.deepEqual(ctl.states.drainReports().map((r) => [r.id, r.state]), [['lb-a', 'stopped'], ['lb-b', 'error']]);
+  await ctl.stop();
+});

@@ -61,3 +61,43 @@ test('DNS and metadata agree on the owner of every address (40 environments × 1
   }
   assert.ok(checked > 200, `owners compared: ${checked}`);
 });
+
+test('an update leaves the answers it started from as they were (the index moves on, they do not)', () => {
+  for (let seed = 1; seed <= 8; seed++) {
+    const g = new EnvGen(seed * 7919);
+    g.initial();
+    const opts = { hostId: g.pick(g.hosts) };
+    let a = buildMetadataAnswers(g.state, opts);
+    for (let i = 0; i < 20; i++) {
+      const before = JSON.stringify(a);
+      const next = updateMetadataAnswers(a, g.state, g.apply(g.step(true)), opts);
+      assert.equal(JSON.stringify(a), before, `seed ${seed}, step ${i}: the previous answers changed`);
+      a = next;
+    }
+  }
+});
+
+test("this host's clients follow their containers: moved here, moved away, address taken over", async () => {
+  const { container, env, service, put } = await import('../helpers/state-fixtures.js');
+  const { applyChanges } = await import('../../src/model/state.js');
+  const st = env();
+  put(st, service('1s1', 'web'), container('c1', '1s1', '1h1', '10.42.0.1'), container('c2', '1s1', '1h2', '10.42.0.2'));
+  const opts = { hostId: '1h1' };
+  const clients = (x: ReturnType<typeof buildMetadataAnswers>): string[] => Object.keys(x.latest ?? {}).filter((k) => k !== 'default').sort();
+  let a = buildMetadataAnswers(st, opts);
+  assert.deepEqual(clients(a), ['10.42.0.1']);
+  const step = (id: string, data: unknown): void => {
+    a = updateMetadataAnswers(a, st, applyChanges(st, st.revision + 1, [{ op: 'upsert', kind: 'container', id, data }]), opts);
+    assert.deepEqual(JSON.parse(JSON.stringify(a)), JSON.parse(JSON.stringify(buildMetadataAnswers(st, opts))));
+  };
+  step('c2', { ...st.containers.get('c2')!, hostId: '1h1' });
+  assert.deepEqual(clients(a), ['10.42.0.1', '10.42.0.2']);
+  step('c1', { ...st.containers.get('c1')!, hostId: '1h2' });
+  assert.deepEqual(clients(a), ['10.42.0.2']);
+  // A newer running container of another host takes 10.42.0.2 over: no client here any more.
+  step('c3', container('c3', '1s1', '1h2', '10.42.0.2', { created: '2030-01-01T00:00:00.000Z' }));
+  assert.deepEqual(clients(a), []);
+  step('c3', { ...st.containers.get('c3')!, desiredState: 'removed' });
+  assert.deepEqual(clients(a), ['10.42.0.2']);
+  assert.equal(tree.metadataRenderer.lastError, undefined);
+});

@@ -98,6 +98,12 @@ export class BalancerController implements Controller {
   private readonly reported = new Map<string, string>();
   private readonly pending = new Map<string, ContainerReport>();
   private readonly reportListeners: (() => void)[] = [];
+  /**
+   * The reports of a state with no instance states (what health() and queueReports ask for when no HAProxy
+   * can run here), kept for the revision they were derived from: the manager asks for the health several
+   * times per revision, and each pass is over every container of the environment.
+   */
+  private noInstanceReports: { state: EnvState; revision: number; hostId: string; reports: ContainerReport[] } | undefined;
 
   /** The balancer containers' observed states, for the agent to report (merged with the runtime's). */
   readonly states: ContainerStateSource = {
@@ -325,7 +331,7 @@ export class BalancerController implements Controller {
     const states = new Map(this.instanceStates().map((s) => [s.id, s]));
     const seen = new Set<string>();
     let queued = false;
-    for (const r of balancerReports(this.last.state, this.last.hostId, states, this.o.unavailable)) {
+    for (const r of this.reports(this.last.state, this.last.hostId, states)) {
       seen.add(r.id);
       const key = JSON.stringify(r);
       if (this.reported.get(r.id) === key) continue;
@@ -337,6 +343,19 @@ export class BalancerController implements Controller {
     if (queued) for (const cb of this.reportListeners) cb();
   }
 
+  /**
+   * balancerReports of a state; without instance states, derived once per revision of the state (a state
+   * is changed in place, its revision with it). The caller must not change the list.
+   */
+  private reports(state: EnvState, hostId: string, instances: ReadonlyMap<string, BalancerInstanceState>): ContainerReport[] {
+    if (instances.size > 0) return balancerReports(state, hostId, instances, this.o.unavailable);
+    const m = this.noInstanceReports;
+    if (m && m.state === state && m.revision === state.revision && m.hostId === hostId) return m.reports;
+    const reports = balancerReports(state, hostId, instances, this.o.unavailable);
+    this.noInstanceReports = { state, revision: state.revision, hostId, reports };
+    return reports;
+  }
+
   /** The applier status of one instance (reloads, runtime updates, restarts), for reports and tests. */
   applierStatus(containerId: string): BalancerStatus | undefined {
     return this.instances.get(containerId)?.applier.status();
@@ -344,7 +363,7 @@ export class BalancerController implements Controller {
 
   health(): { state: 'degraded' | 'failed'; message: string } | undefined {
     if (this.o.unavailable !== undefined) {
-      const n = this.last ? balancerReports(this.last.state, this.last.hostId, new Map(), this.o.unavailable).filter((r) => r.state === 'error').length : 0;
+      const n = this.last ? this.reports(this.last.state, this.last.hostId, new Map()).filter((r) => r.state === 'error').length : 0;
       return n ? { state: 'degraded', message: `${n} balancer instance(s) cannot run: ${this.o.unavailable}` } : undefined;
     }
     // In error, or serving the previous config after a refusal (running, with the reason).
