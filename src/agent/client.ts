@@ -1,6 +1,7 @@
 // The agent's HTTP client for the control plane.
 import { z } from 'zod';
 import { DroverError } from '../common/errors.js';
+import { jsonOrUndefined } from '../common/json-body.js';
 import { Host } from '../model/resources.js';
 import { WatchResponse } from '../model/state.js';
 
@@ -49,13 +50,7 @@ export class ControlPlaneClient {
       if (signal?.aborted) throw err;
       throw new ServerUnavailableError(`cannot reach ${this.baseUrl}: ${(err as Error).message}`);
     }
-    const text = await res.text();
-    let json: unknown;
-    try {
-      json = text ? JSON.parse(text) : undefined;
-    } catch {
-      json = undefined;
-    }
+    const json = jsonOrUndefined(await res.text());
     if (res.status >= 500) throw new ServerUnavailableError(`${this.baseUrl} answered ${res.status}`);
     if (!res.ok) {
       const e = json as { code?: string; message?: string } | undefined;

@@ -1,3 +1,4 @@
+import { jsonOrUndefined } from '../common/json-body.js';
 import type * as Model from '../model/resources.js';
 
 // The web UI's only way to the control plane: the public /v1 API with the user's API key (HTTP basic
@@ -65,12 +66,7 @@ export async function api<T>(method: string, path: string, body?: unknown, signa
   }
   if (res.status === 204) return undefined as T;
   const text = await res.text();
-  let json: unknown;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = undefined;
-  }
+  const json = jsonOrUndefined(text);
   if (!res.ok) {
     const e = (json ?? {}) as { code?: string; message?: string; fieldName?: string; file?: string };
     if (res.status === 401) onUnauthorized();
