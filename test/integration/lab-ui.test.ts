@@ -1,7 +1,7 @@
 // The web UI's container page on the real-Docker lab (test/lab), in headless Chromium: logs stream, a
 // command typed into "Execute Shell" (xterm.js over the exec websocket, opened with a one-use token
 // from `?action=execute`) prints its output in the terminal, and the stats charts (the container's, the
-// host's on the hosts page) receive samples. The
+// host's on the hosts page) receive samples; a batched upgrade shows its batch in progress, then finishes. The
 // browser talks to the control plane only (root netns); the control plane proxies to the agent of the
 // container's host. Skips (with the reason) when the lab or Chromium cannot run here.
 import { test } from 'node:test';
@@ -21,7 +21,13 @@ talk:
   command: [sh, -c, "trap 'exit 0' TERM; i=0; while :; do i=$$((i+1)); echo line $$i; sleep 0.2; done"]
 `;
 
-test('lab: the container page streams logs, runs a shell command in the terminal and charts stats; host stats too', { skip: skip ? `skipped: ${skip}` : false, timeout: 300_000 }, async () => {
+const ROLL = `
+web:
+  image: drover-test/busybox:1
+  command: [sh, -c, "trap 'exit 0' TERM; while :; do sleep 1; done"]
+`;
+
+test('lab: the container page streams logs, runs a shell command in the terminal and charts stats; host stats; a batched upgrade shows its progress', { skip: skip ? `skipped: ${skip}` : false, timeout: 300_000 }, async () => {
   const uiDir = buildUi(join(tempDir('drover-lab-ui-'), 'ui'));
   await withDroverLab(1, { uiDir }, async ({ cp }) => {
     const st = await cp.api<{ id: string }>('POST', '/v1/stacks', { name: 'chat', dockerCompose: COMPOSE });
@@ -94,6 +100,23 @@ test('lab: the container page streams logs, runs a shell command in the terminal
       await waitFor(async () => (Number(await h1.locator('.stats-now').getAttribute('data-samples')) >= 2 ? true : undefined), 30_000, 'two host stats samples');
       assert.match(await h1.locator('.stats-now').innerText(), /CPU \d+\.\d % · memory [\d.]+ MiB/);
       await screenshot(page, 'hosts-stats');
+
+      // A batched upgrade of a service of 2 (the same image: a redeploy), one at a time: the page shows
+      // the batch in progress, then "Upgraded"; Finish upgrade ends it.
+      const roll = await cp.api<{ id: string }>('POST', '/v1/stacks', { name: 'roll', dockerCompose: ROLL, rancherCompose: 'web:\n  scale: 2\n' });
+      assert.equal(roll.status, 201, JSON.stringify(roll.body));
+      await page.evaluate(`location.hash = '#/stacks/${roll.body.id}'`);
+      const web = page.locator('tr[data-service="web"]');
+      await waitFor(async () => ((await web.locator('.health').innerText()) === '2/2 running' ? true : undefined), 120_000, 'both containers running');
+      await web.getByLabel('Batch size').fill('1');
+      await web.getByRole('button', { name: 'Upgrade' }).click();
+      await web.getByText(/Upgrading: 1 replacing now, 1 to go of 2/).waitFor({ timeout: 60_000 });
+      await screenshot(page, 'upgrade-progress');
+      await web.getByText(/^Upgraded:/).waitFor({ timeout: 120_000 });
+      await web.getByRole('button', { name: 'Finish upgrade' }).click();
+      await waitFor(async () => ((await web.locator('.progress').count()) === 0 ? true : undefined), 30_000, 'the upgrade finished');
+      const svc = (await cp.api<{ data: { state: string }[] }>('GET', `/v1/services?stackId=${roll.body.id}`)).body.data[0];
+      assert.equal(svc?.state, 'active');
       assert.deepEqual(problems, []);
     } finally {
       await browser.close();
