@@ -44,7 +44,7 @@ describe('web UI in headless Chromium', { skip: skip ?? false }, () => {
     page = await ctx.newPage();
     // The test provokes failed fetches on purpose: a wrong key (401), a bad compose file and a missing
     // catalog answer, a bad certificate key (400/422).
-    problems = watchProblems(page, [/^HTTP 401 GET \S+\/v1\/environments$/, /^HTTP 4(00|22) POST \S+\/v1\/(stacks|certificates)$/, /^console error: Failed to load resource: .* status of (400|401|422)/]);
+    problems = watchProblems(page, [/^HTTP 401 GET \S+\/v1\/environments$/, /^HTTP 4(00|22) POST \S+\/v1\/(stacks|certificates|services\/\S+\?action=upgrade)$/, /^console error: Failed to load resource: .* status of (400|401|422)/]);
   });
 
   after(async () => {
@@ -173,7 +173,7 @@ describe('web UI in headless Chromium', { skip: skip ?? false }, () => {
     assert.equal(await page.evaluate('globalThis.__sameDocument'), true, 'no reload');
   });
 
-  test('upgrade to a new image shows its progress; roll back returns to the old image', async () => {
+  test('upgrade to a new image shows its progress; roll back returns to the old image; a config change is an upgrade too', async () => {
     const svc = page.locator('tr[data-service="web"]');
     await svc.getByLabel('New image of web').fill('nginx:1.26');
     await svc.getByRole('button', { name: 'Upgrade' }).click();
@@ -191,6 +191,26 @@ describe('web UI in headless Chromium', { skip: skip ?? false }, () => {
       assert.equal(await svc.locator('.progress').count(), 0);
     });
     assert.match(await svc.innerText(), /nginx:1\.25/);
+
+    // A config change (no new image): the launch config JSON is merged over the current one; a key the
+    // API does not take is refused with its field; bad JSON is refused before anything is sent.
+    await svc.getByText('Config changes', { exact: true }).click();
+    const cfg = svc.getByLabel(/^Launch config changes/);
+    await cfg.fill('{"environment": ');
+    await svc.getByRole('button', { name: 'Upgrade' }).click();
+    assert.match(await svc.getByRole('alert').innerText(), /must be a JSON object/);
+    await cfg.fill('{"no_such_key": 1}');
+    await svc.getByRole('button', { name: 'Upgrade' }).click();
+    await assertEventually(async () => assert.match(await svc.getByRole('alert').innerText(), /no_such_key/));
+    await cfg.fill('{"environment": {"MODE": "blue"}}');
+    await svc.getByRole('button', { name: 'Upgrade' }).click();
+    await assertEventually(async () => {
+      const s = (await api<{ data: { state: string; launchConfig: { image: string; environment: Record<string, string> } }[] }>('GET', '/v1/services?name=web')).body.data[0]!;
+      assert.equal(s.launchConfig.environment.MODE, 'blue');
+      assert.equal(s.launchConfig.image, 'nginx:1.25', 'the image stays');
+    });
+    await svc.getByRole('button', { name: 'Finish upgrade' }).click();
+    await assertEventually(async () => assert.equal(await svc.locator('.progress').count(), 0));
   });
 
   test('"View in API" shows the resource JSON with its links, which lead on', async () => {
@@ -241,6 +261,8 @@ describe('web UI in headless Chromium', { skip: skip ?? false }, () => {
   });
 
   test('keyboard: Tab reaches the main navigation and Enter opens the page', async () => {
+    // A fresh document, so that Tab starts from its top (a hash change would keep the focus where it is).
+    await page.goto('about:blank');
     await page.goto(`${srv.url}/#/stacks`);
     await page.getByRole('navigation', { name: 'main' }).waitFor();
     let focused = '';

@@ -45,12 +45,14 @@ function Scale({ svc }: { svc: Service }) {
 function Upgrade({ svc }: { svc: Service }) {
   const [image, setImage] = useState('');
   const [batchSize, setBatchSize] = useState('');
+  const [config, setConfig] = useState('');
   const [error, setError] = useState<ApiError | undefined>(undefined);
   const act = async (action: string, body: unknown) => {
     try {
       await api('POST', `/v1/services/${svc.id}?action=${action}`, body);
       setError(undefined);
       setImage('');
+      setConfig('');
     } catch (err) {
       setError(asError(err));
     }
@@ -84,7 +86,19 @@ function Upgrade({ svc }: { svc: Service }) {
       class="inline upgrade"
       onSubmit={(e) => {
         e.preventDefault();
-        const strategy: Record<string, unknown> = { launchConfig: image.trim() ? { image: image.trim() } : {} };
+        // Config changes: a partial launch config (JSON) the control plane merges over the current one.
+        let changes: Record<string, unknown> = {};
+        if (config.trim()) {
+          try {
+            const v = JSON.parse(config) as unknown;
+            if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
+            changes = v as Record<string, unknown>;
+          } catch (err) {
+            setError(new ApiError(400, 'InvalidJson', `the config changes must be a JSON object, e.g. {"environment": {"MODE": "x"}} (${err instanceof Error ? err.message : String(err)})`, 'launchConfig'));
+            return;
+          }
+        }
+        const strategy: Record<string, unknown> = { launchConfig: { ...changes, ...(image.trim() ? { image: image.trim() } : {}) } };
         if (batchSize.trim()) strategy.batchSize = Number(batchSize);
         void act('upgrade', { inServiceStrategy: strategy });
       }}
@@ -98,6 +112,11 @@ function Upgrade({ svc }: { svc: Service }) {
       </label>
       <input id={`${id}-batch`} name="batchSize" class="num" type="number" min={1} placeholder="batch" value={batchSize} onInput={(e) => setBatchSize(e.currentTarget.value)} />
       <button type="submit">Upgrade</button>
+      <details class="config-changes">
+        <summary>Config changes</summary>
+        <label for={`${id}-config`}>Launch config changes (JSON, merged over the current one: labels and environment key by key)</label>
+        <textarea id={`${id}-config`} name="launchConfig" rows={4} spellcheck={false} placeholder={'{"environment": {"MODE": "x"}}'} value={config} onInput={(e) => setConfig(e.currentTarget.value)} />
+      </details>
       <ErrorText error={error} />
     </form>
   );
