@@ -41,6 +41,11 @@ export class ApiError extends Error {
   }
 }
 
+/** Any failure as an ApiError (what the pages show): API errors as they are, anything else as its text. */
+export function toApiError(err: unknown): ApiError {
+  return err instanceof ApiError ? err : new ApiError(0, 'Error', String(err));
+}
+
 let creds: Creds | null = loadCreds();
 let onUnauthorized: () => void = () => undefined;
 

@@ -3,7 +3,7 @@
 import type { ComponentChildren } from 'preact';
 import { createContext } from 'preact';
 import { useContext, useEffect, useState } from 'preact/hooks';
-import { ApiError } from './api.js';
+import { ApiError, toApiError } from './api.js';
 
 /** The environment's revision as the page last saw it: pages reload their data when it moves. */
 export const Live = createContext<{ envId: string; revision: number }>({ envId: '', revision: 0 });
@@ -27,7 +27,7 @@ export function useLoad<T>(fn: (signal: AbortSignal) => Promise<T>, deps: unknow
       },
       (err: unknown) => {
         if (ac.signal.aborted) return;
-        setError(err instanceof ApiError ? err : new ApiError(0, 'Error', String(err)));
+        setError(toApiError(err));
       },
     );
     return () => ac.abort();
@@ -85,6 +85,18 @@ export function Paged<T>({ items, row, head, label }: { items: T[]; row: (t: T) 
       ) : null}
     </div>
   );
+}
+
+/**
+ * A value loaded on demand (a page's code split off by the build), once `when` holds; undefined until it
+ * has arrived.
+ */
+export function useLazy<T>(load: () => Promise<T>, when = true): T | undefined {
+  const [value, setValue] = useState<{ v: T } | undefined>(undefined);
+  useEffect(() => {
+    if (when && !value) void load().then((v) => setValue({ v }));
+  }, [when]);
+  return value?.v;
 }
 
 export function State({ value }: { value: string | null | undefined }) {

@@ -6,10 +6,9 @@ import './style.css';
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, loadCreds, setCreds, whenUnauthorized, type Collection, type Environment } from './api.js';
-import { Live } from './components.js';
+import { Live, useLazy } from './components.js';
 import { ApiView } from './pages/api-view.js';
 import { BalancersPage } from './pages/balancers.js';
-import type { ContainerPage as ContainerPageType } from './pages/container.js';
 import { HostsPage } from './pages/hosts.js';
 import { Login } from './pages/login.js';
 import { StackPage } from './pages/stack.js';
@@ -17,10 +16,7 @@ import { StacksPage } from './pages/stacks.js';
 
 /** The container page (logs, the xterm.js shell, uPlot stats) loads its code when first opened. */
 function LazyContainerPage({ id }: { id: string }) {
-  const [Page, setPage] = useState<typeof ContainerPageType | null>(null);
-  useEffect(() => {
-    void import('./pages/container.js').then((m) => setPage(() => m.ContainerPage));
-  }, []);
+  const Page = useLazy(() => import('./pages/container.js').then((m) => m.ContainerPage));
   return Page ? <Page id={id} /> : <p aria-busy="true">Loading…</p>;
 }
 

@@ -1,8 +1,7 @@
 import { useContext, useState } from 'preact/hooks';
-import { api, ApiError, type Certificate, type Collection, type Service, type Stack } from '../api.js';
+import { api, ApiError, type Certificate, type Collection, type Service, type Stack, toApiError } from '../api.js';
 import { ApiLink, ErrorText, Live, State, useLoad } from '../components.js';
 
-const asError = (err: unknown) => (err instanceof ApiError ? err : new ApiError(0, 'Error', String(err)));
 
 function AddCertificate({ envId, onAdded }: { envId: string; onAdded: () => void }) {
   const [name, setName] = useState('');
@@ -19,7 +18,7 @@ function AddCertificate({ envId, onAdded }: { envId: string; onAdded: () => void
       setError(undefined);
       onAdded();
     } catch (err) {
-      setError(asError(err));
+      setError(toApiError(err));
     }
   };
   const at = (f: string) => (error?.fieldName === f ? error : undefined);

@@ -1,11 +1,10 @@
 import { FitAddon } from '@xterm/addon-fit';
 import { Terminal } from '@xterm/xterm';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, ApiError, openAccess, streamText, type Container, type Host, type HostAccess } from '../api.js';
+import { api, ApiError, openAccess, streamText, type Container, type Host, type HostAccess, toApiError } from '../api.js';
 import { ApiLink, ErrorText, State, useLoad } from '../components.js';
 import { StatsChart } from './stats-chart.js';
 
-const asError = (err: unknown) => (err instanceof ApiError ? err : new ApiError(0, 'Error', String(err)));
 /** Characters of log kept in the page (the oldest go first). */
 const MAX_LOG_CHARS = 256 * 1024;
 
@@ -27,7 +26,7 @@ function Logs({ id }: { id: string }) {
       () => setFollowing(false),
       (err: unknown) => {
         if (!ac.signal.aborted) {
-          setError(asError(err));
+          setError(toApiError(err));
           setFollowing(false);
         }
       },
@@ -97,7 +96,7 @@ function Shell({ id }: { id: string }) {
           if (ws?.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ resize: [cols, rows] }));
         });
       },
-      (err: unknown) => setError(asError(err)),
+      (err: unknown) => setError(toApiError(err)),
     );
     const onWindow = () => fit.fit();
     addEventListener('resize', onWindow);

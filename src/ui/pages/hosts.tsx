@@ -1,6 +1,6 @@
-import { useContext, useEffect, useState } from 'preact/hooks';
-import { api, ApiError, type Collection, type Host, type RegistrationToken } from '../api.js';
-import { ApiLink, ErrorText, Live, State, useLoad } from '../components.js';
+import { useContext, useState } from 'preact/hooks';
+import { api, ApiError, type Collection, type Host, type RegistrationToken, toApiError } from '../api.js';
+import { ApiLink, ErrorText, Live, State, useLazy, useLoad } from '../components.js';
 
 /** `k=v, k2=v2` → labels; an entry without `=` is an error naming it. */
 export function parseLabels(text: string): Record<string, string> {
@@ -30,7 +30,7 @@ function Labels({ host, onSaved }: { host: Host; onSaved: () => void }) {
       setError(undefined);
       onSaved();
     } catch (err) {
-      setError(err instanceof ApiError ? err : new ApiError(0, 'Error', String(err)));
+      setError(toApiError(err));
     }
   };
   const id = `labels-${host.id}`;
@@ -85,7 +85,7 @@ function AddHost({ envId }: { envId: string }) {
       setToken(await api<RegistrationToken>('POST', '/v1/registrationtokens', { environmentId: envId }));
       setError(undefined);
     } catch (err) {
-      setError(err instanceof ApiError ? err : new ApiError(0, 'Error', String(err)));
+      setError(toApiError(err));
     }
   };
   const copy = async () => {
@@ -126,10 +126,7 @@ function AddHost({ envId }: { envId: string }) {
 /** A host's CPU, memory and network samples, charted (the chart's code loads when first asked for). */
 function HostStats({ host }: { host: Host }) {
   const [open, setOpen] = useState(false);
-  const [Chart, setChart] = useState<typeof import('./stats-chart.js').StatsChart | null>(null);
-  useEffect(() => {
-    if (open && !Chart) void import('./stats-chart.js').then((m) => setChart(() => m.StatsChart));
-  }, [open, Chart]);
+  const Chart = useLazy(() => import('./stats-chart.js').then((m) => m.StatsChart), open);
   return (
     <div>
       <button type="button" aria-expanded={open ? 'true' : 'false'} onClick={() => setOpen(!open)}>

@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import { api, ApiError, setCreds, type Collection, type Environment } from '../api.js';
+import { api, ApiError, setCreds, type Collection, type Environment, toApiError } from '../api.js';
 import { ErrorText } from '../components.js';
 
 /** Log in with an API key; checked by listing environments with it (the same call the CLI makes). */
@@ -18,7 +18,7 @@ export function Login({ onLogin }: { onLogin: () => void }) {
       onLogin();
     } catch (err) {
       setCreds(null);
-      setError(err instanceof ApiError ? err : new ApiError(0, 'Error', String(err)));
+      setError(toApiError(err));
     } finally {
       setBusy(false);
     }

@@ -1,8 +1,7 @@
 import { useContext, useState } from 'preact/hooks';
-import { api, ApiError, type Collection, type Container, type Host, type Service, type Stack } from '../api.js';
+import { api, ApiError, type Collection, type Container, type Host, type Service, type Stack, toApiError } from '../api.js';
 import { ApiLink, ErrorText, Live, Paged, State, useLoad } from '../components.js';
 
-const asError = (err: unknown) => (err instanceof ApiError ? err : new ApiError(0, 'Error', String(err)));
 
 function Scale({ svc }: { svc: Service }) {
   const [value, setValue] = useState<string | null>(null);
@@ -13,7 +12,7 @@ function Scale({ svc }: { svc: Service }) {
       setValue(null);
       setError(undefined);
     } catch (err) {
-      setError(asError(err));
+      setError(toApiError(err));
     }
   };
   if (svc.global || svc.kind === 'externalService' || svc.kind === 'dnsService') return <span>{svc.global ? 'global' : '—'}</span>;
@@ -54,7 +53,7 @@ function Upgrade({ svc }: { svc: Service }) {
       setImage('');
       setConfig('');
     } catch (err) {
-      setError(asError(err));
+      setError(toApiError(err));
     }
   };
   if (svc.kind === 'externalService' || svc.kind === 'dnsService') return null;
@@ -146,7 +145,12 @@ export function StackPage({ id }: { id: string }) {
   if (error) return <ErrorText error={error} />;
   if (!data) return <p aria-busy="true">Loading…</p>;
   const byService = new Map<string, Container[]>();
-  for (const c of data.containers) if (c.serviceId) byService.set(c.serviceId, [...(byService.get(c.serviceId) ?? []), c]);
+  for (const c of data.containers) {
+    if (!c.serviceId) continue;
+    const list = byService.get(c.serviceId);
+    if (list) list.push(c);
+    else byService.set(c.serviceId, [c]);
+  }
   return (
     <section>
       <p>

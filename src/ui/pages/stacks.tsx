@@ -1,5 +1,5 @@
 import { useContext, useEffect, useState } from 'preact/hooks';
-import { api, ApiError, type Collection, type Stack } from '../api.js';
+import { api, ApiError, type Collection, type Stack, toApiError } from '../api.js';
 import { ApiLink, ErrorText, Live, Paged, State, useLoad } from '../components.js';
 
 /** Which input an import error belongs to: a catalog answer, the compose file it names, else the API field. */
@@ -57,7 +57,7 @@ function useQuestions(rancherCompose: string): { questions: Question[]; error: A
       api<{ questions: Question[] }>('POST', '/v1/stacks?action=questions', { rancherCompose }, ac.signal).then(
         (r) => setState({ questions: r.questions, error: undefined }),
         (err: unknown) => {
-          if (!ac.signal.aborted) setState((s) => ({ questions: s.questions, error: err instanceof ApiError ? err : new ApiError(0, 'Error', String(err)) }));
+          if (!ac.signal.aborted) setState((s) => ({ questions: s.questions, error: toApiError(err) }));
         },
       );
     }, 300);
@@ -134,7 +134,7 @@ function ImportStack({ envId, onDone }: { envId: string; onDone: (id: string) =>
       setAnswers({});
       onDone(st.id);
     } catch (err) {
-      setError(err instanceof ApiError ? err : new ApiError(0, 'Error', String(err)));
+      setError(toApiError(err));
     } finally {
       setBusy(false);
     }
@@ -172,7 +172,7 @@ function Export({ stack }: { stack: Stack }) {
     try {
       setFiles(await api('POST', `/v1/stacks/${stack.id}?action=exportconfig`, {}));
     } catch (err) {
-      setError(err instanceof ApiError ? err : new ApiError(0, 'Error', String(err)));
+      setError(toApiError(err));
     }
   };
   return (
@@ -207,7 +207,7 @@ export function StacksPage() {
       setRemoveError(undefined);
       reload();
     } catch (err) {
-      setRemoveError(err instanceof ApiError ? err : new ApiError(0, 'Error', String(err)));
+      setRemoveError(toApiError(err));
     }
   };
   const stacks = data?.data ?? [];

@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
-import { api, ApiError, openAccess, type HostAccess } from '../api.js';
+import { api, ApiError, openAccess, type HostAccess, toApiError } from '../api.js';
 import { ErrorText } from '../components.js';
 
 interface Sample {
@@ -52,7 +52,7 @@ export function StatsChart({ action, label }: { action: string; label: string })
           if (!closed && e.code !== 1000) setError(new ApiError(0, 'StatsClosed', `the stats stream closed${e.reason ? `: ${e.reason}` : ''}`));
         };
       },
-      (err: unknown) => setError(err instanceof ApiError ? err : new ApiError(0, 'Error', String(err))),
+      (err: unknown) => setError(toApiError(err)),
     );
     return () => {
       closed = true;
