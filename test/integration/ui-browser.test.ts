@@ -64,8 +64,13 @@ describe('web UI in headless Chromium', { skip: skip ?? false }, () => {
     assert.equal((await fetch(`${srv.url}/ui/app.js`, { headers: { 'if-none-match': etag } })).status, 304);
     assert.equal((await fetch(`${srv.url}/ui/nope.js`)).status, 404);
     assert.equal((await fetch(`${srv.url}/favicon.ico`)).status, 404, 'not the API 401 (browsers ask for it)');
-    // The API still wants its key.
-    assert.equal((await fetch(`${srv.url}/v1/stacks`)).status, 401);
+    // The API still wants its key; the UI's calls are challenged with a scheme browsers do not prompt for.
+    const plain = await fetch(`${srv.url}/v1/stacks`);
+    assert.equal(plain.status, 401);
+    assert.equal(plain.headers.get('www-authenticate'), 'Basic realm="drover"');
+    const fromUi = await fetch(`${srv.url}/v1/stacks`, { headers: { 'x-drover-ui': '1' } });
+    assert.equal(fromUi.status, 401);
+    assert.equal(fromUi.headers.get('www-authenticate'), 'DroverKey realm="drover"');
   });
 
   test('log in: a wrong key is refused with the API message; the right one opens the UI', async () => {

@@ -119,8 +119,9 @@ export function errorHandler(log: Logger) {
       }
       ctx.status = e.status;
       ctx.body = e.toJSON();
-      // Not for the web UI's own calls: the browser would answer the challenge with its login dialog.
-      if (e.status === 401 && !ctx.get('x-drover-ui')) ctx.set('WWW-Authenticate', 'Basic realm="drover"');
+      // Every 401 carries a challenge (RFC 7235 §3.1). The web UI's own calls (x-drover-ui) get a scheme
+      // browsers do not know, so that a wrong key shows the UI's error, not the browser's login dialog.
+      if (e.status === 401) ctx.set('WWW-Authenticate', `${ctx.get('x-drover-ui') ? 'DroverKey' : 'Basic'} realm="drover"`);
     }
   };
 }
