@@ -301,7 +301,11 @@ async function main(): Promise<void> {
   const containersOf = async (q: string) => (await api<{ data: Ctr[] }>(url, 'GET', `/v1/containers?${q}`)).data;
   const report = async (cs: Ctr[], state: string) => {
     const per = new Map<string, Ctr[]>();
-    for (const c of cs) per.set(c.hostId, [...(per.get(c.hostId) ?? []), c]);
+    for (const c of cs) {
+      const list = per.get(c.hostId);
+      if (list) list.push(c);
+      else per.set(c.hostId, [c]);
+    }
     await Promise.all([...per].map(([h, list]) => api(url, 'POST', '/v1/agent/report', { containers: list.map((c) => ({ id: c.id, state })) }, byHost.get(h)!.auth)));
   };
   const revision = async () => (await api<{ revision: number }>(url, 'GET', `/v1/environments/${env.id}`)).revision;
@@ -354,7 +358,12 @@ async function main(): Promise<void> {
       const st = await api<{ id: string }>(url, 'POST', '/v1/stacks', { environmentId: env.id, name: `bulk${size}`, dockerCompose: text, rancherCompose: rancher });
       const importMs = performance.now() - t0;
       const cs = await containersOf(`stackId=${st.id}`);
-      for (const c of cs) if (c.serviceId) ipsOfService.set(c.serviceId, [...(ipsOfService.get(c.serviceId) ?? []), c.primaryIpAddress!]);
+      for (const c of cs) {
+        if (!c.serviceId) continue;
+        const ips = ipsOfService.get(c.serviceId);
+        if (ips) ips.push(c.primaryIpAddress!);
+        else ipsOfService.set(c.serviceId, [c.primaryIpAddress!]);
+      }
       await report(cs, 'running');
       const s = await settled(`import of ${size}`);
       total += cs.length;
